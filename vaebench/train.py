@@ -1,0 +1,239 @@
+"""One fit() for every model: seeding, the loop, curves, checkpoints, resumption.
+
+Every random draw of epoch e (binarisation, minibatch order, reparameterisation noise) comes
+from a generator seeded by (seed, e), never from the global RNG. So the run is a pure function
+of its config, and resuming after epoch e needs only the weights, the optimiser state and e:
+a run killed and resumed ends with the same bytes as a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from vaebench import bounds
+from vaebench import io as vio
+from vaebench.checkpoint import read_tensors, save_checkpoint, tensors_to_bytes
+from vaebench.config import Params, to_dict
+from vaebench.data import Mnist, binarize_test, binarize_train, derive_seed, load_mnist
+from vaebench.models import VAE, build_model
+
+_INIT, _EPOCH, _HELDOUT = 11, 12, 13  # purposes mixed into derive_seed
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+@dataclass(frozen=True)
+class FitResult:
+    checkpoint: Path
+    history: list[dict[str, float]]
+    seconds: float
+    resumed_from: int
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def run_fingerprint(model: str, zdim: int, params: Params) -> dict[str, Any]:
+    """Everything a trained model depends on: the sidecar stores it, `eval` compares it."""
+    return {
+        "model": model,
+        "zdim": zdim,
+        "hidden": params.model.hidden,
+        "train": to_dict(params.train),
+        "data": {k: v for k, v in to_dict(params.data).items() if k != "source"},
+    }
+
+
+def _noise(shape: tuple[int, ...], g: torch.Generator, device: torch.device) -> torch.Tensor:
+    # drawn on the CPU generator and moved, so CPU and GPU runs see the same noise
+    return torch.randn(shape, generator=g).to(device)
+
+
+@torch.no_grad()
+def mean_elbo(model: VAE, x: torch.Tensor, y: torch.Tensor | None, seed: int, batch: int = 2000) -> float:
+    """Single-sample ELBO averaged over images, with noise from `seed` (nats per image)."""
+    if len(x) == 0:
+        return float("nan")
+    g = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for i in range(0, len(x), batch):
+        xb, yb = x[i:i + batch], (y[i:i + batch] if y is not None else None)
+        mu, logvar = model.encode(xb, yb)
+        z = bounds.reparameterize(mu, logvar, _noise(tuple(mu.shape), g, mu.device))
+        total += bounds.elbo(xb, model.decode(z, yb), mu, logvar).sum().item()
+    return total / len(x)
+
+
+# ---------------------------------------------------------------- resumable state
+
+
+def _state_paths(partial: Path) -> tuple[Path, Path]:
+    return partial / "state.safetensors", partial / "state.json"
+
+
+def save_state(partial: Path, model: VAE, opt: torch.optim.Optimizer, info: dict[str, Any]) -> None:
+    """Model and optimiser tensors in one safetensors file, the rest in JSON (written last: it marks completeness)."""
+    sd = opt.state_dict()
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for pid, st in sd["state"].items():
+        for key, val in st.items():
+            tensors[f"optim.{pid}.{key}"] = val if torch.is_tensor(val) else torch.tensor(val)
+    blob = tensors_to_bytes(tensors)
+    weights, meta = _state_paths(partial)
+    vio.write_bytes(weights, blob)
+    vio.write_json(meta, {**info, "param_groups": sd["param_groups"], "state_sha256": vio.sha256_bytes(blob)})
+
+
+def load_state(partial: Path, model: VAE, opt: torch.optim.Optimizer, fingerprint: dict[str, Any]) -> dict[str, Any] | None:
+    """Restore the last complete epoch if `partial` holds one for this exact fingerprint; else None."""
+    weights, meta_path = _state_paths(partial)
+    if not meta_path.exists():
+        return None
+    try:
+        info = vio.read_json(meta_path)
+        if info.get("fingerprint") != json.loads(json.dumps(fingerprint)):
+            return None  # state of another configuration: start afresh
+        if vio.sha256_file(weights) != info["state_sha256"]:
+            return None
+        tensors = read_tensors(weights)
+    except Exception:  # any damage to the partial state means: start afresh, never crash
+        return None
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, val in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = val
+    opt.load_state_dict({"state": state, "param_groups": info["param_groups"]})
+    return info
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def fit(
+    model_name: str,
+    zdim: int,
+    params: Params,
+    data_path: str | Path,
+    out_dir: str | Path,
+    live_dir: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    data: Mnist | None = None,
+) -> FitResult:
+    """Train `model_name` with latent size `zdim`; write the checkpoint to `out_dir`.
+
+    Epoch state goes to `<out_dir>.partial/` after every epoch and is removed at the end;
+    a rerun after a crash continues from there. Curves go to `live_dir` through dvclive.
+    """
+    t0 = time.perf_counter()
+    tc, out_dir = params.train, Path(out_dir)
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    device = resolve_device(tc.device)
+    if data is None:
+        data = load_mnist(data_path, params.data.train_subset, params.data.test_subset)
+    conditional = model_name == "cvae"
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    test_bits = binarize_test(data.test_x, params.data.binarize, params.data.test_seed)
+    held_x = test_bits[: tc.heldout].to(device)
+    held_y = data.test_y[: tc.heldout].to(device) if conditional else None
+
+    torch.manual_seed(derive_seed(tc.seed, _INIT))  # Xavier init draws from the global RNG
+    model = build_model(model_name, zdim, params.model.hidden).to(device)
+    opt = make_optimizer(tc.optimizer, model.parameters(), tc.lr)
+    fingerprint = {**run_fingerprint(model_name, zdim, params), "data_manifest_sha256": data.manifest_sha256}
+
+    info = load_state(partial, model, opt, fingerprint)
+    start, history = (info["epoch"], info["history"]) if info else (0, [])
+    if start:
+        log(f"resuming {model_name} z={zdim} after epoch {start} from {partial}")
+
+    live = None
+    if live_dir is not None:
+        from dvclive import Live  # imported lazily: pulls in much of dvc
+
+        shutil.rmtree(live_dir, ignore_errors=True)
+        live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+        for row in history:  # replay the finished epochs, so a resumed run logs what an unbroken one does
+            _log_epoch(live, row)
+
+    n, bs = len(train_x), tc.batch_size
+    bar = tqdm(range(start, tc.epochs), desc=f"{model_name} z={zdim}", unit="epoch",
+               initial=start, total=tc.epochs, disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        xb = binarize_train(data.train_x, params.data.binarize, tc.seed, epoch).to(device)  # (N, 784)
+        g = torch.Generator().manual_seed(derive_seed(tc.seed, _EPOCH, epoch))
+        perm = torch.randperm(n, generator=g).to(device)
+        total = 0.0
+        for step, i in enumerate(range(0, n, bs)):
+            idx = perm[i:i + bs]
+            x, y = xb[idx], (train_y[idx] if conditional else None)  # (b, 784), (b,)
+            mu, logvar = model.encode(x, y)  # (b, D) each
+            z = bounds.reparameterize(mu, logvar, _noise(tuple(mu.shape), g, device))
+            loss = -bounds.elbo(x, model.decode(z, y), mu, logvar).mean()
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"{model_name} z={zdim}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                    f"the learning rate ({tc.lr}) is the likely cause. The last good checkpoint is untouched."
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total -= loss.item() * len(idx)
+        model.eval()
+        row = {
+            "epoch": epoch + 1,
+            "train_elbo": total / n,
+            "heldout_elbo": mean_elbo(model, held_x, held_y, derive_seed(tc.seed, _HELDOUT)),
+        }
+        history.append(row)
+        save_state(partial, model, opt, {"epoch": epoch + 1, "history": history, "fingerprint": fingerprint})
+        if live is not None:
+            _log_epoch(live, row)
+        bar.set_postfix(train=f"{row['train_elbo']:.2f}", heldout=f"{row['heldout_elbo']:.2f}")
+        if not progress:
+            log(f"{model_name} z={zdim} epoch {epoch + 1}/{tc.epochs}: "
+                f"train ELBO {row['train_elbo']:.2f}, held-out ELBO {row['heldout_elbo']:.2f}")
+    bar.close()
+    if live is not None:
+        live.end()
+
+    save_checkpoint(out_dir, model.cpu(), {**fingerprint, "epochs_done": tc.epochs,
+                                           "final": history[-1] if history else {}})
+    shutil.rmtree(partial, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    log(f"{model_name} z={zdim}: {tc.epochs} epochs in {seconds:.0f} s -> {out_dir}")
+    return FitResult(out_dir, history, seconds, start)
+
+
+def _log_epoch(live: Any, row: dict[str, float]) -> None:
+    # no timestamps: the logs must be byte-identical across identical runs
+    live.log_metric("train/elbo", row["train_elbo"])
+    live.log_metric("heldout/elbo", row["heldout_elbo"])
+    live.next_step()
