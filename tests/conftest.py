@@ -23,8 +23,11 @@ def mnist_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def tiny_params(**sections: dict):
-    """Params for seconds-long runs: 1,000 training images, 500 test images, a narrow MLP."""
+def make_tiny_params(**sections: dict):
+    """Params for seconds-long runs: 1,000 training images, 500 test images, a narrow MLP.
+
+    Keyword arguments override sections key by key: make_tiny_params(train={"epochs": 3}).
+    """
     base = {
         "grid": {"models": ["vae", "cvae"], "zdims": [2]},
         "data": {"train_subset": 1000, "test_subset": 500},
@@ -35,3 +38,9 @@ def tiny_params(**sections: dict):
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}
     return params_from_dict(base)
+
+
+@pytest.fixture
+def tiny_params():
+    """The factory `make_tiny_params`, as a fixture."""
+    return make_tiny_params
