@@ -22,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click errors: one readable line, not a box that wraps it
 )
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="Parameter file (see params.yaml).")]

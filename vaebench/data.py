@@ -57,17 +57,25 @@ class DataError(RuntimeError):
 
 def fetch_mirrors(tmp: Path, log: Log) -> dict[str, np.ndarray]:
     """torchvision's MNIST download: its mirrors, in order, each file checked by MD5."""
-    from torchvision.datasets import MNIST  # imported lazily: costs ~1 s and only this source needs it
+    try:  # imported lazily: costs ~1 s and only this source needs it
+        from torchvision.datasets import MNIST
+    except Exception as e:  # a torchvision built for another torch fails to import: this source is "not here"
+        raise DataError(_one_line(f"torchvision is not importable: {type(e).__name__}: {e}")) from None
 
     out = {}
     for split, train in (("train", True), ("test", False)):
         try:
             ds = MNIST(root=str(tmp), train=train, download=True)
         except Exception as e:  # torchvision raises RuntimeError / URLError / OSError; all mean "not here"
-            raise DataError(f"torchvision mirrors failed: {type(e).__name__}: {e}") from None
+            raise DataError(_one_line(f"torchvision mirrors failed: {type(e).__name__}: {e}")) from None
         out[f"{split}_images"] = ds.data.numpy()
         out[f"{split}_labels"] = ds.targets.numpy().astype(np.uint8)
     return out
+
+
+def _one_line(message: str) -> str:
+    """torchvision's errors span several lines; the CLI promises one line per failure."""
+    return " ".join(message.split())
 
 
 def fetch_pypi(tmp: Path, log: Log) -> dict[str, np.ndarray]:
@@ -122,7 +130,11 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         if (module, name) not in self.ALLOWED:
             raise DataError(f"refused to unpickle global {module}.{name}: only numpy arrays are admitted")
         if name == "_reconstruct":
-            return np.core.multiarray._reconstruct if hasattr(np, "core") else np._core.multiarray._reconstruct
+            try:  # numpy >= 2 (numpy.core is deprecated there and warns on access)
+                from numpy._core.multiarray import _reconstruct
+            except ImportError:  # numpy 1.x
+                from numpy.core.multiarray import _reconstruct
+            return _reconstruct
         return getattr(np, name)
 
 
@@ -194,7 +206,7 @@ def download(out: str | Path, source: str = "auto", log: Log = print) -> dict:
                 np.savez(f, **arrays)
         vio.write_json(manifest_path(out), manifest)
         return manifest
-    raise DataError("no source served MNIST:\n  " + "\n  ".join(failures))
+    raise DataError("no source served MNIST: " + "; ".join(failures))
 
 
 # ---------------------------------------------------------------- loading

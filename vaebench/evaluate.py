@@ -67,7 +67,7 @@ def iwae_log_px(
         mu, logvar = model.encode(xb, yb)  # (b, D) each: each image is encoded once
         eps = torch.stack([
             torch.randn((k, model.zdim), generator=torch.Generator().manual_seed(
-                derive_seed(seed, i + j, -1 if y is None else int(yb[j]))))
+                derive_seed(seed, i + j, 0 if y is None else 1 + int(yb[j]))))
             for j in range(len(xb))
         ])  # (b, k, D)
         z = bounds.reparameterize(mu[:, None], logvar[:, None], eps)  # (b, k, D)

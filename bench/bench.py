@@ -1,0 +1,393 @@
+"""Throughput of vaebench against this machine's own fp32 matmul peak.
+
+    python bench/bench.py            # the full run, about 3 minutes on 2 cores
+    python bench/bench.py --quick    # the same sections, smaller, under 30 s
+
+Sections (each prints the 1-minute load average beside its figures: other processes on a
+shared machine steal cores, and every number here is only as good as the load it ran under):
+
+1. peak      best fp32 matmul GFLOP/s over square sizes and the model's own shapes.
+2. train     vaebench.train.fit itself, on an in-memory dataset (MNIST from data/mnist.npz
+             if present, else synthetic grey levels), one epoch per batch size: images/s,
+             seconds per 60k-image epoch, share of peak.
+3. iwae      vaebench.evaluate.iwae_log_px on a random-init 500-wide model: samples/s, share of peak.
+4. memory    peak RSS of iwae_log_px with k=5000, in a fresh subprocess per measurement,
+             and the extrapolated time of k=5000 over the 10,000 test images.
+5. quad      vaebench.quadrature.quad_log_px of a z=2 model over 10,000 images at n=600, L=6.
+
+FLOP counting (only matmul FLOPs; a multiply-add is 2 FLOPs; biases, activations, softplus,
+the optimiser and the RNG count for nothing, so a share of peak is "useful work / time"):
+  MACs of a 3-layer MLP a -> H -> H -> b:  a*H + H*H + H*b.
+  Training, per image: forward 2*(MACs_enc + MACs_dec); backward = 2x forward (weight and
+  input gradients) minus the input gradient of the encoder's first layer (x needs none),
+  i.e. total = 6*(MACs_enc + MACs_dec) - 2*(784 [+10 for a CVAE])*H.
+  IWAE, per image: 2*MACs_enc once (each image is encoded once) + k * 2*MACs_dec.
+  Quadrature: n^D grid points decoded once, plus N x 784 x n^D x 2 for the images-by-logits product.
+
+Bench a patched copy of the package with PYTHONPATH=/path/to/copy python bench/bench.py
+(the header prints which vaebench it imported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import torch
+
+import vaebench.train as vtrain
+from vaebench import bounds  # noqa: F401 - the training step's loss, used through fit
+from vaebench.config import load_params
+from vaebench.data import Mnist, binarize_test, load_mnist
+from vaebench.evaluate import iwae_log_px
+from vaebench.models import N_LABELS, PIXELS, build_model
+from vaebench.quadrature import quad_log_px
+
+REPO = Path(__file__).resolve().parents[1]
+GiB = 2**30
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f}/{five:.2f}"
+
+
+def mlp_macs(n_in: int, hidden: int, n_out: int) -> int:
+    return n_in * hidden + hidden * hidden + hidden * n_out
+
+
+def model_macs(zdim: int, hidden: int, conditional: bool = False) -> tuple[int, int]:
+    """(encoder, decoder) multiply-adds per image / per latent sample."""
+    extra = N_LABELS if conditional else 0
+    return mlp_macs(PIXELS + extra, hidden, 2 * zdim), mlp_macs(zdim + extra, hidden, PIXELS)
+
+
+def train_flops_per_image(zdim: int, hidden: int, conditional: bool = False) -> int:
+    enc, dec = model_macs(zdim, hidden, conditional)
+    first = (PIXELS + (N_LABELS if conditional else 0)) * hidden
+    return 6 * (enc + dec) - 2 * first
+
+
+def iwae_flops(n: int, k: int, zdim: int, hidden: int) -> int:
+    enc, dec = model_macs(zdim, hidden)
+    return n * (2 * enc + k * 2 * dec)
+
+
+def section(title: str) -> None:
+    print(f"\n== {title}  [{load()}]", flush=True)
+
+
+# ---------------------------------------------------------------- 1. peak
+
+
+def matmul_gflops(m: int, k: int, n: int, seconds: float) -> float:
+    """Best GFLOP/s of (m,k) @ (k,n) over short timed runs lasting about `seconds` in all."""
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    out = torch.empty(m, n)
+    torch.mm(a, b, out=out)
+    flop = 2 * m * k * n
+    t0 = time.perf_counter()
+    torch.mm(a, b, out=out)
+    one = max(time.perf_counter() - t0, 1e-6)
+    reps = max(1, int(0.05 / one))  # each timed run ~50 ms
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            torch.mm(a, b, out=out)
+        best = max(best, flop * reps / (time.perf_counter() - t0) / 1e9)
+        if time.perf_counter() > deadline:
+            return best
+
+
+def peak(args: argparse.Namespace, batch_sizes: list[int], chunk: int) -> float:
+    section("1. fp32 matmul peak")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()} (interop {torch.get_num_interop_threads()}), "
+          f"os.cpu_count {os.cpu_count()}, MKL {torch.backends.mkl.is_available()}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    t = 0.25 if args.quick else 0.8
+    shapes = [("square", s, s, s) for s in ((512, 1024, 2048) if args.quick else (512, 1024, 1536, 2048))]
+    h = args.hidden
+    for bs in sorted(set(batch_sizes)):
+        shapes += [(f"train b={bs}: b x 784 @ 784 x {h}", bs, PIXELS, h),
+                   (f"train b={bs}: b x {h} @ {h} x 784", bs, h, PIXELS)]
+    rows = chunk  # the IWAE decoder's batch: chunk samples at once
+    shapes += [(f"iwae: {rows} x {h} @ {h} x {h}", rows, h, h),
+               (f"iwae: {rows} x {h} @ {h} x 784", rows, h, PIXELS)]
+    best = 0.0
+    for name, m, k, n in shapes:
+        g = matmul_gflops(m, k, n, t)
+        best = max(best, g)
+        print(f"  {name:<40} {m:>6} x {k:>4} x {n:>4}  {g:7.1f} GFLOP/s  [{load()}]", flush=True)
+    print(f"peak: {best:.1f} GFLOP/s (the best of the above)")
+    return best
+
+
+# ---------------------------------------------------------------- 2. training
+
+
+def training_data(args: argparse.Namespace, n: int) -> tuple[Mnist, str]:
+    path = REPO / "data" / "mnist.npz"
+    if path.exists() and not args.synthetic:
+        d = load_mnist(path)
+        reps = -(-n // len(d.train_x))
+        return dataclasses.replace(d, train_x=d.train_x.repeat(reps, 1)[:n], train_y=d.train_y.repeat(reps)[:n]), \
+            f"MNIST from {path.relative_to(REPO)}"
+    g = torch.Generator().manual_seed(0)
+    # grey levels with MNIST-like sparsity (about 19% of pixels on); the speed does not depend on the values
+    x = (torch.rand(n, PIXELS, generator=g) - 0.81).clamp(min=0) / 0.19
+    y = torch.randint(0, N_LABELS, (n,), generator=g)
+    tx = (torch.rand(10000, PIXELS, generator=g) - 0.81).clamp(min=0) / 0.19
+    ty = torch.randint(0, N_LABELS, (10000,), generator=g)
+    return Mnist(x, y, tx, ty, "synthetic"), "synthetic grey levels"
+
+
+class PhaseClock:
+    """Times fit()'s epoch phases by wrapping the module-level helpers fit calls.
+
+    An epoch starts when fit binarises the training set and ends when it logs the epoch;
+    the steps' share is the epoch minus binarisation, the held-out ELBO and the state save.
+    """
+
+    WRAPPED = ("binarize_train", "mean_elbo", "save_state")
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+        self.originals = {}
+
+    def __enter__(self) -> PhaseClock:
+        for name in self.WRAPPED:
+            orig = getattr(vtrain, name, None)
+            if orig is None:
+                continue
+            self.originals[name] = orig
+            setattr(vtrain, name, self._wrap(name, orig))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name, orig in self.originals.items():
+            setattr(vtrain, name, orig)
+
+    def _wrap(self, name: str, fn):  # noqa: ANN001, ANN202
+        def timed(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+            t0 = time.perf_counter()
+            if name == "binarize_train":
+                self.epochs.append({"start": t0})
+            out = fn(*a, **kw)
+            cur = self.epochs[-1] if self.epochs else {}
+            cur[name] = cur.get(name, 0.0) + time.perf_counter() - t0
+            return out
+        return timed
+
+    def log(self, msg: str) -> None:
+        if self.epochs and "epoch" in msg and "end" not in self.epochs[-1]:
+            self.epochs[-1]["end"] = time.perf_counter()
+
+
+def train(args: argparse.Namespace, params, peak_gflops: float) -> None:  # noqa: ANN001
+    section("2. training: vaebench.train.fit, one epoch per batch size")
+    default_bs = params.train.batch_size
+    n_default = args.train_images
+    data, what = training_data(args, n_default)
+    model_name, zdim, h = args.model, args.zdim, args.hidden
+    fpi = train_flops_per_image(zdim, h, model_name == "cvae")
+    print(f"model {model_name} z={zdim} hidden={h}, optimizer {params.train.optimizer}, data: {what}; "
+          f"{fpi / 1e6:.2f} MFLOP per training image (6*MACs - 2*784*H)")
+    print(f"{'batch':>6} {'images':>7} {'epoch s':>8} {'steps s':>8} {'other s':>8} {'img/s':>8} "
+          f"{'s/60k':>6} {'GFLOP/s':>8} {'of peak':>8}   (steps only; 'other' = binarise + held-out ELBO + state save)")
+    sizes = [default_bs] + [b for b in args.train_batches if b != default_bs]
+    for bs in sizes:
+        n = n_default if bs == default_bs else args.train_images_other
+        sub = dataclasses.replace(data, train_x=data.train_x[:n], train_y=data.train_y[:n])
+        p = dataclasses.replace(params, train=dataclasses.replace(params.train, batch_size=bs, epochs=1))
+        with tempfile.TemporaryDirectory(prefix="vaebench-bench-") as tmp, PhaseClock() as clock:
+            vtrain.fit(model_name, zdim, p, data_path=Path(tmp) / "unused.npz", out_dir=Path(tmp) / "model",
+                       log=clock.log, progress=False, data=sub)
+        ep = clock.epochs[0]
+        epoch_s = ep["end"] - ep["start"]
+        other = sum(ep.get(k, 0.0) for k in PhaseClock.WRAPPED)
+        steps = epoch_s - other
+        ips = n / steps
+        gf = fpi * ips / 1e9
+        mark = "  <- default (params.yaml)" if bs == default_bs else ""
+        print(f"{bs:>6} {n:>7} {epoch_s:8.2f} {steps:8.2f} {other:8.2f} {ips:8.0f} {60000 / ips:6.2f} "
+              f"{gf:8.1f} {gf / peak_gflops:8.1%}   [{load()}]{mark}", flush=True)
+        if bs == default_bs:
+            print(f"{'':>6} whole epoch incl. other: {n / epoch_s:.0f} img/s, {60000 * epoch_s / n:.2f} s per 60k epoch; "
+                  f"target >= 75% of peak = {0.75 * peak_gflops * 1e9 / fpi:.0f} img/s", flush=True)
+
+
+# ---------------------------------------------------------------- 3. IWAE
+
+
+def test_bits(args: argparse.Namespace, n: int) -> torch.Tensor:
+    data, _ = training_data(args, 1)
+    x = binarize_test(data.test_x, "dynamic", 1234)
+    return x.repeat(-(-n // len(x)), 1)[:n]
+
+
+def random_model(zdim: int, hidden: int):  # noqa: ANN201
+    torch.manual_seed(0)
+    return build_model("vae", zdim, hidden).eval()
+
+
+def iwae(args: argparse.Namespace, params, peak_gflops: float) -> dict[int, float]:  # noqa: ANN001
+    section("3. IWAE: vaebench.evaluate.iwae_log_px, random-init model")
+    chunk = params.eval.chunk
+    print(f"chunk {chunk} (params.yaml eval.chunk); FLOPs counted: encode each image once + decode k samples")
+    print(f"{'z':>3} {'k':>5} {'images':>7} {'s':>7} {'samples/s':>10} {'GFLOP/s':>8} {'of peak':>8}")
+    rate = {}
+    for zdim in (50, 2):
+        model = random_model(zdim, args.hidden)
+        for k in args.iwae_k:
+            n = max(1, args.iwae_samples // k)
+            x = test_bits(args, n)
+            iwae_log_px(model, x[: max(1, chunk // k)], None, k, 0, chunk)  # warm-up: one pass
+            t0 = time.perf_counter()
+            iwae_log_px(model, x, None, k, 0, chunk)
+            dt = time.perf_counter() - t0
+            gf = iwae_flops(n, k, zdim, args.hidden) / dt / 1e9
+            rate[zdim] = n * k / dt
+            print(f"{zdim:>3} {k:>5} {n:>7} {dt:7.2f} {n * k / dt:10.0f} {gf:8.1f} {gf / peak_gflops:8.1%}   [{load()}]",
+                  flush=True)
+    print(f"target >= 80% of peak = {0.8 * peak_gflops * 1e9 / (2 * model_macs(50, args.hidden)[1]):.0f} samples/s at z=50")
+    return rate
+
+
+# ---------------------------------------------------------------- 4. memory
+
+
+CHILD = textwrap.dedent("""
+    import json, resource, sys, time
+
+    def hwm_kib():
+        # VmHWM: peak RSS of this process image (reset by exec, unlike ru_maxrss, which a child
+        # inherits from the bigger parent that forked it); ru_maxrss where /proc is missing
+        try:
+            with open("/proc/self/status") as f:
+                return int(next(l for l in f if l.startswith("VmHWM:")).split()[1])
+        except (OSError, StopIteration):
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    import torch
+    from vaebench.evaluate import iwae_log_px
+    from vaebench.models import build_model
+    zdim, hidden, k, n, chunk, threads = (int(a) for a in sys.argv[1:7])
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model("vae", zdim, hidden).eval()
+    x = torch.bernoulli(torch.full((n, 784), 0.2), generator=torch.Generator().manual_seed(0))
+    base = hwm_kib()
+    t0 = time.perf_counter()
+    iwae_log_px(model, x, None, k, 0, chunk)
+    dt = time.perf_counter() - t0
+    print(json.dumps({"base_kib": base, "peak_kib": hwm_kib(), "seconds": dt}))
+""")
+
+
+def memory(args: argparse.Namespace, params) -> None:  # noqa: ANN001
+    section("4. memory: iwae_log_px with k=5000, one fresh subprocess per measurement (VmHWM = peak RSS)")
+    k, n, h = 5000, args.mem_images, args.hidden
+    chunks = sorted({params.eval.chunk, *args.mem_chunks})
+    print(f"{n} images, k={k}, z=50, hidden={h}")
+    print(f"{'chunk':>7} {'peak RSS':>9} {'after import':>12} {'IWAE adds':>9} {'s':>6} {'-> 10k images':>13}")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO)]))}
+    for chunk in chunks:
+        out = subprocess.run([sys.executable, "-c", CHILD, "50", str(h), str(k), str(n), str(chunk),
+                              str(torch.get_num_threads())], capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            print(f"{chunk:>7} failed: {out.stderr.strip().splitlines()[-1:]}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        peak_b, base_b = r["peak_kib"] * 1024, r["base_kib"] * 1024
+        ok = "ok" if peak_b <= 2 * GiB else "OVER 2 GiB"
+        mark = " (params.yaml)" if chunk == params.eval.chunk else ""
+        print(f"{chunk:>7} {peak_b / GiB:8.2f}G {base_b / GiB:11.2f}G {(peak_b - base_b) / GiB:8.2f}G "
+              f"{r['seconds']:6.1f} {r['seconds'] * 10000 / n / 60:10.1f} min  {ok}{mark}   [{load()}]", flush=True)
+
+
+# ---------------------------------------------------------------- 5. quadrature
+
+
+def quad(args: argparse.Namespace, params, peak_gflops: float) -> None:  # noqa: ANN001
+    section("5. quadrature: vaebench.quadrature.quad_log_px, z=2")
+    n_grid, half = params.eval.quad_n, params.eval.quad_half_width
+    n_img = args.quad_images
+    model = random_model(2, args.hidden)
+    x = test_bits(args, n_img)
+    t0 = time.perf_counter()
+    quad_log_px(model, x, None, half, n_grid)
+    dt = time.perf_counter() - t0
+    g = n_grid**2
+    flop = g * 2 * model_macs(2, args.hidden)[1] + 2 * n_img * PIXELS * g
+    print(f"grid n={n_grid} per axis (G={g}), L={half}, {n_img} images: {dt:.1f} s, {flop / dt / 1e9:.1f} GFLOP/s "
+          f"({flop / dt / 1e9 / peak_gflops:.0%} of peak; decode + images @ logits^T)   [{load()}]")
+    if n_img != 10000:
+        print(f"  -> 10,000 images: about {dt * 10000 / n_img:.0f} s (linear in images; the grid decode is paid "
+              f"once, so this overstates a little)")
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller runs of every section, under 30 s")
+    ap.add_argument("--params", default=str(REPO / "params.yaml"), help="params.yaml to read the defaults from")
+    ap.add_argument("--only", nargs="+", choices=["peak", "train", "iwae", "memory", "quad"],
+                    help="run only these sections (the peak is measured anyway when a share of it is printed)")
+    ap.add_argument("--model", default="vae", choices=["vae", "cvae"], help="model trained in section 2")
+    ap.add_argument("--zdim", type=int, default=50, help="latent size trained in section 2")
+    ap.add_argument("--hidden", type=int, default=None, help="hidden width (default: params.yaml model.hidden)")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads before anything runs")
+    ap.add_argument("--synthetic", action="store_true", help="synthetic images even if data/mnist.npz exists")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    params = load_params(args.params)
+    args.hidden = args.hidden or params.model.hidden
+    q = args.quick
+    args.train_images = 12_000 if q else 60_000
+    args.train_images_other = 6_000 if q else 20_000
+    args.train_batches = [params.train.batch_size] if q else [64, 128, 256, 512, 1024]
+    args.iwae_k = [500] if q else [500, 5000]
+    args.iwae_samples = 100_000 if q else 1_000_000
+    args.mem_images = 20 if q else 40
+    args.mem_chunks = [] if q else [10_000]
+    args.quad_images = 500 if q else 10_000
+    if q:  # a coarser grid in quick mode keeps it under 30 s
+        params = dataclasses.replace(params, eval=dataclasses.replace(params.eval, quad_n=200))
+
+    print(f"vaebench bench ({'quick' if q else 'full'}); vaebench from {Path(vtrain.__file__).parent}; "
+          f"{load()}; pid {os.getpid()}")
+    t0 = time.perf_counter()
+    only = set(args.only or ["peak", "train", "iwae", "memory", "quad"])
+    pk = peak(args, [params.train.batch_size, *args.train_batches], params.eval.chunk) \
+        if only & {"peak", "train", "iwae", "quad"} else 0.0
+    if "train" in only:
+        train(args, params, pk)
+    if "iwae" in only:
+        iwae(args, params, pk)
+    if "memory" in only:
+        memory(args, params)
+    if "quad" in only:
+        quad(args, params, pk)
+    ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"\ndone in {time.perf_counter() - t0:.0f} s, this process's peak RSS {ru:.2f} GiB  [{load()}]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""params.yaml -> frozen dataclasses: defaults, refusals that name the key, and properties."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vaebench.config import ConfigError, Params, load_params, params_from_dict, to_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repository_params_load_and_match_the_documented_grid() -> None:
+    p = load_params(REPO / "params.yaml")
+    assert p.grid.models == ("vae", "cvae")
+    assert {2, 25, 35} <= set(p.grid.zdims)  # the thesis's three points
+    assert p.train.optimizer == "rmsprop"  # the thesis's optimiser
+    assert p.data.binarize == "dynamic"
+
+
+def test_params_are_frozen() -> None:
+    p = params_from_dict({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.train.lr = 1.0  # type: ignore[misc]
+
+
+def test_round_trip_through_yaml(tmp_path: Path) -> None:
+    p = params_from_dict({"train": {"lr": 0.01, "epochs": 3}, "grid": {"zdims": [2, 3]}})
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(to_dict(p)))
+    assert load_params(path) == p
+
+
+def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
+    assert params_from_dict({"train": {"lr": 1}}).train.lr == 1.0
+    with pytest.raises(ConfigError, match=r"train\.epochs: expected an integer"):
+        params_from_dict({"train": {"epochs": 2.5}})
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"trian": {}}, r"^trian: unknown key \(allowed: grid, data, model, train, eval\)"),
+        ({"train": {"epoch": 3}}, r"^train\.epoch: unknown key"),
+        ({"grid": {"zdims": [0]}}, r"^grid\.zdims: must be >= 1, got 0"),
+        ({"grid": {"zdims": [-1]}}, r"^grid\.zdims: must be >= 1, got -1"),
+        ({"grid": {"zdims": ["a"]}}, r"^grid\.zdims\[0\]: expected an integer, got 'a'"),
+        ({"grid": {"zdims": [True]}}, r"^grid\.zdims\[0\]: expected an integer, got True"),
+        ({"grid": {"zdims": []}}, r"^grid\.zdims: must list at least one"),
+        ({"grid": {"zdims": 5}}, r"^grid\.zdims: expected a list"),
+        ({"grid": {"models": ["vae", "gan"]}}, r"^grid\.models: 'gan' is not one of vae, cvae"),
+        ({"eval": {"k": 0}}, r"^eval\.k: must be >= 1, got 0"),
+        ({"eval": {"k_marginal": 0}}, r"^eval\.k_marginal: must be >= 1"),
+        ({"eval": {"quad_half_width": 0}}, r"^eval\.quad_half_width: must be > 0"),
+        ({"train": {"optimizer": "sgd"}}, r"^train\.optimizer: 'sgd' is not one of rmsprop, adam"),
+        ({"train": {"lr": 0}}, r"^train\.lr: must be > 0, got 0"),
+        ({"train": {"lr": -0.1}}, r"^train\.lr: must be > 0"),
+        ({"train": {"lr": "fast"}}, r"^train\.lr: expected a number, got 'fast'"),
+        ({"train": {"batch_size": 0}}, r"^train\.batch_size: must be >= 1"),
+        ({"train": {"batch_size": 60001}}, r"^train\.batch_size: 60001 is larger than the training data \(60000"),
+        ({"train": {"batch_size": 600}, "data": {"train_subset": 500}}, r"^train\.batch_size: 600 is larger .*500"),
+        ({"train": {"device": "tpu"}}, r"^train\.device: 'tpu' is not one of"),
+        ({"data": {"binarize": "otsu"}}, r"^data\.binarize: 'otsu' is not one of dynamic, static, threshold"),
+        ({"data": {"source": "web"}}, r"^data\.source: 'web' is not one of"),
+        ({"data": {"train_subset": 70000}}, r"^data\.train_subset: must be between 0 and 60000"),
+        ({"model": {"hidden": 0}}, r"^model\.hidden: must be >= 1"),
+        ({"model": "wide"}, r"^model: expected a mapping"),
+        ([1, 2], r"^params: expected a mapping"),
+    ],
+)
+def test_bad_values_are_refused_with_the_key(data: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        params_from_dict(data)
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such parameter file"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("")
+    assert load_params(path) == Params()
+
+
+# ---------------------------------------------------------------- properties
+
+_sections = {
+    "train": {"lr": st.floats(allow_nan=True, allow_infinity=True), "epochs": st.integers(-5, 5),
+              "batch_size": st.integers(-5, 70000), "optimizer": st.sampled_from(["rmsprop", "adam", "sgd", ""])},
+    "eval": {"k": st.integers(-3, 10), "chunk": st.integers(-3, 10)},
+    "grid": {"zdims": st.lists(st.integers(-3, 60), max_size=4)},
+}
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    section=st.sampled_from(sorted(_sections)),
+    data=st.data(),
+    junk=st.one_of(st.none(), st.text(max_size=3), st.lists(st.integers(), max_size=2), st.booleans()),
+    use_junk=st.booleans(),
+)
+def test_loader_either_builds_a_valid_config_or_names_the_key(section, data, junk, use_junk) -> None:
+    key = data.draw(st.sampled_from(sorted(_sections[section])))
+    value = junk if use_junk else data.draw(_sections[section][key])
+    try:
+        p = params_from_dict({section: {key: value}})
+    except ConfigError as e:
+        assert str(e).startswith(f"{section}.{key}") or str(e).startswith("train.batch_size")
+        return
+    # whatever was accepted satisfies the documented constraints
+    assert p.train.lr > 0 and p.train.epochs >= 1 and 1 <= p.train.batch_size <= 60000
+    assert p.eval.k >= 1 and p.eval.chunk >= 1 and all(z >= 1 for z in p.grid.zdims) and p.grid.zdims
