@@ -13,7 +13,7 @@ import torch
 from vaebench import io as vio
 from vaebench.checkpoint import SIDECAR, WEIGHTS, CheckpointError, load_checkpoint
 from vaebench.data import binarize_test, load_mnist
-from vaebench.runs import load_current
+from vaebench.runs import load_current, load_data
 from vaebench.train import TrainingDiverged, fit, mean_elbo
 
 
@@ -90,15 +90,16 @@ def test_divergence_stops_with_epoch_step_and_cause_and_keeps_the_checkpoint(tra
 
 def test_checkpoint_for_another_configuration_is_refused(trained, mnist_file) -> None:
     params, out, _ = trained
-    model, _ = load_current("vae", 2, params, mnist_file, out)  # the right one loads
+    mnist = load_data(params, mnist_file)
+    model, _ = load_current("vae", 2, params, mnist, out)  # the right one loads
     with pytest.raises(CheckpointError, match=r"checkpoint is for zdim=2, not the requested 3"):
-        load_current("vae", 3, params, mnist_file, out)
+        load_current("vae", 3, params, mnist, out)
     with pytest.raises(CheckpointError, match=r"checkpoint is for model='vae', not the requested 'cvae'"):
-        load_current("cvae", 2, params, mnist_file, out)
+        load_current("cvae", 2, params, mnist, out)
     from conftest import make_tiny_params
 
     with pytest.raises(CheckpointError, match=r"checkpoint is for train=.*not the requested"):
-        load_current("vae", 2, make_tiny_params(train={"epochs": 6}), mnist_file, out)
+        load_current("vae", 2, make_tiny_params(train={"epochs": 6}), mnist, out)
 
 
 def _copy(out: Path, tmp_path: Path) -> Path:

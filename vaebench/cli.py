@@ -120,7 +120,7 @@ def eval_(
     """Score one configuration: test ELBO, IWAE NLL (+- s.e.), CVAE marginal, exact NLL for zdim <= 2."""
     from vaebench import io as vio
     from vaebench.config import ConfigError, load_params
-    from vaebench.runs import ensure_trained, load_current, run_name, score
+    from vaebench.runs import ensure_trained, load_current, load_data, run_name, score
 
     _checked(model, zdim)
     if k is not None and k < 1:
@@ -128,12 +128,13 @@ def eval_(
     p = load_params(params)
     ckpt = ckpt or Path("models") / run_name(model, zdim)
     log = lambda s: typer.echo(s, err=True)  # noqa: E731
+    mnist = load_data(p, data)
     if no_train:
-        net, _ = load_current(model, zdim, p, data, ckpt)
+        net, _ = load_current(model, zdim, p, mnist, ckpt)
     else:
-        net, _ = ensure_trained(model, zdim, p, data, ckpt, log=log, progress=not quiet)
+        net, _ = ensure_trained(model, zdim, p, mnist, ckpt, log=log, progress=not quiet)
     t0 = time.perf_counter()
-    metrics = {"model": model, "zdim": zdim, **score(net, p, data, k=k, progress=not quiet)}
+    metrics = {"model": model, "zdim": zdim, **score(net, p, mnist, k=k, progress=not quiet)}
     log(f"evaluated {model} z={zdim} (k={metrics['k']}) in {time.perf_counter() - t0:.0f} s")
     if out is not None:
         vio.write_json(out, metrics)

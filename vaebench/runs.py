@@ -10,10 +10,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vaebench import io as vio
 from vaebench.checkpoint import CheckpointError, load_checkpoint
 from vaebench.config import Params, check_model, check_zdim
-from vaebench.data import binarize_test, load_mnist, manifest_path
+from vaebench.data import Mnist, binarize_test, load_mnist
 from vaebench.evaluate import evaluate_model
 from vaebench.models import VAE
 from vaebench.quadrature import quad_log_px
@@ -25,39 +24,40 @@ def run_name(model: str, zdim: int) -> str:
     return f"{model}-{zdim}"
 
 
-def expected_sidecar(model: str, zdim: int, params: Params, data_path: str | Path) -> dict[str, Any]:
+def load_data(params: Params, data_path: str | Path) -> Mnist:
+    """The verified data with the configured subsets; a broken file is a DataError naming it."""
+    return load_mnist(data_path, params.data.train_subset, params.data.test_subset)
+
+
+def expected_sidecar(model: str, zdim: int, params: Params, data: Mnist) -> dict[str, Any]:
     """What a current checkpoint's sidecar must say: this configuration, trained on this data."""
-    want = run_fingerprint(model, zdim, params)
-    want["data_manifest_sha256"] = vio.sha256_file(manifest_path(data_path))
+    want = {**run_fingerprint(model, zdim, params), "data_manifest_sha256": data.manifest_sha256}
     return json.loads(json.dumps(want))  # tuples -> lists, as the sidecar stores them
 
 
-def load_current(model: str, zdim: int, params: Params, data_path: str | Path, ckpt: str | Path) -> tuple[VAE, dict]:
+def load_current(model: str, zdim: int, params: Params, data: Mnist, ckpt: str | Path) -> tuple[VAE, dict]:
     """The checkpoint at `ckpt` if it was trained for exactly this configuration; CheckpointError otherwise."""
-    return load_checkpoint(ckpt, expect=expected_sidecar(model, zdim, params, data_path))
+    check_model(model)
+    check_zdim(zdim)
+    return load_checkpoint(ckpt, expect=expected_sidecar(model, zdim, params, data))
 
 
 def ensure_trained(
-    model: str, zdim: int, params: Params, data_path: str | Path, ckpt: str | Path,
+    model: str, zdim: int, params: Params, data: Mnist, ckpt: str | Path,
     log: Callable[[str], None] = print, progress: bool = True,
 ) -> tuple[VAE, dict]:
     """Load the current checkpoint, or train it first through the pipeline's own fit()."""
-    check_model(model)
-    check_zdim(zdim)
     try:
-        return load_current(model, zdim, params, data_path, ckpt)
+        return load_current(model, zdim, params, data, ckpt)
     except CheckpointError as e:
         log(f"no current checkpoint ({e}); training {model} z={zdim} first")
-    fit(model, zdim, params, data_path, ckpt, log=log, progress=progress)
-    return load_current(model, zdim, params, data_path, ckpt)
+    fit(model, zdim, params, None, ckpt, log=log, progress=progress, data=data)
+    return load_current(model, zdim, params, data, ckpt)
 
 
-def score(
-    model: VAE, params: Params, data_path: str | Path, k: int | None = None, progress: bool = True,
-) -> dict[str, Any]:
+def score(model: VAE, params: Params, data: Mnist, k: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Test metrics of a trained model on the shared binarised test set; `k` overrides eval.k."""
     ev = params.eval if k is None else replace(params.eval, k=k)
-    data = load_mnist(data_path, test_subset=params.data.test_subset)
     x = binarize_test(data.test_x, params.data.binarize, params.data.test_seed)  # (N, 784), same bits for all
     # no timings in here: metrics must be byte-identical across identical runs
     metrics = evaluate_model(model, x, data.test_y, ev, show_progress=progress)

@@ -1,0 +1,269 @@
+"""The report stage on a real tiny grid: trained and scored models in, tables, summary and figures out.
+
+One module-scoped grid (vae, cvae) x (2, 3), trained by the pipeline's own fit() with dvclive logs
+and scored by runs.score(), serves every test; one report is built from it and checked.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from matplotlib.image import imread
+from typer.testing import CliRunner
+
+from vaebench import io as vio
+from vaebench import plots
+from vaebench.checkpoint import load_checkpoint
+from vaebench.cli import app
+from vaebench.config import to_dict
+from vaebench.report import (
+    COMPARISON_NOTE, NLL_BY_ZDIM_COLUMNS, REFERENCES, TABLE_COLUMNS, ReportError, build_report,
+    manifold_z, nll_by_zdim, table_rows, to_csv,
+)
+from vaebench.runs import load_data, run_name, score
+from vaebench.train import fit
+
+MODELS, ZDIMS = ("vae", "cvae"), (2, 3)
+ITEMS = [(m, z) for m in MODELS for z in ZDIMS]
+NAMES = [run_name(m, z) for m, z in ITEMS]
+
+
+def _px(width_in: float, height_in: float) -> tuple[int, int]:
+    """(rows, columns) of a figure of this size in inches, saved at the report's dpi."""
+    return round(height_in * plots.DPI), round(width_in * plots.DPI)
+
+
+# every figure the tiny grid must yield, with its size: figure sizes are fixed, never "tight"
+EXPECTED_PNGS = {
+    "nll_vs_zdim.png": _px(10.0, 5.5),
+    "training_curves.png": _px(13.0, 5.0),  # one 6.5 in panel per model
+    "active_units.png": _px(15.0, 4.8),  # one 5 in panel per model, plus the counts
+    **{f"samples_{n}.png": _px(6.0, 6.7) for n in NAMES},  # 10 x 10 digits
+    **{f"reconstructions_{n}.png": _px(11.0, 6.4) for n in NAMES},
+    "latent_vae-2.png": _px(7.5, 6.5),
+    "latent_cvae-2.png": _px(7.5, 6.5),
+    "manifold_vae-2.png": _px(6.6, 7.0),
+    "manifold_cvae-2.png": _px(3 * 6.6, 7.0),  # three digits
+}
+TABLES = ("summary.json", "table.csv", "table.md", "nll_by_zdim.csv")
+
+
+@pytest.fixture(scope="module")
+def params():
+    # the factory behind the `tiny_params` fixture (that fixture is function-scoped; this grid is not)
+    from conftest import make_tiny_params
+
+    return make_tiny_params(grid={"models": list(MODELS), "zdims": list(ZDIMS)}, train={"epochs": 2})
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory, mnist_file, params) -> dict[str, Path]:
+    """runs/, models/ and logs/ as the train and evaluate stages leave them, for the whole tiny grid."""
+    root = tmp_path_factory.mktemp("grid")
+    for (m, z), name in zip(ITEMS, NAMES):
+        fit(m, z, params, mnist_file, root / "models" / name, live_dir=root / "logs" / name,
+            log=lambda s: None, progress=False)
+        net, _ = load_checkpoint(root / "models" / name)
+        # what `vaebench eval --out` writes
+        vio.write_json(root / "runs" / f"{name}.json", {"model": m, "zdim": z, **score(net, params, load_data(params, mnist_file), progress=False)})
+    return {"root": root, "runs": root / "runs", "models": root / "models", "logs": root / "logs", "data": mnist_file}
+
+
+def _build(params, grid, where: Path) -> list[Path]:
+    return build_report(params, grid["runs"], grid["models"], grid["logs"], grid["data"],
+                        where / "metrics", where / "plots")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, params, grid) -> tuple[Path, list[Path]]:
+    where = tmp_path_factory.mktemp("report")
+    return where, _build(params, grid, where)
+
+
+def _runs(grid) -> list[dict]:
+    return [vio.read_json(grid["runs"] / f"{n}.json") for n in NAMES]
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _finite(cell: str) -> bool:
+    return cell != "" and math.isfinite(float(cell))
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def test_every_declared_output_is_written_and_returned(built) -> None:
+    where, written = built
+    expected = {where / "metrics" / t for t in TABLES} | {where / "plots" / p for p in EXPECTED_PNGS}
+    assert set(written) == expected and len(written) == len(expected)
+    for path in written:
+        assert path.stat().st_size > 0, path
+    # nothing else, in particular no temporary file of the atomic writes
+    assert {p for p in where.rglob("*") if p.is_file()} == expected
+
+
+def test_table_csv_has_one_row_per_grid_item_with_finite_numbers(built, grid) -> None:
+    where, _ = built
+    rows = _csv(where / "metrics" / "table.csv")
+    assert list(rows[0]) == list(TABLE_COLUMNS)
+    assert [(r["model"], int(r["zdim"])) for r in rows] == ITEMS
+    for row, run in zip(rows, _runs(grid)):
+        for col in ("neg_elbo", "neg_elbo_se", "iwae_nll", "iwae_nll_se", "k", "active_units", "n_images"):
+            assert _finite(row[col]), (row["model"], row["zdim"], col)
+        assert float(row["iwae_nll"]) == round(run["iwae_nll"], 4)
+        assert float(row["neg_elbo"]) == round(run["neg_elbo"], 4)
+        cvae, low = row["model"] == "cvae", int(row["zdim"]) <= 2
+        assert row["iwae_target"] == ("-log p(x|y)" if cvae else "-log p(x)")
+        for col in ("iwae_nll_marginal", "iwae_nll_marginal_se", "k_marginal"):
+            assert _finite(row[col]) if cvae else row[col] == "", (row["model"], col)
+        for col in ("quad_nll", "quad_nll_se"):
+            assert _finite(row[col]) if low else row[col] == "", (row["model"], row["zdim"], col)
+    # the thesis reports VAE z=2 (157) in this grid, nothing else
+    assert [r["thesis"] for r in rows] == ["157.0", "", "", ""]
+
+
+def test_thesis_column_holds_the_thesis_numbers_exactly_where_it_has_them(grid) -> None:
+    # real run metrics, relabelled onto the thesis's grid points and two it does not report
+    vae, cvae = _runs(grid)[1], _runs(grid)[3]
+    relabelled = [{**vae, "zdim": 25}, {**vae, "zdim": 35}, {**cvae, "zdim": 25}, {**cvae, "zdim": 35},
+                  {**vae, "zdim": 2}, {**cvae, "zdim": 2}]
+    rows = table_rows(relabelled)
+    assert [r["thesis"] for r in rows] == [102.0, None, None, 98.5, 157.0, None]
+    cells = [r["thesis"] for r in csv.DictReader(to_csv(rows, TABLE_COLUMNS).splitlines())]
+    assert cells == ["102.0", "", "", "98.5", "157.0", ""]
+
+
+def test_table_markdown_has_the_rows_the_references_and_the_comparison(built) -> None:
+    where, _ = built
+    md = (where / "metrics" / "table.md").read_text()
+    body = [line for line in md.splitlines() if line.startswith(("| VAE |", "| CVAE |"))]
+    assert [tuple(c.strip() for c in line.split("|")[1:3]) for line in body] == [
+        ("VAE", "2"), ("VAE", "3"), ("CVAE", "2"), ("CVAE", "3")]
+    assert body[0].endswith("| 157 |") and all(line.endswith("|  |") for line in body[1:])
+    for ref in REFERENCES:
+        assert ref.source in md and ref.nll in md
+    # a bare "|" inside a cell would split it: every table line escapes the one in p(x|y)
+    assert "log p(x\\|y)" in md and not any("p(x|y)" in line for line in md.splitlines() if line.startswith("|"))
+    assert COMPARISON_NOTE in md
+    # the figure links resolve from where the table lies, so it reads offline
+    links = [line[line.index("(") + 1:-1] for line in md.splitlines() if line.startswith("![")]
+    assert sorted(Path(link).name for link in links) == sorted(EXPECTED_PNGS)
+    assert all((where / "metrics" / link).resolve().is_file() for link in links)
+
+
+def test_summary_json_is_flat_stable_and_numeric(built, grid) -> None:
+    where, _ = built
+    summary = json.loads((where / "metrics" / "summary.json").read_text())
+    assert set(summary) == set(MODELS)
+    base = {"test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "kl", "active_units"}
+    for run in _runs(grid):
+        leaf = summary[run["model"]][f"z{run['zdim']}"]
+        want = base | ({"iwae_nll_marginal", "iwae_nll_marginal_se"} if run["model"] == "cvae" else set()) \
+            | ({"quad_nll", "quad_nll_se"} if run["zdim"] <= 2 else set())
+        assert set(leaf) == want
+        for key, value in leaf.items():
+            assert isinstance(value, (int, float)) and not isinstance(value, bool), key
+            assert math.isfinite(value) and value == round(run[key], 4), key
+    assert {z for m in summary.values() for z in m} == {"z2", "z3"}
+
+
+def test_nll_by_zdim_is_wide_with_one_row_per_zdim(built, grid) -> None:
+    where, _ = built
+    rows = _csv(where / "metrics" / "nll_by_zdim.csv")
+    assert list(rows[0]) == list(NLL_BY_ZDIM_COLUMNS)
+    assert [int(r["zdim"]) for r in rows] == list(ZDIMS)
+    assert all(_finite(v) for r in rows for v in r.values())
+    runs = {(r["model"], r["zdim"]): r for r in _runs(grid)}
+    assert float(rows[1]["cvae_iwae_nll_marginal"]) == round(runs[("cvae", 3)]["iwae_nll_marginal"], 4)
+    # a grid without the CVAE leaves its columns empty
+    vae_only = list(csv.DictReader(to_csv(nll_by_zdim(_runs(grid)[:2], ZDIMS), NLL_BY_ZDIM_COLUMNS).splitlines()))
+    assert all(r[c] == "" for r in vae_only for c in NLL_BY_ZDIM_COLUMNS if c.startswith("cvae"))
+    assert all(_finite(r["vae_iwae_nll"]) for r in vae_only)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PNGS))
+def test_each_figure_is_a_real_image_of_its_size(built, name: str) -> None:
+    where, _ = built
+    img = imread(where / "plots" / name)  # (H, W, 4) floats in [0, 1]
+    assert img.shape == (*EXPECTED_PNGS[name], 4)
+    colours = np.unique(img.reshape(-1, 4), axis=0)
+    assert len(colours) > 20, f"{name}: only {len(colours)} distinct pixel values"
+    # drawn on, not blank: a good share of the pixels is not the white background
+    assert (img[..., :3].min(-1) < 0.9).mean() > 0.02
+
+
+def test_a_second_build_gives_byte_identical_files(built, params, grid, tmp_path) -> None:
+    where, first = built
+    second = _build(params, grid, tmp_path)
+    assert [p.relative_to(tmp_path) for p in second] == [p.relative_to(where) for p in first]
+    for a, b in zip(first, second):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+# ---------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize(("missing", "stage"), [
+    ("runs/cvae-3.json", "dvc repro evaluate@cvae-3"),
+    ("models/vae-3/model.json", "dvc repro train@vae-3"),
+    ("logs/cvae-2/plots/metrics/heldout/elbo.tsv", "dvc repro train@cvae-2"),
+])
+def test_a_missing_input_is_a_clear_error_naming_it(params, grid, tmp_path, missing: str, stage: str) -> None:
+    root = tmp_path / "grid"
+    shutil.copytree(grid["root"], root)
+    (root / missing).unlink()
+    copy = {**grid, "runs": root / "runs", "models": root / "models", "logs": root / "logs"}
+    with pytest.raises(ReportError) as err:
+        _build(params, copy, tmp_path / "out")
+    assert str(root / missing) in str(err.value) and stage in str(err.value)
+    assert not (tmp_path / "out").exists()  # checked before anything is written
+
+
+def test_a_stale_run_file_is_refused(params, grid, tmp_path) -> None:
+    runs = tmp_path / "runs"
+    shutil.copytree(grid["runs"], runs)
+    vio.write_json(runs / "vae-2.json", {**vio.read_json(runs / "vae-2.json"), "n_images": 123})
+    with pytest.raises(ReportError, match=r"vae-2\.json: scored on 123 test images.*evaluate@vae-2"):
+        _build(params, {**grid, "runs": runs}, tmp_path / "out")
+
+
+def test_cli_report_reports_a_missing_run_in_one_line(params, grid, tmp_path) -> None:
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(to_dict(params)))
+    (tmp_path / "runs").mkdir()
+    r = CliRunner().invoke(app, [str(a) for a in (
+        "report", "--params", p, "--runs", tmp_path / "runs", "--models", grid["models"], "--logs", grid["logs"],
+        "--data", grid["data"], "--out", tmp_path / "metrics", "--plots", tmp_path / "plots")])
+    assert r.exit_code == 1
+    assert r.output.strip().startswith("error: ") and len(r.output.strip().splitlines()) == 1
+    assert "vae-2.json" in r.output and "dvc repro evaluate@vae-2" in r.output
+    assert not (tmp_path / "metrics").exists() and not (tmp_path / "plots").exists()
+
+
+# ---------------------------------------------------------------- pieces checked by hand
+
+
+def test_mosaic_places_digits_between_grey_lines() -> None:
+    images = np.stack([np.full((3, 28, 28), v) for v in (0.0, 1.0)])  # (2, 3, 28, 28): a black row, a white row
+    m = plots.mosaic(images)
+    assert m.shape == (2 * 29 + 1, 3 * 29 + 1)
+    assert m[0].tolist() == [0.5] * m.shape[1] and m[:, 29].tolist() == [0.5] * m.shape[0]
+    assert m[1:29, 1:29].max() == 0.0 and m[30:58, 59:87].min() == 1.0
+
+
+def test_manifold_grid_spans_the_5_to_95_percent_prior_quantiles() -> None:
+    q = manifold_z(20).numpy()
+    # Phi^-1(0.95) = 1.6448536..., the familiar one-sided 95% point of N(0, 1)
+    assert q[0] == pytest.approx(-1.6448536, abs=1e-6) and q[-1] == pytest.approx(1.6448536, abs=1e-6)
+    assert np.all(np.diff(q) > 0) and np.allclose(q, -q[::-1], atol=1e-6)
