@@ -19,7 +19,7 @@ from matplotlib import colormaps
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import LogFormatter, MaxNLocator
+from matplotlib.ticker import MaxNLocator
 
 DPI = 100  # pixels per inch of every saved figure: figsize (w, h) in inches -> (100 w, 100 h) pixels
 SIDE = 28  # MNIST images are SIDE x SIDE pixels
@@ -167,13 +167,16 @@ def training_curves(curves: Mapping[str, Sequence[Curve]]) -> Figure:
                    for c in sorted(curves[model], key=lambda c: c.zdim)]
         handles += [Line2D([], [], color="black", ls="-", label="train"),
                     Line2D([], [], color="black", ls="--", label="held-out")]
+        xlabel = "epoch"
         if lows:
-            top = ax.get_ylim()[1]
-            low = min(lows)
-            ax.set_ylim(low - 0.05 * (top - low), top)
+            top, low = ax.get_ylim()[1], min(lows)
+            bottom = low - 0.05 * (top - low)
+            ax.set_ylim(bottom, top)
+            if any(np.min(v) < bottom for c in curves[model] for v in (c.train_elbo, c.heldout_elbo)):
+                xlabel = "epoch (epoch 1 lies below the axis)"
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(f"ELBO ({NATS}, higher is better)")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("ELBO (nats per image, higher is better)")
         ax.set_title(f"{_label(model)}: training curves")
         ax.grid(alpha=0.3)
         ax.legend(handles=handles, fontsize=8, ncol=2, loc="lower right")
@@ -209,7 +212,7 @@ def reconstruction_pairs(originals: np.ndarray, recons: np.ndarray, title: str) 
     _show_mosaic(left, originals)
     left.set_title("binarised test digits (input)", fontsize=10)
     _show_mosaic(right, recons)
-    right.set_title("reconstruction: Bernoulli means at z = mean of q(z|x)", fontsize=10)
+    right.set_title("reconstructions: Bernoulli means decoded at z = the encoder's mean", fontsize=10)
     fig.suptitle(title)
     return fig
 
@@ -230,8 +233,8 @@ def latent_scatter(mu: np.ndarray, labels: np.ndarray, title: str) -> Figure:
     bar = fig.colorbar(pts, ax=ax, ticks=range(10))
     bar.set_label("digit")
     ax.set_aspect("equal", adjustable="datalim")
-    ax.set_xlabel("z1: mean of q(z|x) (prior standard deviations)")
-    ax.set_ylabel("z2: mean of q(z|x) (prior standard deviations)")
+    ax.set_xlabel("z1: encoder mean (in prior standard deviations)")
+    ax.set_ylabel("z2: encoder mean (in prior standard deviations)")
     ax.set_title(f"{title}\ndashed: 1 and 2 s.d. of the N(0, I) prior", fontsize=10)
     ax.grid(alpha=0.3)
     return fig
@@ -248,7 +251,7 @@ def manifold(panels: Mapping[str, np.ndarray], z_values: np.ndarray, title: str)
     fig = _figure(6.6 * len(names), 7.0)
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     n = len(z_values)
-    ticks = sorted({0, n // 4, n // 2, (3 * n) // 4, n - 1})
+    ticks = sorted({0, n // 4, n - 1 - n // 4, n - 1})  # symmetric about 0 (an even n has no centre cell)
     for ax, name in zip(axes, names):
         _show_mosaic(ax, panels[name])
         centres = _cell_centres(n)
@@ -273,20 +276,17 @@ def active_units(runs: Sequence[Mapping[str, Any]], threshold: float) -> Figure:
     fig = _figure(5.0 * (len(groups) + 1), 4.8)
     axes = fig.subplots(1, len(groups) + 1, squeeze=False)[0]
     colors = zdim_colors([r["zdim"] for r in runs])
-    floor = 1e-4  # a dead unit's KL can be ~0; a log axis needs a floor
     for ax, (model, group) in zip(axes, groups.items()):
         for r in group:
-            kl = np.maximum(np.sort(np.asarray(r["kl_per_dim"], dtype=float))[::-1], floor)
+            kl = np.sort(np.asarray(r["kl_per_dim"], dtype=float))[::-1]
             ax.plot(np.arange(1, len(kl) + 1), kl, "-o", ms=3, color=colors[r["zdim"]], label=f"z = {r['zdim']}")
-        ax.set_yscale("log")
-        # plain numbers (0.01, 2, 10) read faster than 10^k; minor ticks get labels when few decades show
-        ax.yaxis.set_major_formatter(LogFormatter())
-        ax.yaxis.set_minor_formatter(LogFormatter(minor_thresholds=(2, 0.5)))
+        # a linear axis: collapsed units sit visibly on 0, which is what this panel is for
+        ax.set_ylim(bottom=0.0)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("latent unit, sorted by KL (rank)")
-        ax.set_ylabel(f"mean KL of the unit (nats per image; log scale, floor {floor:g})")
+        ax.set_ylabel("mean KL(q(z_u|x) || N(0, 1)) (nats per image)")
         ax.set_title(f"{_label(model)}: KL per latent unit")
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
     ax = axes[-1]
     zmax = max(r["zdim"] for r in runs)
