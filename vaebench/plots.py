@@ -121,7 +121,8 @@ def nll_vs_zdim(runs: Sequence[Mapping[str, Any]], thesis: Sequence[tuple[str, i
         if all("iwae_nll_marginal" in r for r in group):
             handles.append(ax.errorbar(
                 z, [r["iwae_nll_marginal"] for r in group], yerr=[r["iwae_nll_marginal_se"] for r in group],
-                fmt=":s", color=col, ms=5, capsize=3, mfc="white", label=f"{name} IWAE NLL -log p(x), label marginalised"))
+                fmt=":s", color=col, ms=5, capsize=3, mfc="white",
+                label=f"{name} IWAE NLL -log p(x), label marginalised"))
         quad = [r for r in group if "quad_nll" in r]
         if quad:
             handles += ax.plot([r["zdim"] for r in quad], [r["quad_nll"] for r in quad], "x", color=col, ms=10,

@@ -32,7 +32,7 @@ from vaebench import io as vio
 from vaebench import plots
 from vaebench.checkpoint import SIDECAR, load_checkpoint
 from vaebench.config import Params
-from vaebench.data import binarize_test, load_mnist
+from vaebench.data import SHAPES, binarize_test, load_mnist
 from vaebench.evaluate import ACTIVE_THRESHOLD, encode_all
 from vaebench.models import N_LABELS, VAE
 from vaebench.runs import run_name
@@ -41,7 +41,6 @@ SAMPLE_SEED = 0  # prior samples in the figures: the same draw on every run
 RECON_GRID = (8, 8)  # the first 64 test digits and their reconstructions
 MANIFOLD_N = 20  # 20 x 20 decoded grid points, as in Kingma & Welling 2014, Fig. 4
 MANIFOLD_DIGITS = (2, 5, 8)  # a CVAE's manifold is one per label: show a few, not all ten
-N_TEST = 10000  # test_subset = 0 means all of MNIST's test images
 
 
 class ReportError(RuntimeError):
@@ -143,8 +142,9 @@ def load_run(path: Path, model: str, zdim: int, n_images: int) -> dict[str, Any]
         run = vio.read_json(path)
     except (OSError, ValueError) as e:
         raise ReportError(f"{path}: unreadable ({e}); {hint}") from None
-    need = REQUIRED_KEYS + (CVAE_KEYS if model == "cvae" else ())
-    missing = [k for k in need if not isinstance(run, dict) or k not in run]
+    if not isinstance(run, dict):
+        raise ReportError(f"{path}: not a run's metrics (a JSON object); {hint}")
+    missing = [k for k in REQUIRED_KEYS + (CVAE_KEYS if model == "cvae" else ()) if k not in run]
     if missing:
         raise ReportError(f"{path}: no key {missing[0]!r}; {hint}")
     if (run["model"], run["zdim"]) != (model, zdim):
@@ -157,7 +157,7 @@ def load_run(path: Path, model: str, zdim: int, n_images: int) -> dict[str, Any]
 
 
 def load_runs(params: Params, runs_dir: Path) -> list[dict[str, Any]]:
-    n_images = params.data.test_subset or N_TEST
+    n_images = params.data.test_subset or SHAPES["test_labels"][0]  # test_subset = 0: all of them
     return [load_run(Path(runs_dir) / f"{run_name(m, z)}.json", m, z, n_images) for m, z in grid_items(params)]
 
 
@@ -357,8 +357,14 @@ def prior_samples(model: VAE, rows: int = 10, cols: int = 10) -> np.ndarray:
 
 
 @torch.no_grad()
-def reconstructions(model: VAE, x: torch.Tensor, y: torch.Tensor, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first rows*cols images x (N, 784) and their decoded means at z = q's mean, each (rows, cols, 28, 28)."""
+def reconstructions(model: VAE, x: torch.Tensor, y: torch.Tensor, rows: int, cols: int,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The first rows*cols images x (N, 784) and their decoded means at z = q's mean, each (rows, cols, 28, 28).
+
+    With fewer than rows*cols test images (a tiny test_subset), the grid shrinks to what there is.
+    """
+    cols = min(cols, len(x))
+    rows = min(rows, len(x) // cols)
     n = rows * cols
     xb, yb = x[:n], (y[:n] if model.conditional else None)
     mu, _ = model.encode(xb, yb)  # (n, D)
@@ -366,7 +372,10 @@ def reconstructions(model: VAE, x: torch.Tensor, y: torch.Tensor, rows: int, col
 
 
 def manifold_z(n: int = MANIFOLD_N) -> torch.Tensor:
-    """n prior quantiles 5% .. 95% of N(0, 1) (Kingma & Welling 2014, Fig. 4: the unit square through the inverse CDF)."""
+    """n prior quantiles 5% .. 95% of N(0, 1).
+
+    Kingma & Welling 2014, Fig. 4: a regular grid on the unit square through the inverse Gaussian CDF.
+    """
     return torch.special.ndtri(torch.linspace(0.05, 0.95, n, dtype=torch.float64)).float()
 
 
@@ -390,9 +399,11 @@ def save_figure(fig: Figure, path: Path) -> Path:
     return path
 
 
-def run_figures(model: VAE, name: str, x: torch.Tensor, y: torch.Tensor, plots_dir: Path) -> list[Path]:
-    """The per-run figures: prior samples, reconstructions, and for a 2-D latent its scatter and manifold."""
-    label = plots.MODEL_LABELS.get("cvae" if model.conditional else "vae", name)
+def run_figures(model: VAE, label: str, name: str, x: torch.Tensor, y: torch.Tensor, plots_dir: Path) -> list[Path]:
+    """The per-run figures: prior samples, reconstructions, and for a 2-D latent its scatter and manifold.
+
+    `x` (N, 784) are the binarised test images and `y` (N,) their labels (used by a CVAE, and to colour the scatter).
+    """
     z = model.zdim
     if model.conditional:
         samples = plots.digit_grid(
@@ -414,8 +425,9 @@ def run_figures(model: VAE, name: str, x: torch.Tensor, y: torch.Tensor, plots_d
         q = manifold_z()
         digits = MANIFOLD_DIGITS if model.conditional else (None,)
         panels = {("all digits" if d is None else f"digit y = {d}"): manifold_images(model, q, d) for d in digits}
+        title = f"{label} z=2: decoder means over a {len(q)}x{len(q)} grid of prior quantiles"
         written.append(save_figure(
-            plots.manifold(panels, q.numpy(), f"{label} z=2: decoder means over a {len(q)}x{len(q)} grid of prior quantiles"),
+            plots.manifold(panels, q.numpy(), title),
             plots_dir / f"manifold_{name}.png"))
     return written
 
@@ -428,29 +440,26 @@ def build_report(params: Params, runs_dir: Path, models_dir: Path, logs_dir: Pat
     check_inputs(params, models_dir, logs_dir)
     data = load_mnist(data_path, test_subset=params.data.test_subset)
     x = binarize_test(data.test_x, params.data.binarize, params.data.test_seed)  # the bits every model was scored on
-
     names = [run_name(r["model"], r["zdim"]) for r in runs]
-    per_run = [f"{kind}_{n}.png" for n, r in zip(names, runs) for kind in ("samples", "reconstructions")
-               + (("latent", "manifold") if r["zdim"] == 2 else ())]
-    figures = ["nll_vs_zdim.png", "training_curves.png", "active_units.png", *per_run]
-    rel = Path(os.path.relpath(plots_dir, out_dir))  # links from table.md, so it opens offline beside the images
 
     rows = table_rows(runs)
-    written = [out_dir / "summary.json", out_dir / "table.csv", out_dir / "table.md", out_dir / "nll_by_zdim.csv"]
+    written = [out_dir / "summary.json", out_dir / "table.csv", out_dir / "nll_by_zdim.csv"]
     vio.write_json(written[0], summary(runs))
     vio.write_text(written[1], to_csv(rows, TABLE_COLUMNS))
-    vio.write_text(written[2], table_markdown(rows, params, [(rel / f).as_posix() for f in figures]))
-    vio.write_text(written[3], to_csv(nll_by_zdim(runs, params.grid.zdims), NLL_BY_ZDIM_COLUMNS))
+    vio.write_text(written[2], to_csv(nll_by_zdim(runs, params.grid.zdims), NLL_BY_ZDIM_COLUMNS))
 
     thesis = [(t.model, t.zdim, t.value) for t in THESIS_POINTS]
-    written.append(save_figure(plots.nll_vs_zdim(runs, thesis), plots_dir / "nll_vs_zdim.png"))
+    figures = [save_figure(plots.nll_vs_zdim(runs, thesis), plots_dir / "nll_vs_zdim.png")]
     curves: dict[str, list[plots.Curve]] = {}
     for r, name in zip(runs, names):
         curves.setdefault(r["model"], []).append(read_curve(r["zdim"], *log_files(logs_dir, name)))
-    written.append(save_figure(plots.training_curves(curves), plots_dir / "training_curves.png"))
-    written.append(save_figure(plots.active_units(runs, ACTIVE_THRESHOLD), plots_dir / "active_units.png"))
-    for (m, z), name in zip(grid_items(params), names):
-        model, _ = load_checkpoint(Path(models_dir) / name, expect={"model": m, "zdim": z})
-        written += run_figures(model, name, x, data.test_y, plots_dir)
-    assert [p.name for p in written[4:]] == figures, "figure list and links in table.md disagree"
-    return written
+    figures.append(save_figure(plots.training_curves(curves), plots_dir / "training_curves.png"))
+    figures.append(save_figure(plots.active_units(runs, ACTIVE_THRESHOLD), plots_dir / "active_units.png"))
+    for r, name in zip(runs, names):
+        model, _ = load_checkpoint(Path(models_dir) / name, expect={"model": r["model"], "zdim": r["zdim"]})
+        figures += run_figures(model, plots.MODEL_LABELS[r["model"]], name, x, data.test_y, plots_dir)
+
+    # last, so that it links exactly the figures written; relative links let it open offline beside them
+    links = [Path(os.path.relpath(f, out_dir)).as_posix() for f in figures]
+    vio.write_text(out_dir / "table.md", table_markdown(rows, params, links))
+    return [*written, out_dir / "table.md", *figures]

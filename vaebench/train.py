@@ -168,6 +168,8 @@ def fit(
     opt = make_optimizer(tc.optimizer, model.parameters(), tc.lr)
     fingerprint = {**run_fingerprint(model_name, zdim, params), "data_manifest_sha256": data.manifest_sha256}
 
+    for d in (out_dir, partial):  # a run killed mid-write may have left temporaries behind
+        vio.remove_stale_temporaries(d)
     info = load_state(partial, model, opt, fingerprint)
     start, history = (info["epoch"], info["history"]) if info else (0, [])
     if start:
