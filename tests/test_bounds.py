@@ -174,7 +174,7 @@ def test_one_sample_iwae_has_the_analytic_kl_elbo_as_expectation():
     """E_eps[log w] = E_q[log p(x|z)] - KL: the mean of many k=1 estimates meets the analytic-KL ELBO."""
     model, x = _small_vae(3, 1), _binary_images(4, 1)
     mu, logvar = model.encode(x)
-    eps = torch.randn(4, 20000, 3, generator=torch.Generator().manual_seed(6))
+    eps = torch.randn(4, 8000, 3, generator=torch.Generator().manual_seed(6))
     z = bounds.reparameterize(mu[:, None], logvar[:, None], eps)  # (4, S, 3)
     logits = model.decode(z)  # (4, S, 784)
     log_px_z = bounds.bernoulli_log_lik(logits, x[:, None])  # (4, S)
@@ -186,7 +186,7 @@ def test_one_sample_iwae_has_the_analytic_kl_elbo_as_expectation():
     assert (diff.mean(1).abs() < 4 * se).all(), (diff.mean(1), se)
     # A wrong KL (e.g. without the 1/2) would miss by about half the KL, many standard errors:
     kl = bounds.gaussian_kl(mu, logvar).double()
-    assert (0.5 * kl > 20 * se).all()
+    assert (0.5 * kl > 10 * se).all()
 
 
 @torch.no_grad()
