@@ -219,7 +219,7 @@ def test_far_posterior_1d_matches_scipy_and_converges():
     model = FixedDecoder(1, lambda z, y: _far_logits(z, [M], per_group))
     x = _far_images(1, per_group)
     want = torch.tensor([_scipy_log_1d(M, xi.numpy()) for xi in x], dtype=torch.float64)
-    default = quad_log_px(model, x)  # L = 6, n = 600
+    default = quad_log_px(model, x)  # the defaults: L = 10, n = 800
     assert torch.allclose(default, want, rtol=0, atol=TOL), (default, want)
     # refining the grid and widening it moves the answer by less than the tolerance
     for half_width, n in ((8.0, 1200), (12.0, 3000)):
@@ -237,9 +237,32 @@ def test_far_posterior_2d_matches_scipy_and_converges():
     x = _far_images(2, per_group)
     want = torch.tensor([_scipy_log_1d(centres[0], xi[:per_group].numpy()) + _scipy_log_1d(centres[1], xi[per_group:].numpy())
                          for xi in x], dtype=torch.float64)
-    default = quad_log_px(model, x)  # L = 6, n = 600: 360,000 points
+    default = quad_log_px(model, x)  # the defaults: L = 10, n = 800: 640,000 points
     assert torch.allclose(default, want, rtol=0, atol=TOL), (default, want)
     wider = quad_log_px(model, x, half_width=9.0, n=750)
     assert torch.allclose(wider, default, rtol=0, atol=TOL)
     narrow = quad_log_px(model, x, half_width=2.0, n=200)
     assert (want - narrow > 10).all(), want - narrow
+
+
+def test_subgrid_error_estimates_are_what_they_claim():
+    """`quadrature` scores one decoded grid three ways; check each against a separate computation."""
+    from vaebench.quadrature import quadrature
+
+    per_group, centres = 20, [M, -3.0]
+    model = FixedDecoder(2, lambda z, y: _far_logits(z, centres, per_group))
+    x = _far_images(2, per_group)
+    q = quadrature(model, x, half_width=10.0, n=400)  # h = 0.05
+    # inner = the same points with |z_d| < 8: exactly the midpoint grid on [-8, 8] with n = 320
+    assert torch.allclose(q.inner, quad_log_px(model, x, half_width=8.0, n=320), rtol=0, atol=1e-9)
+    # coarse = every other point per axis: spacing 2h, offset by h/2 from a midpoint grid; still a valid rule
+    want = torch.tensor([_scipy_log_1d(centres[0], xi[:per_group].numpy()) + _scipy_log_1d(centres[1], xi[per_group:].numpy())
+                         for xi in x], dtype=torch.float64)
+    for est in (q.log_px, q.coarse, q.inner):
+        assert torch.allclose(est, want, rtol=0, atol=TOL)
+    assert q.error_bound() < 1e-3
+    # when the grid misses the posterior, the estimates say so
+    narrow = quadrature(model, x, half_width=4.5, n=180)  # inner band stops at 2.5 < 3.5: truncation shows
+    assert narrow.error_bound() > 1.0
+    coarse_grid = quadrature(model, x, half_width=10.0, n=40)  # h = 0.5, wider than the posterior sd
+    assert coarse_grid.error_bound() > 10 * q.error_bound()

@@ -110,9 +110,9 @@ class EvalConfig:
     chunk: int = 100_000
     """Decoded samples held in memory at once (bounds memory, not the result)."""
 
-    quad_n: int = 600
+    quad_n: int = 800
     """Quadrature points per latent axis for the exact log p(x) of 1- and 2-D models (0 = skip)."""
-    quad_half_width: float = 6.0
+    quad_half_width: float = 10.0
     """The quadrature grid covers [-L, L] per axis of the N(0, I) prior."""
 
     def __post_init__(self) -> None:

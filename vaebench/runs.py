@@ -15,7 +15,7 @@ from vaebench.config import Params, check_model, check_zdim
 from vaebench.data import Mnist, binarize_test, load_mnist
 from vaebench.evaluate import evaluate_model
 from vaebench.models import VAE
-from vaebench.quadrature import quad_log_px
+from vaebench.quadrature import quadrature
 from vaebench.train import fit, run_fingerprint
 
 
@@ -63,8 +63,12 @@ def score(model: VAE, params: Params, data: Mnist, k: int | None = None, progres
     metrics = evaluate_model(model, x, data.test_y, ev, show_progress=progress)
     if model.zdim <= 2 and params.eval.quad_n > 0:
         y = data.test_y if model.conditional else None
-        q = quad_log_px(model, x, y, params.eval.quad_half_width, params.eval.quad_n)
-        metrics["quad_nll"] = -q.double().mean().item()
-        metrics["quad_nll_se"] = q.double().std().item() / len(q) ** 0.5
+        q = quadrature(model, x, y, params.eval.quad_half_width, params.eval.quad_n)
+        metrics["quad_nll"] = -q.log_px.mean().item()
+        metrics["quad_nll_se"] = q.log_px.std().item() / len(q.log_px) ** 0.5
+        # integration error: per image at most this; the mean moves by at most as much
+        metrics["quad_error_bound"] = q.error_bound()
+        metrics["quad_refine_delta"] = (q.log_px - q.coarse).mean().abs().item()
+        metrics["quad_widen_delta"] = (q.log_px - q.inner).mean().abs().item()
         metrics["iwae_gap_to_quad"] = metrics["iwae_nll"] - metrics["quad_nll"]
     return metrics
