@@ -21,6 +21,12 @@ from vaebench.data import derive_seed
 from vaebench.models import N_LABELS, VAE
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016, section 5.2: unit u is active if Cov_x(E_q[z_u]) > 0.01
+# Latent samples decoded at once: keeps the decoder's activations and logits (DECODE_ROWS x 784
+# floats, 6.4 MB) in cache and under glibc's 32 MB mmap threshold. With 50,000 rows at once every
+# temporary was a fresh 100-160 MB mapping, page-faulted and zeroed anew, and each elementwise pass
+# (ReLU, bias, softplus, x*l) streamed from DRAM: 45% of peak instead of ~75%. Each row's logits are
+# bit-identical whatever the number of rows, so the results do not depend on it.
+DECODE_ROWS = 2048
 
 
 @torch.no_grad()
@@ -60,7 +66,8 @@ def iwae_log_px(
     """
     n, out = len(x), []
     b = max(1, chunk // k)  # images per pass; with k > chunk, one image and its samples in slices
-    s = min(k, chunk)  # samples decoded at once per image slice
+    s = min(k, chunk, DECODE_ROWS)  # samples decoded at once per image slice
+    t = max(1, DECODE_ROWS // s)  # images decoded at once
     for i in range(0, n, b):
         xb = x[i:i + b]  # (b, P)
         yb = None if y is None else y[i:i + b]  # (b,)
@@ -72,10 +79,13 @@ def iwae_log_px(
         ])  # (b, k, D)
         z = bounds.reparameterize(mu[:, None], logvar[:, None], eps)  # (b, k, D)
         log_w = torch.empty(len(xb), k)
-        for a in range(0, k, s):
-            zs = z[:, a:a + s]  # (b, s, D)
-            log_px_z = bounds.bernoulli_log_lik(model.decode(zs, yb), xb[:, None])  # (b, s)
-            log_w[:, a:a + s] = bounds.log_importance_weights(log_px_z, zs, mu[:, None], logvar[:, None])
+        for c in range(0, len(xb), t):
+            xt, yt = xb[c:c + t], (None if yb is None else yb[c:c + t])  # (t, P), (t,)
+            for a in range(0, k, s):
+                zs = z[c:c + t, a:a + s]  # (t, s, D)
+                log_px_z = bounds.bernoulli_log_lik(model.decode(zs, yt), xt[:, None])  # (t, s)
+                log_w[c:c + t, a:a + s] = bounds.log_importance_weights(
+                    log_px_z, zs, mu[c:c + t, None], logvar[c:c + t, None])
         out.append(bounds.iwae_bound(log_w))
         if progress is not None:
             progress(len(xb))

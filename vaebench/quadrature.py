@@ -39,6 +39,12 @@ def grid_points(zdim: int, half_width: float, n: int) -> tuple[torch.Tensor, flo
     return pts, zdim * math.log(h)
 
 
+# Images scored against a grid chunk at once: a (256, 8192) block is 8 MB in fp32, 16 MB in fp64, so the
+# fp64 conversion, subtraction, masks and logsumexp run in cache; all 10,000 at once made each of them a
+# fresh 330-650 MB buffer streamed through DRAM. Per image the arithmetic is unchanged (bit-identical).
+IMAGE_BLOCK = 256
+
+
 @dataclass(frozen=True)
 class Quadrature:
     """log p(x) per image (N,) on the full grid, and on two sub-grids of the same decoded points.
@@ -91,11 +97,13 @@ def quadrature(
             # x @ logits^T and the softplus run in fp32 (x is 0/1 and |logits| < ~50: good to ~1e-4 nats
             # over 784 pixels); the sums over pixels and grid points run in fp64.
             c = F.softplus(logits).double().sum(-1) - bounds.standard_normal_log_prob(z)  # (g,)
-            log_joint = (xs @ logits.T).double() - c  # (M, g): log p(x|z_g) + log p(z_g)
-            for name, (mask, _) in subsets.items():
-                keep = mask[a:a + grid_chunk]
-                if keep.any():
-                    acc[name] = torch.logaddexp(acc[name], torch.logsumexp(log_joint[:, keep], 1))
+            keeps = {name: mask[a:a + grid_chunk] for name, (mask, _) in subsets.items()}
+            for b in range(0, len(xs), IMAGE_BLOCK):  # (m, g) blocks that stay in cache
+                log_joint = (xs[b:b + IMAGE_BLOCK] @ logits.T).double() - c  # (m, g): log p(x|z_g) + log p(z_g)
+                for name, keep in keeps.items():
+                    if keep.any():
+                        acc[name][b:b + IMAGE_BLOCK] = torch.logaddexp(
+                            acc[name][b:b + IMAGE_BLOCK], torch.logsumexp(log_joint[:, keep], 1))
         for name, (_, log_vol) in subsets.items():
             out[name][idx] = acc[name] + log_vol
     return Quadrature(**out)

@@ -205,7 +205,8 @@ def _num(x: Any) -> int | float | None:
 
 
 SUMMARY_KEYS = ("test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "kl", "active_units",
-                "iwae_nll_marginal", "iwae_nll_marginal_se", "quad_nll", "quad_nll_se")
+                "iwae_nll_marginal", "iwae_nll_marginal_se", "quad_nll", "quad_nll_se", "quad_error_bound",
+                "iwae_gap_to_quad")
 
 
 def summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, int | float | None]]]:
@@ -218,7 +219,7 @@ def summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, 
 
 TABLE_COLUMNS = ("model", "zdim", "n_images", "neg_elbo", "neg_elbo_se", "iwae_target", "iwae_nll", "iwae_nll_se",
                  "k", "iwae_nll_marginal", "iwae_nll_marginal_se", "k_marginal", "quad_nll", "quad_nll_se",
-                 "active_units", "thesis")
+                 "quad_error_bound", "iwae_gap_to_quad", "active_units", "thesis")
 
 
 def table_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -241,6 +242,8 @@ def table_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "k_marginal": r["k_marginal"] if cvae else None,
             "quad_nll": _num(r["quad_nll"]) if "quad_nll" in r else None,
             "quad_nll_se": _num(r["quad_nll_se"]) if "quad_nll_se" in r else None,
+            "quad_error_bound": _num(r["quad_error_bound"]) if "quad_error_bound" in r else None,
+            "iwae_gap_to_quad": _num(r["iwae_gap_to_quad"]) if "iwae_gap_to_quad" in r else None,
             "active_units": r["active_units"],
             "thesis": thesis_value(r["model"], r["zdim"]),
         })
@@ -315,7 +318,9 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
             _pm(r["neg_elbo"], r["neg_elbo_se"]),
             f"{_pm(r['iwae_nll'], r['iwae_nll_se'])} ({r['k']})",
             marginal,
-            _pm(r["quad_nll"], r["quad_nll_se"]),
+            _pm(r["quad_nll"], r["quad_nll_se"]) + (
+                f" (IWAE gap {r['iwae_gap_to_quad']:.2f}; integration error ≤ {r['quad_error_bound']:.1e})"
+                if r["quad_error_bound"] is not None else ""),
             f"{r['active_units']} / {r['zdim']}",
             "" if r["thesis"] is None else f"{r['thesis']:g}",
         ]
