@@ -293,7 +293,8 @@ CHILD = textwrap.dedent("""
     t0 = time.perf_counter()
     iwae_log_px(model, x, None, k, 0, chunk)
     dt = time.perf_counter() - t0
-    print(json.dumps({"base_kib": base, "peak_kib": hwm_kib(), "seconds": dt}))
+    print(json.dumps({"base_kib": base, "peak_kib": hwm_kib(), "seconds": dt,
+                      "module": sys.modules["vaebench.evaluate"].__file__}))
 """)
 
 
@@ -303,15 +304,20 @@ def memory(args: argparse.Namespace, params) -> None:  # noqa: ANN001
     chunks = sorted({params.eval.chunk, *args.mem_chunks})
     print(f"{n} images, k={k}, z=50, hidden={h}")
     print(f"{'chunk':>7} {'peak RSS':>9} {'after import':>12} {'IWAE adds':>9} {'s':>6} {'-> 10k images':>13}")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(REPO)]))}
+    # the child imports the same vaebench as this process, and runs outside the repo so that its
+    # working directory (first on sys.path under -c) cannot shadow a patched copy on PYTHONPATH
+    src = str(Path(vtrain.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     for chunk in chunks:
         out = subprocess.run([sys.executable, "-c", CHILD, "50", str(h), str(k), str(n), str(chunk),
-                              str(torch.get_num_threads())], capture_output=True, text=True, env=env)
+                              str(torch.get_num_threads())], capture_output=True, text=True, env=env,
+                             cwd=tempfile.gettempdir())
         if out.returncode != 0:
             print(f"{chunk:>7} failed: {out.stderr.strip().splitlines()[-1:]}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         peak_b, base_b = r["peak_kib"] * 1024, r["base_kib"] * 1024
+        assert Path(r["module"]).resolve().parents[1] == Path(src), r["module"]  # measured the same code
         ok = "ok" if peak_b <= 2 * GiB else "OVER 2 GiB"
         mark = " (params.yaml)" if chunk == params.eval.chunk else ""
         print(f"{chunk:>7} {peak_b / GiB:8.2f}G {base_b / GiB:11.2f}G {(peak_b - base_b) / GiB:8.2f}G "

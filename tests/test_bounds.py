@@ -22,15 +22,6 @@ from vaebench import bounds
 from vaebench.models import VAE
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine's 2 cores are shared with other workers: one thread is faster for these small ops."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ---------------------------------------------------------------- KL
 
 

@@ -12,15 +12,6 @@ from torch import nn
 from vaebench.models import N_LABELS, PIXELS, VAE, build_model, mlp
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine's 2 cores are shared with other workers: one thread is faster for these small ops."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _images(n: int, seed: int = 0) -> torch.Tensor:
     return (torch.rand(n, PIXELS, generator=torch.Generator().manual_seed(seed)) < 0.3).float()
 

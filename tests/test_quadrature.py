@@ -33,15 +33,6 @@ TOL = 1e-5  # nats, for a few dozen pixels
 TOL_784 = 1e-4  # nats, for 784 pixels (fp32 x @ logits^T)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine's 2 cores are shared with other workers: one thread is faster for these small ops."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class FixedDecoder:
     """A 'VAE' for quad_log_px: `.zdim` and `.decode(z, y)`; the logits are a fixed function of (z, y).
 
