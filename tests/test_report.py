@@ -129,7 +129,7 @@ def test_table_csv_has_one_row_per_grid_item_with_finite_numbers(built, grid) ->
         assert row["iwae_target"] == ("-log p(x|y)" if cvae else "-log p(x)")
         for col in ("iwae_nll_marginal", "iwae_nll_marginal_se", "k_marginal"):
             assert _finite(row[col]) if cvae else row[col] == "", (row["model"], col)
-        for col in ("quad_nll", "quad_nll_se", "quad_error_bound", "iwae_gap_to_quad"):
+        for col in ("quad_nll", "quad_nll_se", "quad_error_bound", "quad_mean_error", "iwae_gap_to_quad"):
             assert _finite(row[col]) if low else row[col] == "", (row["model"], row["zdim"], col)
     # the thesis reports VAE z=2 (157) in this grid, nothing else
     assert [r["thesis"] for r in rows] == ["157.0", "", "", ""]
@@ -172,11 +172,13 @@ def test_summary_json_is_flat_stable_and_numeric(built, grid) -> None:
     for run in _runs(grid):
         leaf = summary[run["model"]][f"z{run['zdim']}"]
         want = base | ({"iwae_nll_marginal", "iwae_nll_marginal_se"} if run["model"] == "cvae" else set()) \
-            | ({"quad_nll", "quad_nll_se", "quad_error_bound", "iwae_gap_to_quad"} if run["zdim"] <= 2 else set())
+            | ({"quad_nll", "quad_nll_se", "quad_error_bound", "iwae_gap_to_quad", "quad_mean_error"}
+               if run["zdim"] <= 2 else set())
         assert set(leaf) == want
         for key, value in leaf.items():
             assert isinstance(value, (int, float)) and not isinstance(value, bool), key
-            assert math.isfinite(value) and value == round(run[key], 4), key
+            want_value = run[key] if key != "quad_mean_error" else run["quad_refine_delta"] + run["quad_widen_delta"]
+            assert math.isfinite(value) and value == round(want_value, 4), key
     assert {z for m in summary.values() for z in m} == {"z2", "z3"}
 
 

@@ -206,20 +206,32 @@ def _num(x: Any) -> int | float | None:
 
 SUMMARY_KEYS = ("test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "kl", "active_units",
                 "iwae_nll_marginal", "iwae_nll_marginal_se", "quad_nll", "quad_nll_se", "quad_error_bound",
-                "iwae_gap_to_quad")
+                "iwae_gap_to_quad", "quad_mean_error")
 
 
 def summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, int | float | None]]]:
     """{model: {"z<zdim>": {metric: number}}}: DVC shows it flat as `vae.z25.iwae_nll`."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for r in runs:
-        out.setdefault(r["model"], {})[f"z{r['zdim']}"] = {k: _num(r[k]) for k in SUMMARY_KEYS if k in r}
+        leaf = {k: _num(r[k]) for k in SUMMARY_KEYS if k in r}
+        if "quad_nll" in r:
+            leaf["quad_mean_error"] = _num(quad_mean_error(r))
+        out.setdefault(r["model"], {})[f"z{r['zdim']}"] = leaf
     return out
 
 
 TABLE_COLUMNS = ("model", "zdim", "n_images", "neg_elbo", "neg_elbo_se", "iwae_target", "iwae_nll", "iwae_nll_se",
                  "k", "iwae_nll_marginal", "iwae_nll_marginal_se", "k_marginal", "quad_nll", "quad_nll_se",
-                 "quad_error_bound", "iwae_gap_to_quad", "active_units", "thesis")
+                 "quad_error_bound", "quad_mean_error", "iwae_gap_to_quad", "active_units", "thesis")
+
+
+def quad_mean_error(r: Mapping[str, Any]) -> float:
+    """Integration error of the mean exact NLL: its change on the coarse sub-grid plus on the inner one.
+
+    `quad_error_bound` is the same per image, worst image; a few images with very sharp
+    posteriors dominate it, while the mean, which the tables report, moves far less.
+    """
+    return r["quad_refine_delta"] + r["quad_widen_delta"]
 
 
 def table_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -243,6 +255,7 @@ def table_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "quad_nll": _num(r["quad_nll"]) if "quad_nll" in r else None,
             "quad_nll_se": _num(r["quad_nll_se"]) if "quad_nll_se" in r else None,
             "quad_error_bound": _num(r["quad_error_bound"]) if "quad_error_bound" in r else None,
+            "quad_mean_error": _num(quad_mean_error(r)) if "quad_nll" in r else None,
             "iwae_gap_to_quad": _num(r["iwae_gap_to_quad"]) if "iwae_gap_to_quad" in r else None,
             "active_units": r["active_units"],
             "thesis": thesis_value(r["model"], r["zdim"]),
@@ -319,8 +332,8 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
             f"{_pm(r['iwae_nll'], r['iwae_nll_se'])} ({r['k']})",
             marginal,
             _pm(r["quad_nll"], r["quad_nll_se"]) + (
-                f" (IWAE gap {r['iwae_gap_to_quad']:.2f}; integration error ≤ {r['quad_error_bound']:.1e})"
-                if r["quad_error_bound"] is not None else ""),
+                f" (IWAE gap {r['iwae_gap_to_quad']:.2f}; grid error of the mean ≤ {r['quad_mean_error']:.0e})"
+                if r["quad_mean_error"] is not None else ""),
             f"{r['active_units']} / {r['zdim']}",
             "" if r["thesis"] is None else f"{r['thesis']:g}",
         ]
