@@ -34,6 +34,7 @@ def make_tiny_params(**sections: dict):
         "model": {"hidden": 32},
         "train": {"epochs": 2, "batch_size": 100, "heldout": 100},
         "eval": {"k": 20, "k_marginal": 5, "quad_n": 60},
+        "exact": {"k": 60},
     }
     for name, values in sections.items():
         base[name] = {**base.get(name, {}), **values}

@@ -45,7 +45,10 @@ def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"trian": {}}, r"^trian: unknown key \(allowed: grid, data, model, train, eval\)"),
+        ({"trian": {}}, r"^trian: unknown key \(allowed: grid, data, model, train, eval, exact\)"),
+        ({"exact": {"zdims": [3]}}, r"^exact\.zdims: must be between 1 and 2, got 3"),
+        ({"exact": {"k": 0}}, r"^exact\.k: must be >= 1, got 0"),
+        ({"grid": {"zdims": [5, 10]}}, r"^exact\.zdims: 2 is not in grid\.zdims \(\[5, 10\]\)"),
         ({"train": {"epoch": 3}}, r"^train\.epoch: unknown key"),
         ({"grid": {"zdims": [0]}}, r"^grid\.zdims: must be >= 1, got 0"),
         ({"grid": {"zdims": [-1]}}, r"^grid\.zdims: must be >= 1, got -1"),
@@ -100,6 +103,7 @@ _sections = {
               "batch_size": st.integers(-5, 70000), "optimizer": st.sampled_from(["rmsprop", "adam", "sgd", ""])},
     "eval": {"k": st.integers(-3, 10), "chunk": st.integers(-3, 10)},
     "grid": {"zdims": st.lists(st.integers(-3, 60), max_size=4)},
+    "exact": {"k": st.integers(-3, 10), "zdims": st.lists(st.integers(-1, 4), max_size=3)},
 }
 
 
@@ -116,8 +120,10 @@ def test_loader_either_builds_a_valid_config_or_names_the_key(section, data, jun
     try:
         p = params_from_dict({section: {key: value}})
     except ConfigError as e:
-        assert str(e).startswith(f"{section}.{key}") or str(e).startswith("train.batch_size")
+        # cross-key checks name the other key of the pair: the batch against the data, exact.zdims against the grid
+        assert str(e).startswith((f"{section}.{key}", "train.batch_size", "exact.zdims"))
         return
     # whatever was accepted satisfies the documented constraints
     assert p.train.lr > 0 and p.train.epochs >= 1 and 1 <= p.train.batch_size <= 60000
     assert p.eval.k >= 1 and p.eval.chunk >= 1 and all(z >= 1 for z in p.grid.zdims) and p.grid.zdims
+    assert p.exact.k >= 1 and set(p.exact.zdims) <= set(p.grid.zdims) and all(1 <= z <= 2 for z in p.exact.zdims)

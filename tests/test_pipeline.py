@@ -24,6 +24,7 @@ TINY = {
     "train": {"optimizer": "rmsprop", "lr": 0.001, "batch_size": 100, "epochs": 1, "seed": 0, "heldout": 100,
               "device": "cpu"},
     "eval": {"k": 10, "k_marginal": 3, "seed": 0, "chunk": 50000, "quad_n": 40, "quad_half_width": 6.0},
+    "exact": {"zdims": [2], "k": 25},
 }
 ITEMS = [f"{m}-{z}" for m in TINY["grid"]["models"] for z in TINY["grid"]["zdims"]]
 
@@ -65,6 +66,7 @@ def declared_outputs(root: Path) -> list[Path]:
     for item in ITEMS:
         paths += [root / "models" / item / "model.safetensors", root / "models" / item / "model.json",
                   root / "logs" / item / "plots" / "metrics", root / "metrics" / "runs" / f"{item}.json"]
+    paths += [root / "metrics" / "exact" / f"{m}-{z}.json" for m in TINY["grid"]["models"] for z in TINY["exact"]["zdims"]]
     return paths
 
 
@@ -140,5 +142,21 @@ def test_branch_that_changes_a_setting_shows_in_metrics_diff(project: Path) -> N
     changed = summary_diff["vae.z2.iwae_nll"]
     assert changed["old"] != changed["new"] and changed["diff"] == pytest.approx(changed["new"] - changed["old"])
     assert "vae.z2.neg_elbo" not in summary_diff  # the ELBO does not depend on k
+    run(project, "git", "checkout", "-q", "--", ".")
+    run(project, "git", "checkout", "-q", "main")
+
+
+def test_changing_exact_k_reruns_only_the_exact_stages_and_the_report(project: Path) -> None:
+    run(project, "git", "checkout", "-qb", "exact-k")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["exact"]["k"] = 40
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(project, "dvc", "repro").stdout
+    assert "Running stage 'exact@vae-2'" in out and "Running stage 'exact@cvae-2'" in out
+    assert "Running stage 'report'" in out
+    assert "Running stage 'evaluate@" not in out and "Running stage 'train@" not in out
+    assert json.loads((project / "metrics/exact/vae-2.json").read_text())["k"] == 40
+    diff = json.loads(run(project, "dvc", "metrics", "diff", "main", "--json").stdout)["metrics/summary.json"]
+    assert "vae.z2.iwae_nll_exact_k" in diff and "vae.z2.iwae_nll" not in diff
     run(project, "git", "checkout", "-q", "--", ".")
     run(project, "git", "checkout", "-q", "main")

@@ -244,6 +244,59 @@ def test_a_stale_run_file_is_refused(params, grid, tmp_path) -> None:
         _build(params, {**grid, "runs": runs}, tmp_path / "out")
 
 
+@pytest.fixture(scope="module")
+def exact_dir(tmp_path_factory, mnist_file, params, grid) -> Path:
+    """What the `exact` stage writes: `vaebench eval --k <exact.k>` of the exact.zdims models."""
+    root = tmp_path_factory.mktemp("exact")
+    data = load_data(params, mnist_file)
+    for m in MODELS:
+        for z in params.exact.zdims:
+            net, _ = load_checkpoint(grid["models"] / run_name(m, z))
+            metrics = {"model": m, "zdim": z, **score(net, params, data, k=params.exact.k, progress=False)}
+            vio.write_json(root / f"{run_name(m, z)}.json", metrics)
+    return root
+
+
+def test_many_sample_iwae_sits_beside_the_quadrature_with_its_gap(params, grid, exact_dir, tmp_path) -> None:
+    where = tmp_path / "out"
+    build_report(params, grid["runs"], grid["models"], grid["logs"], grid["data"], where / "metrics",
+                 where / "plots", exact_dir)
+    rows = {(r["model"], int(r["zdim"])): r for r in _csv(where / "metrics" / "table.csv")}
+    summary = json.loads((where / "metrics" / "summary.json").read_text())
+    assert params.exact.zdims == (2,) and params.exact.k != params.eval.k
+    for (m, z), row in rows.items():
+        if z not in params.exact.zdims:
+            assert row["iwae_nll_exact_k"] == "" and "iwae_nll_exact_k" not in summary[m][f"z{z}"]
+            continue
+        ex = vio.read_json(exact_dir / f"{run_name(m, z)}.json")
+        assert int(row["exact_k"]) == params.exact.k
+        assert float(row["iwae_nll_exact_k"]) == round(ex["iwae_nll"], 4)
+        # the gap is to the quadrature, which both files computed identically
+        assert float(row["iwae_gap_to_quad_exact_k"]) == pytest.approx(ex["iwae_nll"] - float(row["quad_nll"]), abs=2e-4)
+        assert float(row["iwae_gap_to_quad_exact_k"]) > 0  # a bound: above the exact NLL (500 images, tiny model)
+        assert summary[m][f"z{z}"]["iwae_gap_to_quad_exact_k"] == float(row["iwae_gap_to_quad_exact_k"])
+    md = (where / "metrics" / "table.md").read_text()
+    assert f"at k={params.exact.k}" in md and f"at k={params.eval.k}" in md
+
+
+def test_a_missing_or_stale_exact_file_is_refused(params, grid, exact_dir, tmp_path) -> None:
+    def build(d: Path) -> None:
+        build_report(params, grid["runs"], grid["models"], grid["logs"], grid["data"], tmp_path / "m",
+                     tmp_path / "p", d)
+
+    with pytest.raises(ReportError, match=r"vae-2\.json: missing.*dvc repro exact@vae-2"):
+        build(tmp_path / "nowhere")
+    stale = tmp_path / "stale"
+    shutil.copytree(exact_dir, stale)
+    ex = vio.read_json(stale / "vae-2.json")
+    vio.write_json(stale / "vae-2.json", {**ex, "quad_nll": ex["quad_nll"] + 0.01})
+    with pytest.raises(ReportError, match=r"vae-2\.json: its quadrature .* is not the one of evaluate@vae-2"):
+        build(stale)
+    vio.write_json(stale / "vae-2.json", {**ex, "k": params.exact.k + 1})
+    with pytest.raises(ReportError, match=r"k=61, not exact\.k=60"):
+        build(stale)
+
+
 def test_cli_report_reports_a_missing_run_in_one_line(params, grid, tmp_path) -> None:
     p = tmp_path / "params.yaml"
     p.write_text(yaml.safe_dump(to_dict(params)))

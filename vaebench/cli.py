@@ -163,6 +163,8 @@ def format_metrics(m: dict[str, Any]) -> str:
 def report(
     params: ParamsOpt = Path("params.yaml"),
     runs: Annotated[Path, typer.Option("--runs", help="Directory of per-run metrics JSON.")] = Path("metrics/runs"),
+    exact: Annotated[Path, typer.Option(
+        "--exact", help="Directory of the `exact` stage's many-sample IWAE metrics (exact.zdims models).")] = Path("metrics/exact"),
     models: Annotated[Path, typer.Option("--models", help="Directory of checkpoints.")] = Path("models"),
     logs: Annotated[Path, typer.Option("--logs", help="Directory of dvclive training logs.")] = Path("logs"),
     data: DataOpt = Path("data/mnist.npz"),
@@ -174,7 +176,7 @@ def report(
     from vaebench.report import build_report
 
     p = load_params(params)
-    written = build_report(p, runs, models, logs, data, out, plots)
+    written = build_report(p, runs, models, logs, data, out, plots, exact)
     typer.echo("\n".join(str(w) for w in written))
 
 

@@ -125,14 +125,32 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class ExactConfig:
+    zdims: tuple[int, ...] = (2,)
+    """Latent dimensions (1 or 2, each in grid.zdims) whose models are re-scored with `k` samples beside the quadrature."""
+    k: int = 5000
+    """Importance samples of that IWAE estimate (Burda et al. 2016 use 5000): the bound whose gap to the exact value is reported."""
+
+    def __post_init__(self) -> None:
+        _range(self.k, "exact.k", 1, None)
+        for z in self.zdims:
+            _range(z, "exact.zdims", 1, 2)  # quadrature is exact only in 1 or 2 dimensions
+
+
+@dataclass(frozen=True)
 class Params:
     grid: GridConfig = field(default_factory=GridConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    exact: ExactConfig = field(default_factory=ExactConfig)
 
     def __post_init__(self) -> None:
+        for z in self.exact.zdims:
+            if z not in self.grid.zdims:
+                raise ConfigError(f"exact.zdims: {z} is not in grid.zdims ({list(self.grid.zdims)}): "
+                                  "only trained models can be re-scored")
         n_train = self.data.train_subset or 60000
         if self.train.batch_size > n_train:
             raise ConfigError(

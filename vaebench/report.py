@@ -161,6 +161,38 @@ def load_runs(params: Params, runs_dir: Path) -> list[dict[str, Any]]:
     return [load_run(Path(runs_dir) / f"{run_name(m, z)}.json", m, z, n_images) for m, z in grid_items(params)]
 
 
+EXACT_KEYS = ("k", "iwae_nll", "iwae_nll_se", "quad_nll")
+
+
+def attach_exact(params: Params, runs: Sequence[dict[str, Any]], exact_dir: Path) -> None:
+    """Add the `exact` stage's many-sample IWAE (exact.k) to the runs of exact.zdims, beside their quadrature.
+
+    The quadrature of that stage must equal the run's own (same model, grid and images): a mismatch
+    means one of the two files is stale, and the gap would compare different things.
+    """
+    by_item = {(r["model"], r["zdim"]): r for r in runs}
+    for m, z in ((m, z) for m in params.grid.models for z in params.exact.zdims):
+        name = run_name(m, z)
+        path = Path(exact_dir) / f"{name}.json"
+        hint = f"run `dvc repro exact@{name}`"
+        if not path.exists():
+            raise ReportError(f"{path}: missing many-sample IWAE metrics; {hint}")
+        ex = vio.read_json(path)
+        missing = [k for k in EXACT_KEYS if k not in ex]
+        if missing:
+            raise ReportError(f"{path}: no key {missing[0]!r}; {hint}")
+        run = by_item[(m, z)]
+        if ex["k"] != params.exact.k:
+            raise ReportError(f"{path}: IWAE with k={ex['k']}, not exact.k={params.exact.k}; {hint}")
+        if "quad_nll" not in run or not math.isclose(ex["quad_nll"], run["quad_nll"], rel_tol=0, abs_tol=1e-6):
+            raise ReportError(f"{path}: its quadrature ({ex['quad_nll']}) is not the one of "
+                              f"evaluate@{name} ({run.get('quad_nll')}); {hint}")
+        run["exact_k"] = ex["k"]
+        run["iwae_nll_exact_k"] = ex["iwae_nll"]
+        run["iwae_nll_exact_k_se"] = ex["iwae_nll_se"]
+        run["iwae_gap_to_quad_exact_k"] = ex["iwae_nll"] - ex["quad_nll"]
+
+
 def log_files(logs_dir: Path, name: str) -> tuple[Path, Path]:
     """The dvclive TSVs of one run: train and held-out ELBO per epoch."""
     base = Path(logs_dir) / name / "plots" / "metrics"
@@ -206,7 +238,8 @@ def _num(x: Any) -> int | float | None:
 
 SUMMARY_KEYS = ("test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "kl", "active_units",
                 "iwae_nll_marginal", "iwae_nll_marginal_se", "quad_nll", "quad_nll_se", "quad_error_bound",
-                "iwae_gap_to_quad", "quad_mean_error")
+                "iwae_gap_to_quad", "quad_mean_error", "exact_k", "iwae_nll_exact_k", "iwae_nll_exact_k_se",
+                "iwae_gap_to_quad_exact_k")
 
 
 def summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, int | float | None]]]:
@@ -222,7 +255,8 @@ def summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, 
 
 TABLE_COLUMNS = ("model", "zdim", "n_images", "neg_elbo", "neg_elbo_se", "iwae_target", "iwae_nll", "iwae_nll_se",
                  "k", "iwae_nll_marginal", "iwae_nll_marginal_se", "k_marginal", "quad_nll", "quad_nll_se",
-                 "quad_error_bound", "quad_mean_error", "iwae_gap_to_quad", "active_units", "thesis")
+                 "quad_error_bound", "quad_mean_error", "iwae_gap_to_quad", "exact_k", "iwae_nll_exact_k",
+                 "iwae_nll_exact_k_se", "iwae_gap_to_quad_exact_k", "active_units", "thesis")
 
 
 def quad_mean_error(r: Mapping[str, Any]) -> float:
@@ -257,6 +291,8 @@ def table_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "quad_error_bound": _num(r["quad_error_bound"]) if "quad_error_bound" in r else None,
             "quad_mean_error": _num(quad_mean_error(r)) if "quad_nll" in r else None,
             "iwae_gap_to_quad": _num(r["iwae_gap_to_quad"]) if "iwae_gap_to_quad" in r else None,
+            **{key: (_num(r[key]) if key in r else None) for key in
+               ("exact_k", "iwae_nll_exact_k", "iwae_nll_exact_k_se", "iwae_gap_to_quad_exact_k")},
             "active_units": r["active_units"],
             "thesis": thesis_value(r["model"], r["zdim"]),
         })
@@ -332,7 +368,10 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
             f"{_pm(r['iwae_nll'], r['iwae_nll_se'])} ({r['k']})",
             marginal,
             _pm(r["quad_nll"], r["quad_nll_se"]) + (
-                f" (IWAE gap {r['iwae_gap_to_quad']:.2f}; grid error of the mean ≤ {r['quad_mean_error']:.0e})"
+                f" (IWAE gap {r['iwae_gap_to_quad']:.2f} at k={r['k']}"
+                + (f", {r['iwae_gap_to_quad_exact_k']:.2f} at k={r['exact_k']}"
+                   if r["iwae_gap_to_quad_exact_k"] is not None else "")
+                + f"; grid error of the mean ≤ {r['quad_mean_error']:.0e})"
                 if r["quad_mean_error"] is not None else ""),
             f"{r['active_units']} / {r['zdim']}",
             "" if r["thesis"] is None else f"{r['thesis']:g}",
@@ -451,10 +490,15 @@ def run_figures(model: VAE, label: str, name: str, x: torch.Tensor, y: torch.Ten
 
 
 def build_report(params: Params, runs_dir: Path, models_dir: Path, logs_dir: Path, data_path: Path,
-                 out_dir: Path, plots_dir: Path) -> list[Path]:
-    """Write the summary, the tables and the figures of the whole grid; return the files written."""
+                 out_dir: Path, plots_dir: Path, exact_dir: Path | None = None) -> list[Path]:
+    """Write the summary, the tables and the figures of the whole grid; return the files written.
+
+    `exact_dir` holds the `exact` stage's metrics (many-sample IWAE of the exact.zdims models); None skips them.
+    """
     out_dir, plots_dir = Path(out_dir), Path(plots_dir)
     runs = load_runs(params, runs_dir)
+    if exact_dir is not None:
+        attach_exact(params, runs, exact_dir)
     check_inputs(params, models_dir, logs_dir)
     data = load_mnist(data_path, test_subset=params.data.test_subset)
     x = binarize_test(data.test_x, params.data.binarize, params.data.test_seed)  # the bits every model was scored on

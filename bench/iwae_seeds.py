@@ -1,0 +1,74 @@
+"""How much the IWAE NLL of a trained model moves with the evaluation seed, against its standard error over images.
+
+    python bench/iwae_seeds.py          # every grid item, eval.seed and the next two, first 2,000 test images
+    python bench/iwae_seeds.py --items vae-2 cvae-35 --seeds 0 1 2 3 --images 10000
+
+Reads params.yaml, data/mnist.npz and the trained checkpoints in models/ (run `dvc repro` first) and
+scores each model with `vaebench.evaluate.iwae_log_px` exactly as the evaluate stage does (eval.k,
+eval.chunk; for a CVAE the conditional log p(x|y)), once per seed. Image i's samples depend only on
+(seed, i, label), so seed 0 on the first N images gives the pipeline's own per-image values.
+
+Printed per item, in nats per image:
+  nll[s]       the mean IWAE NLL over the N images for each seed s
+  se_images    standard error over images, sd_i(log p_i) / sqrt(N), from seed 0 (what the tables print as ±)
+  sd_seeds     the spread across seeds of a mean over the whole test set (10,000 images), predicted from
+               the per-image variance across seeds: sqrt(mean_i var_s(log p_i) / 10000). The seeds are
+               independent for every image, so the N images give N estimates of that variance and the
+               prediction is far steadier than the sd of a handful of seed means (`sd_means`, printed too,
+               for these N images).
+Not a test: nothing asserts; it prints figures for the checkpoints at hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from vaebench.config import load_params
+from vaebench.data import binarize_test
+from vaebench.evaluate import iwae_log_px
+from vaebench.runs import load_current, load_data, run_name
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_IMAGES = 10_000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--items", nargs="*", help="grid items such as vae-2 cvae-35 (default: the whole grid)")
+    ap.add_argument("--seeds", nargs="+", type=int, help="evaluation seeds (default: eval.seed and the next two)")
+    ap.add_argument("--images", type=int, default=2000, help="first N test images")
+    ap.add_argument("--params", type=Path, default=REPO / "params.yaml")
+    ap.add_argument("--data", type=Path, default=REPO / "data/mnist.npz")
+    ap.add_argument("--models", type=Path, default=REPO / "models")
+    a = ap.parse_args()
+    p = load_params(a.params)
+    a.seeds = a.seeds or [p.eval.seed, p.eval.seed + 1, p.eval.seed + 2]
+    if len(set(a.seeds)) < 2:
+        ap.error("--seeds: give at least two different seeds")
+    data = load_data(p, a.data)
+    x = binarize_test(data.test_x, p.data.binarize, p.data.test_seed)[: a.images]  # (N, 784): the pipeline's bits
+    labels = data.test_y[: a.images]
+    items = a.items or [run_name(m, z) for m in p.grid.models for z in p.grid.zdims]
+    print(f"IWAE NLL across evaluation seeds {a.seeds}: k={p.eval.k}, first {len(x)} test images, "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"{'item':>8}  {'nll per seed':>{9 * len(a.seeds)}}  {'se_images':>9}  {'sd_seeds':>8}  {'sd_means':>8}  {'s':>5}")
+    for item in items:
+        model_name, zdim = item.rsplit("-", 1)
+        model, _ = load_current(model_name, int(zdim), p, data, a.models / item)
+        y = labels if model.conditional else None
+        t0 = time.perf_counter()
+        per_seed = torch.stack([iwae_log_px(model, x, y, p.eval.k, s, p.eval.chunk).double() for s in a.seeds])  # (S, N)
+        nll = -per_seed.mean(1)  # (S,)
+        se_images = per_seed[0].std().item() / math.sqrt(per_seed.shape[1])
+        sd_seeds = math.sqrt(per_seed.var(0).mean().item() / TEST_IMAGES)
+        print(f"{item:>8}  {' '.join(f'{v:8.3f}' for v in nll.tolist())}  {se_images:9.3f}  {sd_seeds:8.4f}  "
+              f"{nll.std().item():8.4f}  {time.perf_counter() - t0:5.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
