@@ -276,7 +276,7 @@ def test_many_sample_iwae_sits_beside_the_quadrature_with_its_gap(params, grid, 
         assert float(row["iwae_gap_to_quad_exact_k"]) > 0  # a bound: above the exact NLL (500 images, tiny model)
         assert summary[m][f"z{z}"]["iwae_gap_to_quad_exact_k"] == float(row["iwae_gap_to_quad_exact_k"])
     md = (where / "metrics" / "table.md").read_text()
-    assert f"at k={params.exact.k}" in md and f"at k={params.eval.k}" in md
+    assert f"at k={params.exact.k}" in md and f"at k={params.eval.k}" in md and "0e+00" not in md
 
 
 def test_a_missing_or_stale_exact_file_is_refused(params, grid, exact_dir, tmp_path) -> None:

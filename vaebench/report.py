@@ -371,7 +371,8 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
                 f" (IWAE gap {r['iwae_gap_to_quad']:.2f} at k={r['k']}"
                 + (f", {r['iwae_gap_to_quad_exact_k']:.2f} at k={r['exact_k']}"
                    if r["iwae_gap_to_quad_exact_k"] is not None else "")
-                + f"; grid error of the mean ≤ {r['quad_mean_error']:.0e})"
+                # the table's numbers carry 4 decimals: below that, say so rather than print "0e+00"
+                + f"; grid error of the mean ≤ {max(r['quad_mean_error'], 1e-4):.0e})"
                 if r["quad_mean_error"] is not None else ""),
             f"{r['active_units']} / {r['zdim']}",
             "" if r["thesis"] is None else f"{r['thesis']:g}",
