@@ -49,6 +49,7 @@ def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
         ({"exact": {"zdims": [3]}}, r"^exact\.zdims: must be between 1 and 2, got 3"),
         ({"exact": {"k": 0}}, r"^exact\.k: must be >= 1, got 0"),
         ({"grid": {"zdims": [5, 10]}}, r"^exact\.zdims: 2 is not in grid\.zdims \(\[5, 10\]\)"),
+        ({"eval": {"quad_n": 0}}, r"^exact\.zdims: .*eval\.quad_n = 0 switches off"),
         ({"train": {"epoch": 3}}, r"^train\.epoch: unknown key"),
         ({"grid": {"zdims": [0]}}, r"^grid\.zdims: must be >= 1, got 0"),
         ({"grid": {"zdims": [-1]}}, r"^grid\.zdims: must be >= 1, got -1"),

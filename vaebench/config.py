@@ -151,6 +151,9 @@ class Params:
             if z not in self.grid.zdims:
                 raise ConfigError(f"exact.zdims: {z} is not in grid.zdims ({list(self.grid.zdims)}): "
                                   "only trained models can be re-scored")
+        if self.exact.zdims and self.eval.quad_n == 0:
+            raise ConfigError("exact.zdims: the exact stage compares IWAE with the quadrature, "
+                              "which eval.quad_n = 0 switches off; set eval.quad_n > 0")
         n_train = self.data.train_subset or 60000
         if self.train.batch_size > n_train:
             raise ConfigError(

@@ -177,7 +177,10 @@ def attach_exact(params: Params, runs: Sequence[dict[str, Any]], exact_dir: Path
         hint = f"run `dvc repro exact@{name}`"
         if not path.exists():
             raise ReportError(f"{path}: missing many-sample IWAE metrics; {hint}")
-        ex = vio.read_json(path)
+        try:
+            ex = vio.read_json(path)
+        except (OSError, ValueError) as e:
+            raise ReportError(f"{path}: unreadable ({e}); {hint}") from None
         missing = [k for k in EXACT_KEYS if k not in ex]
         if missing:
             raise ReportError(f"{path}: no key {missing[0]!r}; {hint}")
