@@ -133,20 +133,26 @@ REQUIRED_KEYS = ("model", "zdim", "n_images", "k", "test_elbo", "test_elbo_se", 
 CVAE_KEYS = ("k_marginal", "iwae_nll_marginal", "iwae_nll_marginal_se")
 
 
+def read_metrics(path: Path, keys: Sequence[str], what: str, hint: str) -> dict[str, Any]:
+    """A stage's metrics JSON holding `keys`; a missing, unreadable or incomplete file is a ReportError ending in `hint`."""
+    if not path.exists():
+        raise ReportError(f"{path}: missing {what}; {hint}")
+    try:
+        metrics = vio.read_json(path)
+    except (OSError, ValueError) as e:
+        raise ReportError(f"{path}: unreadable ({e}); {hint}") from None
+    if not isinstance(metrics, dict):
+        raise ReportError(f"{path}: not a run's metrics (a JSON object); {hint}")
+    missing = [k for k in keys if k not in metrics]
+    if missing:
+        raise ReportError(f"{path}: no key {missing[0]!r}; {hint}")
+    return metrics
+
+
 def load_run(path: Path, model: str, zdim: int, n_images: int) -> dict[str, Any]:
     """One run's metrics JSON, checked to be this grid item's, scored on the current test set."""
     hint = f"run `dvc repro evaluate@{run_name(model, zdim)}`"
-    if not path.exists():
-        raise ReportError(f"{path}: missing run metrics; {hint}")
-    try:
-        run = vio.read_json(path)
-    except (OSError, ValueError) as e:
-        raise ReportError(f"{path}: unreadable ({e}); {hint}") from None
-    if not isinstance(run, dict):
-        raise ReportError(f"{path}: not a run's metrics (a JSON object); {hint}")
-    missing = [k for k in REQUIRED_KEYS + (CVAE_KEYS if model == "cvae" else ()) if k not in run]
-    if missing:
-        raise ReportError(f"{path}: no key {missing[0]!r}; {hint}")
+    run = read_metrics(path, REQUIRED_KEYS + (CVAE_KEYS if model == "cvae" else ()), "run metrics", hint)
     if (run["model"], run["zdim"]) != (model, zdim):
         raise ReportError(f"{path}: holds {run['model']} z={run['zdim']}, not {model} z={zdim}; {hint}")
     if run["n_images"] != n_images:
@@ -175,15 +181,7 @@ def attach_exact(params: Params, runs: Sequence[dict[str, Any]], exact_dir: Path
         name = run_name(m, z)
         path = Path(exact_dir) / f"{name}.json"
         hint = f"run `dvc repro exact@{name}`"
-        if not path.exists():
-            raise ReportError(f"{path}: missing many-sample IWAE metrics; {hint}")
-        try:
-            ex = vio.read_json(path)
-        except (OSError, ValueError) as e:
-            raise ReportError(f"{path}: unreadable ({e}); {hint}") from None
-        missing = [k for k in EXACT_KEYS if k not in ex]
-        if missing:
-            raise ReportError(f"{path}: no key {missing[0]!r}; {hint}")
+        ex = read_metrics(path, EXACT_KEYS, "many-sample IWAE metrics", hint)
         run = by_item[(m, z)]
         if ex["k"] != params.exact.k:
             raise ReportError(f"{path}: IWAE with k={ex['k']}, not exact.k={params.exact.k}; {hint}")
