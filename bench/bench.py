@@ -6,8 +6,10 @@
 Sections (each prints the 1-minute load average beside its figures: other processes on a
 shared machine steal cores, and every number here is only as good as the load it ran under):
 
-1. peak      best fp32 matmul GFLOP/s over square sizes and the model's own shapes.
-2. train     vaebench.train.fit itself, on an in-memory dataset (MNIST from data/mnist.npz
+1. peak      best fp32 matmul GFLOP/s over square sizes and the model's own shapes; beside it,
+             for information, oneDNN's prepacked GEMM (not counted: vaebench does not call it).
+2. train     the step's 17 matrix products alone (the ceiling of a step), then
+             vaebench.train.fit itself, on an in-memory dataset (MNIST from data/mnist.npz
              if present, else synthetic grey levels), one epoch per batch size: images/s,
              seconds per 60k-image epoch, share of peak.
 3. iwae      vaebench.evaluate.iwae_log_px on a random-init 500-wide model: samples/s, share of peak.
@@ -96,23 +98,10 @@ def section(title: str) -> None:
 
 
 def matmul_gflops(m: int, k: int, n: int, seconds: float) -> float:
-    """Best GFLOP/s of (m,k) @ (k,n) over short timed runs lasting about `seconds` in all."""
+    """Best GFLOP/s of (m,k) @ (k,n) over short timed runs (~50 ms each) lasting about `seconds` in all."""
     a, b = torch.randn(m, k), torch.randn(k, n)
     out = torch.empty(m, n)
-    torch.mm(a, b, out=out)
-    flop = 2 * m * k * n
-    t0 = time.perf_counter()
-    torch.mm(a, b, out=out)
-    one = max(time.perf_counter() - t0, 1e-6)
-    reps = max(1, int(0.05 / one))  # each timed run ~50 ms
-    best, deadline = 0.0, time.perf_counter() + seconds
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            torch.mm(a, b, out=out)
-        best = max(best, flop * reps / (time.perf_counter() - t0) / 1e9)
-        if time.perf_counter() > deadline:
-            return best
+    return _best_gflops(lambda: torch.mm(a, b, out=out), 2 * m * k * n, seconds)
 
 
 def peak(args: argparse.Namespace, batch_sizes: list[int], chunk: int) -> float:
@@ -135,7 +124,46 @@ def peak(args: argparse.Namespace, batch_sizes: list[int], chunk: int) -> float:
         best = max(best, g)
         print(f"  {name:<40} {m:>6} x {k:>4} x {n:>4}  {g:7.1f} GFLOP/s  [{load()}]", flush=True)
     print(f"peak: {best:.1f} GFLOP/s (the best of the above)")
+    args.peak_seen = best
+    onednn_peak(args, t)
     return best
+
+
+def onednn_peak(args: argparse.Namespace, seconds: float) -> float | None:
+    """torch's other fp32 GEMM: oneDNN with weights prepacked once (torch.ops.mkldnn, what inductor's
+    CPU backend calls after freezing). Printed beside the peak, not used as it: vaebench calls
+    torch.mm / F.linear (MKL) only, and a private op is no base for a reference benchmark."""
+    ops = getattr(torch.ops, "mkldnn", None)
+    if not (torch.backends.mkldnn.is_available() and hasattr(ops, "_linear_pointwise")):
+        print("oneDNN prepacked GEMM: not available in this torch build")
+        return None
+    best = 0.0
+    h = args.hidden
+    for m, k, n in ((2048, 2048, 2048), (1024, h, PIXELS), (1024, h, h)):
+        a, w = torch.randn(m, k), torch.randn(n, k)
+        packed = ops._reorder_linear_weight(w, m)
+        g = _best_gflops(lambda: ops._linear_pointwise(a, packed, None, "none", [], ""), 2 * m * k * n, seconds)
+        best = max(best, g)
+        print(f"  oneDNN prepacked {m:>6} x {k:>4} x {n:>4}  {g:7.1f} GFLOP/s  [{load()}]", flush=True)
+    print(f"oneDNN prepacked best: {best:.1f} GFLOP/s = {best / max(args.peak_seen, 1e-9):.0%} of the peak above "
+          f"(not counted as the peak: vaebench does not call oneDNN; see bench/README.md)")
+    return best
+
+
+def _best_gflops(fn: Callable[[], Any], flop: int, seconds: float) -> float:
+    """Best GFLOP/s of fn over short timed runs lasting about `seconds` in all."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    reps = max(1, int(0.05 / max(time.perf_counter() - t0, 1e-6)))
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        best = max(best, flop * reps / (time.perf_counter() - t0) / 1e9)
+        if time.perf_counter() > deadline:
+            return best
 
 
 # ---------------------------------------------------------------- 2. training
@@ -215,6 +243,10 @@ def train(args: argparse.Namespace, params: Params, peak_gflops: float) -> None:
           f"{fpi / 1e6:.2f} MFLOP per training image (6*MACs - 2*784*H)")
     print(f"{'batch':>6} {'images':>7} {'epoch s':>8} {'steps s':>8} {'other s':>8} {'img/s':>8} "
           f"{'s/60k':>6} {'GFLOP/s':>8} {'of peak':>8}   (steps only; 'other' = binarise + held-out ELBO + state save)")
+    ceiling = train_gemm_gflops(default_bs, zdim, h, model_name == "cvae", 0.25 if args.quick else 1.0)
+    print(f"the step's GEMMs alone at batch {default_bs} (6 forward addmm, 11 backward mm, shapes and transposes "
+          f"as autograd calls them): {ceiling:.1f} GFLOP/s = {ceiling / peak_gflops:.1%} of peak: the ceiling "
+          f"for a step that did nothing else", flush=True)
     sizes = [default_bs] + [b for b in args.train_batches if b != default_bs]
     for bs in sizes:
         n = n_default if bs == default_bs else args.train_images_other
@@ -236,6 +268,28 @@ def train(args: argparse.Namespace, params: Params, peak_gflops: float) -> None:
         if bs == default_bs:
             print(f"{'':>6} whole epoch incl. other: {n / epoch_s:.0f} img/s, {60000 * epoch_s / n:.2f} s per 60k epoch; "
                   f"target >= 75% of peak = {0.75 * peak_gflops * 1e9 / fpi:.0f} img/s", flush=True)
+
+
+def train_gemm_gflops(bs: int, zdim: int, hidden: int, conditional: bool, seconds: float) -> float:
+    """GFLOP/s of a training step's matrix products and nothing else, best over `seconds`.
+
+    Per Linear layer W (out, in) on a batch X (b, in) with output gradient G (b, out): forward
+    addmm(bias, X, W^T); backward G @ W (the input gradient; not for the encoder's first layer)
+    and G^T @ X (the weight gradient). The FLOPs are exactly train_flops_per_image * bs.
+    """
+    extra = N_LABELS if conditional else 0
+    layers = [(PIXELS + extra, hidden), (hidden, hidden), (hidden, 2 * zdim),
+              (zdim + extra, hidden), (hidden, hidden), (hidden, PIXELS)]
+    mats = [(torch.randn(bs, i), torch.randn(o, i), torch.randn(o), torch.randn(bs, o)) for i, o in layers]
+
+    def step() -> None:
+        for j, (x, w, b, g) in enumerate(mats):
+            torch.addmm(b, x, w.t())
+            if j != 0:
+                torch.mm(g, w)
+            torch.mm(g.t(), x)
+
+    return _best_gflops(step, train_flops_per_image(zdim, hidden, conditional) * bs, seconds)
 
 
 # ---------------------------------------------------------------- 3. IWAE

@@ -30,7 +30,7 @@ import torch
 
 from vaebench.config import load_params
 from vaebench.data import binarize_test
-from vaebench.evaluate import iwae_log_px
+from vaebench.evaluate import iwae_log_px, seed_spread
 from vaebench.runs import load_current, load_data, run_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ def main() -> None:
         per_seed = torch.stack([iwae_log_px(model, x, y, p.eval.k, s, p.eval.chunk).double() for s in a.seeds])  # (S, N)
         nll = -per_seed.mean(1)  # (S,)
         se_images = per_seed[0].std().item() / math.sqrt(per_seed.shape[1])
-        sd_seeds = math.sqrt(per_seed.var(0).mean().item() / TEST_IMAGES)
+        sd_seeds = seed_spread(per_seed, TEST_IMAGES)  # what the evaluate stage reports as iwae_nll_seed_sd
         print(f"{item:>8}  {' '.join(f'{v:8.3f}' for v in nll.tolist())}  {se_images:9.3f}  {sd_seeds:8.4f}  "
               f"{nll.std().item():8.4f}  {time.perf_counter() - t0:5.0f}", flush=True)
 

@@ -101,6 +101,50 @@ def test_bernoulli_log_lik_extreme_logits_are_exact(dtype):
     assert per_pixel.double().tolist() == pytest.approx(ref.tolist(), abs=1e-6)
 
 
+@pytest.mark.parametrize("width", [1, 3, 16, 49, 98, 784, 800])
+def test_grouped_log1p_exp_sum_matches_float64_softplus_in_fp32(width):
+    # The one-log-per-16-pixels product against sum_p softplus(-|l_p|) in float64 (torch's own softplus,
+    # a route that shares no code with the product): widths that halve 0-4 times, down to an odd width.
+    g = torch.Generator().manual_seed(width)
+    logits = torch.cat([12 * torch.randn(300, width, generator=g),   # trained-model range, signs mixed
+                        torch.randn(100, width, generator=g) / 10])  # |l| ~ 0: factors near 1/2, log 2 each
+    want = torch.nn.functional.softplus(-logits.double().abs()).sum(-1)
+    got = bounds._log1p_exp_neg_abs_sum(logits)
+    assert got.dtype == torch.float32 and got.shape == (400,)
+    # ~2e-6 per group of 16, and fp32 rounding of sums up to width * ln 2
+    assert (got.double() - want).abs().max().item() < 2e-6 * width + 1e-6 * want.abs().max().item()
+    exact = bounds._log1p_exp_neg_abs_sum(logits.double())  # same algorithm in float64: exact to ~1e-14
+    assert torch.allclose(exact, want, rtol=0, atol=1e-12)
+
+
+def test_bernoulli_log_lik_in_fp32_is_as_accurate_as_torch_softplus():
+    # On a trained decoder's range of logits, the fp32 result is within what fp32 softplus itself gets.
+    g = torch.Generator().manual_seed(3)
+    logits = 10 * torch.randn(64, 8, 784, generator=g) - 4
+    x = (torch.rand(64, 1, 784, generator=g) < 0.2).float()
+    want = (x.double() * logits.double() - torch.nn.functional.softplus(logits.double())).sum(-1)
+    err_new = (bounds.bernoulli_log_lik(logits, x).double() - want).abs().max().item()
+    err_torch = ((x * logits - torch.nn.functional.softplus(logits)).sum(-1).double() - want).abs().max().item()
+    assert err_new < max(2 * err_torch, 1e-4), (err_new, err_torch)
+
+
+def test_bernoulli_log_lik_gradient_is_the_analytic_one():
+    # float64 finite differences (gradcheck) for logits and x, x broadcast over samples as in the IWAE
+    g = torch.Generator().manual_seed(4)
+    logits = (5 * torch.randn(3, 4, 40, generator=g, dtype=torch.float64)).requires_grad_()
+    x = (torch.rand(3, 1, 40, generator=g) < 0.4).double().requires_grad_()
+    assert torch.autograd.gradcheck(bounds.bernoulli_log_lik, (logits, x))
+    # and in fp32 against autograd through torch's softplus, the formula training used before
+    l32 = (8 * torch.randn(256, 784, generator=g)).requires_grad_()
+    x32 = (torch.rand(256, 784, generator=g) < 0.2).float()
+    w = torch.randn(256, generator=g)
+    (bounds.bernoulli_log_lik(l32, x32) * w).sum().backward()
+    got = l32.grad.clone()
+    l32.grad = None
+    ((x32 * l32 - torch.nn.functional.softplus(l32)).sum(-1) * w).sum().backward()
+    assert torch.allclose(got, l32.grad, rtol=1e-5, atol=1e-6)
+
+
 # ---------------------------------------------------------------- Gaussian log-densities
 
 

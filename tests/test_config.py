@@ -61,6 +61,8 @@ def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
         ({"eval": {"k": 0}}, r"^eval\.k: must be >= 1, got 0"),
         ({"eval": {"k_marginal": 0}}, r"^eval\.k_marginal: must be >= 1"),
         ({"eval": {"quad_half_width": 0}}, r"^eval\.quad_half_width: must be > 0"),
+        ({"eval": {"spread_seeds": -1}}, r"^eval\.spread_seeds: must be >= 0, got -1"),
+        ({"eval": {"spread_images": 1}}, r"^eval\.spread_images: must be >= 2, got 1"),
         ({"train": {"optimizer": "sgd"}}, r"^train\.optimizer: 'sgd' is not one of rmsprop, adam"),
         ({"train": {"lr": 0}}, r"^train\.lr: must be > 0, got 0"),
         ({"train": {"lr": -0.1}}, r"^train\.lr: must be > 0"),

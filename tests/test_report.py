@@ -146,13 +146,19 @@ def test_thesis_column_holds_the_thesis_numbers_exactly_where_it_has_them(grid) 
     assert cells == ["102.0", "", "", "98.5", "157.0", ""]
 
 
-def test_table_markdown_has_the_rows_the_references_and_the_comparison(built) -> None:
+def test_table_markdown_has_the_rows_the_references_and_the_comparison(built, grid) -> None:
     where, _ = built
     md = (where / "metrics" / "table.md").read_text()
     body = [line for line in md.splitlines() if line.startswith(("| VAE |", "| CVAE |"))]
     assert [tuple(c.strip() for c in line.split("|")[1:3]) for line in body] == [
         ("VAE", "2"), ("VAE", "3"), ("CVAE", "2"), ("CVAE", "3")]
     assert body[0].endswith("| 157 |") and all(line.endswith("|  |") for line in body[1:])
+    # the IWAE cell carries k and the spread across evaluation seeds that the run's metrics hold
+    runs = {(r["model"], r["zdim"]): r for r in _runs(grid)}
+    for line in body:
+        model, zdim = line.split("|")[1].strip().lower(), int(line.split("|")[2])
+        run = runs[(model, zdim)]
+        assert f"({run['k']}; sd {run['iwae_nll_seed_sd']:.3f})" in line.split("|")[4]
     for ref in REFERENCES:
         assert ref.source in md and ref.nll in md
     # a bare "|" inside a cell would split it: every table line escapes the one in p(x|y)
@@ -168,7 +174,7 @@ def test_summary_json_is_flat_stable_and_numeric(built, grid) -> None:
     where, _ = built
     summary = json.loads((where / "metrics" / "summary.json").read_text())
     assert set(summary) == set(MODELS)
-    base = {"test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "kl", "active_units"}
+    base = {"test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "iwae_nll_seed_sd", "kl", "active_units"}
     for run in _runs(grid):
         leaf = summary[run["model"]][f"z{run['zdim']}"]
         want = base | ({"iwae_nll_marginal", "iwae_nll_marginal_se"} if run["model"] == "cvae" else set()) \

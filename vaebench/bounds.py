@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -34,10 +33,62 @@ def bernoulli_log_lik(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """log p(x | logits) = sum_p x_p l_p - softplus(l_p), (..., P) -> (...).
 
     Computed from the logits, never as log(sigmoid(l)), which underflows to -inf for l < -88 in fp32.
-    Identity: log sigmoid(l) = l - softplus(l) and log(1 - sigmoid(l)) = -softplus(l).
+    Identity: log sigmoid(l) = l - softplus(l) and log(1 - sigmoid(l)) = -softplus(l), with
+    softplus(l) = relu(l) + log(1 + e^{-|l|}); only sigmoid(|l|), in [1/2, 1), is ever logged.
     `x` broadcasts against `logits`, so (B, 1, P) images score (B, S, P) decoded samples.
+    The gradient is the analytic one, d/dl = x - sigmoid(l) (see _BernoulliLogLik).
     """
-    return (x * logits - F.softplus(logits)).sum(-1)
+    return _BernoulliLogLik.apply(logits, x)
+
+
+# Products of this many factors sigmoid(|l|) in [1/2, 1) stay above 2^-16 in fp32; see _log1p_exp_neg_abs_sum.
+_PRODUCT_GROUP = 16
+
+
+def _log1p_exp_neg_abs_sum(logits: torch.Tensor) -> torch.Tensor:
+    """sum_p log(1 + exp(-|l_p|)), (..., P) -> (...), with one log per 16 pixels.
+
+    Why: torch's CPU softplus, log1p and logaddexp run at ~5 ns per element on this machine's
+    AVX-512 cores, sigmoid and log at ~0.3-0.9 ns; the softplus took a quarter of the IWAE time.
+    log(1 + e^{-a}) = -log sigmoid(a), and sigmoid(|l|) lies in [1/2, 1): halving the last
+    dimension four times multiplies groups of 16 such factors (each product >= 2^-16, no
+    underflow), and one log per group replaces 16.
+    Error: each factor (sigmoid is good to ~1 ulp) and each product rounds by ~2^-24 relative, so a
+    group's log is off by a few 1e-6 nats; tests/test_bounds.py checks the sum against float64 softplus.
+    A factor within 6e-8 of 1 rounds to 1: its term, < 6e-8 nats, is dropped.
+    """
+    u = logits.abs().sigmoid_()  # (..., P), in [1/2, 1)
+    for _ in range(_PRODUCT_GROUP.bit_length() - 1):
+        if u.shape[-1] % 2:
+            break  # an odd width: the remaining factors get their own logs
+        half = u.shape[-1] // 2
+        u = u[..., :half] * u[..., half:]  # (..., P / 2^i)
+    return -u.log_().sum(-1)
+
+
+class _BernoulliLogLik(torch.autograd.Function):
+    """Forward: sum_p x_p l_p - relu(l_p) - log(1 + e^{-|l_p|}), as softplus(l) = relu(l) + log(1 + e^{-|l|}).
+
+    Backward: d/dl = x - sigmoid(l), d/dx = l (the analytic gradients), instead of autograd's walk
+    back through abs, exp, the products and the log.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(logits, x)
+        linear = torch.addcmul(logits.relu().neg_(), x, logits)  # x l - relu(l), broadcast to (..., P)
+        return linear.sum(-1) - _log1p_exp_neg_abs_sum(logits)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        logits, x = ctx.saved_tensors
+        g = grad.unsqueeze(-1)  # (..., 1)
+        d_logits = d_x = None
+        if ctx.needs_input_grad[0]:
+            d_logits = ((x - torch.sigmoid(logits)) * g).sum_to_size(logits.shape)
+        if ctx.needs_input_grad[1]:
+            d_x = (logits * g).sum_to_size(x.shape)
+        return d_logits, d_x
 
 
 def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

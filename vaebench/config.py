@@ -109,6 +109,10 @@ class EvalConfig:
     """Seed of the importance samples."""
     chunk: int = 100_000
     """Decoded samples held in memory at once (bounds memory, not the result)."""
+    spread_seeds: int = 2
+    """Extra evaluation seeds (seed + 1, ...) that re-estimate the IWAE on the first `spread_images` images (0 = skip)."""
+    spread_images: int = 1000
+    """Test images behind the predicted spread of the IWAE NLL across evaluation seeds."""
 
     quad_n: int = 800
     """Quadrature points per latent axis for the exact log p(x) of 1- and 2-D models (0 = skip)."""
@@ -122,6 +126,8 @@ class EvalConfig:
             raise ConfigError(f"eval.quad_half_width: must be > 0, got {self.quad_half_width!r}")
         _range(self.k_marginal, "eval.k_marginal", 1, None)
         _range(self.chunk, "eval.chunk", 1, None)
+        _range(self.spread_seeds, "eval.spread_seeds", 0, None)
+        _range(self.spread_images, "eval.spread_images", 2, None)  # a variance needs two images
 
 
 @dataclass(frozen=True)

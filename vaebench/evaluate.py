@@ -1,4 +1,4 @@
-"""Scores of a trained model on the binarised test set: ELBO, IWAE log-likelihood, latent diagnostics.
+"""Scores of a trained model on the binarised test set: ELBO, IWAE log-likelihood and its spread, latent diagnostics.
 
 The IWAE estimator encodes each image once and decodes k samples in chunks of at most
 `chunk` samples, so k = 5000 over 10,000 images runs in bounded memory. Each image's noise
@@ -22,11 +22,12 @@ from vaebench.models import N_LABELS, VAE
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016, section 5.2: unit u is active if Cov_x(E_q[z_u]) > 0.01
 # Latent samples decoded at once: keeps the decoder's activations and logits (DECODE_ROWS x 784
-# floats, 6.4 MB) in cache and under glibc's 32 MB mmap threshold. With 50,000 rows at once every
+# floats, 3.2 MB) in cache and under glibc's 32 MB mmap threshold. With 50,000 rows at once every
 # temporary was a fresh 100-160 MB mapping, page-faulted and zeroed anew, and each elementwise pass
-# (ReLU, bias, softplus, x*l) streamed from DRAM: 45% of peak instead of ~75%. Each row's logits are
+# (ReLU, bias, softplus, x*l) streamed from DRAM: 45% of peak instead of ~75%. 512-1024 rows were
+# best (decoder + log-likelihood at 82% of peak, 2048 rows at 75%, 128 at 72%). Each row's logits are
 # bit-identical whatever the number of rows, so the results do not depend on it.
-DECODE_ROWS = 2048
+DECODE_ROWS = 1024
 
 
 @torch.no_grad()
@@ -99,6 +100,19 @@ def mean_and_se(v: torch.Tensor) -> tuple[float, float]:
     return v.mean().item(), se
 
 
+def seed_spread(per_seed: torch.Tensor, n_images: int) -> float:
+    """Predicted SD across evaluation seeds of a mean log p(x) over `n_images` images, (S, N) -> float.
+
+    per_seed[s, i] is image i's IWAE estimate with seed s. The seeds draw independent samples for
+    every image, so var_s(per_seed[:, i]) estimates the variance of image i's estimate, and the
+    mean over n_images independent images has variance mean_i var_i / n_images. N images give N
+    variance estimates: far steadier than the SD of S seed means.
+    """
+    if per_seed.shape[0] < 2:
+        raise ValueError("seed_spread needs estimates from at least two seeds")
+    return math.sqrt(per_seed.double().var(0, unbiased=True).mean().item() / n_images)
+
+
 def latent_diagnostics(mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, Any]:
     """Mean KL per latent dimension and active units (Burda et al. 2016, sec. 5.2), from q's parameters (N, D)."""
     kl = bounds.gaussian_kl_per_dim(mu, logvar).double().mean(0)  # (D,)
@@ -122,7 +136,9 @@ def evaluate_model(
     model.eval()
     y = labels if model.conditional else None
     n_passes = 1 + (N_LABELS - 1 if model.conditional else 0)
-    bar = tqdm(total=len(x) * n_passes, desc="IWAE", unit="img", disable=not show_progress, leave=False)
+    n_spread = min(cfg.spread_images, len(x)) if cfg.spread_seeds and len(x) > 1 else 0
+    bar = tqdm(total=len(x) * n_passes + n_spread * cfg.spread_seeds, desc="IWAE", unit="img",
+               disable=not show_progress, leave=False)
 
     elbo = elbo_per_image(model, x, y, cfg.seed)
     log_px = iwae_log_px(model, x, y, cfg.k, cfg.seed, cfg.chunk, bar.update)
@@ -140,6 +156,16 @@ def evaluate_model(
         "kl": bounds.gaussian_kl(mu, logvar).double().mean().item(),
         **latent_diagnostics(mu, logvar),
     }
+    if n_spread:
+        # image i's samples depend only on (seed, i, label): seed `cfg.seed` on the first n_spread
+        # images is log_px[:n_spread] itself, and the other seeds re-estimate just those images
+        xs, ys = x[:n_spread], (None if y is None else y[:n_spread])
+        per_seed = torch.stack([log_px[:n_spread], *(
+            iwae_log_px(model, xs, ys, cfg.k, cfg.seed + j, cfg.chunk, bar.update)
+            for j in range(1, cfg.spread_seeds + 1))])  # (1 + spread_seeds, n_spread)
+        out["iwae_nll_seed_sd"] = seed_spread(per_seed, len(x))
+        out["seed_spread_seeds"] = 1 + cfg.spread_seeds
+        out["seed_spread_images"] = n_spread
     if model.conditional:
         out["k_marginal"] = cfg.k_marginal
         out["iwae_nll_marginal"], out["iwae_nll_marginal_se"] = _marginal(

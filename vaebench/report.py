@@ -237,7 +237,7 @@ def _num(x: Any) -> int | float | None:
     return round(x, 4) if math.isfinite(x) else None
 
 
-SUMMARY_KEYS = ("test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "kl", "active_units",
+SUMMARY_KEYS = ("test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "iwae_nll_seed_sd", "kl", "active_units",
                 "iwae_nll_marginal", "iwae_nll_marginal_se", "quad_nll", "quad_nll_se", "quad_error_bound",
                 "iwae_gap_to_quad", "quad_mean_error", "exact_k", "iwae_nll_exact_k", "iwae_nll_exact_k_se",
                 "iwae_gap_to_quad_exact_k")
@@ -255,7 +255,7 @@ def summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, 
 
 
 TABLE_COLUMNS = ("model", "zdim", "n_images", "neg_elbo", "neg_elbo_se", "iwae_target", "iwae_nll", "iwae_nll_se",
-                 "k", "iwae_nll_marginal", "iwae_nll_marginal_se", "k_marginal", "quad_nll", "quad_nll_se",
+                 "k", "iwae_nll_seed_sd", "iwae_nll_marginal", "iwae_nll_marginal_se", "k_marginal", "quad_nll", "quad_nll_se",
                  "quad_error_bound", "quad_mean_error", "iwae_gap_to_quad", "exact_k", "iwae_nll_exact_k",
                  "iwae_nll_exact_k_se", "iwae_gap_to_quad_exact_k", "active_units", "thesis")
 
@@ -284,6 +284,7 @@ def table_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "iwae_nll": _num(r["iwae_nll"]),
             "iwae_nll_se": _num(r["iwae_nll_se"]),
             "k": r["k"],
+            "iwae_nll_seed_sd": _num(r["iwae_nll_seed_sd"]) if "iwae_nll_seed_sd" in r else None,
             "iwae_nll_marginal": _num(r["iwae_nll_marginal"]) if cvae else None,
             "iwae_nll_marginal_se": _num(r["iwae_nll_marginal_se"]) if cvae else None,
             "k_marginal": r["k_marginal"] if cvae else None,
@@ -350,7 +351,8 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
         "",
         f"{n} test images, `{params.data.binarize}` binarisation (test bits drawn once, seed "
         f"{params.data.test_seed}). All numbers are nats per image, lower is better, ± one standard "
-        "error over images. IWAE NLL is -log p(x) for a VAE and the conditional -log p(x|y) for a CVAE; "
+        "error over images; the IWAE column's sd is its spread across evaluation seeds (predicted from "
+        "per-image variances, eval.spread_seeds / eval.spread_images). IWAE NLL is -log p(x) for a VAE and the conditional -log p(x|y) for a CVAE; "
         "the CVAE -log p(x) column marginalises the label, p(x) = 1/10 sum_y p(x|y) (k samples for "
         "the true label, k_marginal for each other one). The exact NLL integrates p(x|z) p(z) on a grid "
         "(z <= 2 only). The thesis column is the thesis's reported value.",
@@ -366,7 +368,8 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
             plots.MODEL_LABELS.get(r["model"], r["model"]),
             str(r["zdim"]),
             _pm(r["neg_elbo"], r["neg_elbo_se"]),
-            f"{_pm(r['iwae_nll'], r['iwae_nll_se'])} ({r['k']})",
+            f"{_pm(r['iwae_nll'], r['iwae_nll_se'])} ({r['k']}"
+            + (f"; sd {r['iwae_nll_seed_sd']:.3f}" if r["iwae_nll_seed_sd"] is not None else "") + ")",
             marginal,
             _pm(r["quad_nll"], r["quad_nll_se"]) + (
                 f" (IWAE gap {r['iwae_gap_to_quad']:.2f} at k={r['k']}"
