@@ -124,12 +124,11 @@ def peak(args: argparse.Namespace, batch_sizes: list[int], chunk: int) -> float:
         best = max(best, g)
         print(f"  {name:<40} {m:>6} x {k:>4} x {n:>4}  {g:7.1f} GFLOP/s  [{load()}]", flush=True)
     print(f"peak: {best:.1f} GFLOP/s (the best of the above)")
-    args.peak_seen = best
-    onednn_peak(args, t)
+    onednn_peak(h, t, best)
     return best
 
 
-def onednn_peak(args: argparse.Namespace, seconds: float) -> float | None:
+def onednn_peak(h: int, seconds: float, mm_peak: float) -> float | None:
     """torch's other fp32 GEMM: oneDNN with weights prepacked once (torch.ops.mkldnn, what inductor's
     CPU backend calls after freezing). Printed beside the peak, not used as it: vaebench calls
     torch.mm / F.linear (MKL) only, and a private op is no base for a reference benchmark."""
@@ -138,14 +137,13 @@ def onednn_peak(args: argparse.Namespace, seconds: float) -> float | None:
         print("oneDNN prepacked GEMM: not available in this torch build")
         return None
     best = 0.0
-    h = args.hidden
     for m, k, n in ((2048, 2048, 2048), (1024, h, PIXELS), (1024, h, h)):
         a, w = torch.randn(m, k), torch.randn(n, k)
         packed = ops._reorder_linear_weight(w, m)
         g = _best_gflops(lambda: ops._linear_pointwise(a, packed, None, "none", [], ""), 2 * m * k * n, seconds)
         best = max(best, g)
         print(f"  oneDNN prepacked {m:>6} x {k:>4} x {n:>4}  {g:7.1f} GFLOP/s  [{load()}]", flush=True)
-    print(f"oneDNN prepacked best: {best:.1f} GFLOP/s = {best / max(args.peak_seen, 1e-9):.0%} of the peak above "
+    print(f"oneDNN prepacked best: {best:.1f} GFLOP/s = {best / mm_peak:.0%} of the peak above "
           f"(not counted as the peak: vaebench does not call oneDNN; see bench/README.md)")
     return best
 

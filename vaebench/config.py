@@ -127,7 +127,8 @@ class EvalConfig:
         _range(self.k_marginal, "eval.k_marginal", 1, None)
         _range(self.chunk, "eval.chunk", 1, None)
         _range(self.spread_seeds, "eval.spread_seeds", 0, None)
-        _range(self.spread_images, "eval.spread_images", 2, None)  # a variance needs two images
+        # the variance is across seeds, per image; two images at least, so that the prediction averages more than one
+        _range(self.spread_images, "eval.spread_images", 2, None)
 
 
 @dataclass(frozen=True)

@@ -269,6 +269,12 @@ def quad_mean_error(r: Mapping[str, Any]) -> float:
     return r["quad_refine_delta"] + r["quad_widen_delta"]
 
 
+# numbers only some runs have: the seed spread (eval.spread_seeds > 0), the quadrature (zdim <= 2),
+# the exact stage's many-sample IWAE (exact.zdims)
+OPTIONAL_NUMBERS = ("iwae_nll_seed_sd", "quad_nll", "quad_nll_se", "quad_error_bound", "iwae_gap_to_quad",
+                    "exact_k", "iwae_nll_exact_k", "iwae_nll_exact_k_se", "iwae_gap_to_quad_exact_k")
+
+
 def table_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per run with TABLE_COLUMNS; None where a quantity does not apply (marginal of a VAE...)."""
     rows = []
@@ -284,17 +290,11 @@ def table_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "iwae_nll": _num(r["iwae_nll"]),
             "iwae_nll_se": _num(r["iwae_nll_se"]),
             "k": r["k"],
-            "iwae_nll_seed_sd": _num(r["iwae_nll_seed_sd"]) if "iwae_nll_seed_sd" in r else None,
             "iwae_nll_marginal": _num(r["iwae_nll_marginal"]) if cvae else None,
             "iwae_nll_marginal_se": _num(r["iwae_nll_marginal_se"]) if cvae else None,
             "k_marginal": r["k_marginal"] if cvae else None,
-            "quad_nll": _num(r["quad_nll"]) if "quad_nll" in r else None,
-            "quad_nll_se": _num(r["quad_nll_se"]) if "quad_nll_se" in r else None,
-            "quad_error_bound": _num(r["quad_error_bound"]) if "quad_error_bound" in r else None,
             "quad_mean_error": _num(quad_mean_error(r)) if "quad_nll" in r else None,
-            "iwae_gap_to_quad": _num(r["iwae_gap_to_quad"]) if "iwae_gap_to_quad" in r else None,
-            **{key: (_num(r[key]) if key in r else None) for key in
-               ("exact_k", "iwae_nll_exact_k", "iwae_nll_exact_k_se", "iwae_gap_to_quad_exact_k")},
+            **{key: (_num(r[key]) if key in r else None) for key in OPTIONAL_NUMBERS},
             "active_units": r["active_units"],
             "thesis": thesis_value(r["model"], r["zdim"]),
         })
