@@ -15,7 +15,10 @@ shared machine steal cores, and every number here is only as good as the load it
 3. iwae      vaebench.evaluate.iwae_log_px on a random-init 500-wide model: samples/s, share of peak.
 4. memory    peak RSS of iwae_log_px with k=5000, in a fresh subprocess per measurement,
              and the extrapolated time of k=5000 over the 10,000 test images.
-5. quad      vaebench.quadrature.quad_log_px of a z=2 model over 10,000 images at n=600, L=6.
+5. quad      vaebench.quadrature.quad_log_px of a z=2 model over 10,000 images at params.yaml's grid.
+6. profile   torch.profiler over one training epoch and one IWAE run: the GEMMs' share of the time,
+             their own GFLOP/s in place, and the largest other ops (what stands between a
+             section's share of peak and the GEMMs').
 
 FLOP counting (only matmul FLOPs; a multiply-add is 2 FLOPs; biases, activations, softplus,
 the optimiser and the RNG count for nothing, so a share of peak is "useful work / time"):
@@ -416,6 +419,95 @@ def quad(args: argparse.Namespace, params: Params, peak_gflops: float) -> None:
           f"time all 10,000 with --quad-images 10000")
 
 
+# ---------------------------------------------------------------- 6. profile
+
+
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm")
+
+
+# what fit does besides its steps (setup, binarisation, held-out ELBO, state and checkpoint writes)
+NOT_STEPS = ("build_model", "binarize_test", "binarize_train", "mean_elbo", "save_state", "save_checkpoint")
+
+
+UNPROFILED = "vaebench-bench: not counted"
+
+
+def profiled(fn: Callable[[], Any], unprofiled: tuple[str, ...] = ()) -> tuple[float, float, list[tuple[str, float, int]]]:
+    """Run fn under torch.profiler: (GEMM seconds, total seconds, [(op, self seconds, calls)] by time).
+
+    Self CPU time per op, so nothing is counted twice; the GEMMs are the ops in GEMM_OPS.
+    The vaebench.train helpers named in `unprofiled` run inside a record_function range whose
+    ops are left out of the sums.
+    """
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    def marked(f: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*a: Any, **kw: Any) -> Any:
+            with record_function(UNPROFILED):
+                return f(*a, **kw)
+        return call
+
+    originals = {name: getattr(vtrain, name) for name in unprofiled}
+    try:
+        for name, f in originals.items():
+            setattr(vtrain, name, marked(f))
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+    finally:
+        for name, f in originals.items():
+            setattr(vtrain, name, f)
+
+    def counted(e: Any) -> bool:
+        while e is not None:
+            if e.name == UNPROFILED:
+                return False
+            e = e.cpu_parent
+        return True
+
+    self_time: dict[str, float] = {}
+    calls: dict[str, int] = {}
+    for e in prof.events():
+        if counted(e):
+            self_time[e.name] = self_time.get(e.name, 0.0) + e.self_cpu_time_total / 1e6
+            calls[e.name] = calls.get(e.name, 0) + 1
+    ops = sorted(((name, t, calls[name]) for name, t in self_time.items()), key=lambda o: -o[1])
+    gemm = sum(t for name, t, _ in ops if name in GEMM_OPS)
+    return gemm, sum(t for _, t, _ in ops), ops
+
+
+def print_profile(what: str, fn: Callable[[], Any], flop: float, peak_gflops: float,
+                  unprofiled: tuple[str, ...] = ()) -> None:
+    gemm, total, ops = profiled(fn, unprofiled)
+    print(f"{what}: {total:.2f} s of op time under the profiler; GEMMs {gemm / total:.0%} of it, "
+          f"running at {flop / gemm / 1e9:.0f} GFLOP/s = {flop / gemm / 1e9 / peak_gflops:.0%} of peak; "
+          f"everything at once: {flop / total / 1e9 / peak_gflops:.0%} of peak", flush=True)
+    others = [(name, t, n) for name, t, n in ops if name not in GEMM_OPS][:8]
+    print("  the largest other ops: " + ", ".join(f"{name.removeprefix('aten::')} {t / total:.1%} ({n}x)"
+                                                  for name, t, n in others), flush=True)
+
+
+def profile(args: argparse.Namespace, params: Params, peak_gflops: float) -> None:
+    section("6. profile: where the time goes (torch.profiler, self time per op)")
+    print("the profiler adds a few microseconds per op, which weighs on the many small ops; "
+          "read the shares, not the absolute times")
+    n = 6_000 if args.quick else 12_000
+    data, what = training_data(args, n)
+    zdim, h = args.zdim, args.hidden
+    p = dataclasses.replace(params, train=dataclasses.replace(params.train, epochs=1, heldout=0))
+    with tempfile.TemporaryDirectory(prefix="vaebench-bench-") as tmp:
+        print_profile(f"training steps, one epoch of {n} images ({what}), batch {p.train.batch_size}, z={zdim} "
+                      f"(fit's {', '.join(NOT_STEPS)} not profiled)",
+                      lambda: vtrain.fit(args.model, zdim, p, data_path=Path(tmp) / "unused.npz",
+                                         out_dir=Path(tmp) / "model", log=lambda _: None, progress=False, data=data),
+                      train_flops_per_image(zdim, h, args.model == "cvae") * n, peak_gflops, NOT_STEPS)
+    model, k = random_model(50, h), 500
+    x = test_bits(args, 100 if args.quick else 200)
+    iwae_log_px(model, x[:10], None, k, 0, params.eval.chunk)  # warm-up
+    print_profile(f"IWAE, {len(x)} images, k={k}, z=50",
+                  lambda: iwae_log_px(model, x, None, k, 0, params.eval.chunk),
+                  iwae_flops(len(x), k, 50, h), peak_gflops)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -423,7 +515,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller runs of every section, under 30 s")
     ap.add_argument("--params", default=str(REPO / "params.yaml"), help="params.yaml to read the defaults from")
-    ap.add_argument("--only", nargs="+", choices=["peak", "train", "iwae", "memory", "quad"],
+    ap.add_argument("--only", nargs="+", choices=["peak", "train", "iwae", "memory", "quad", "profile"],
                     help="run only these sections (the peak is measured anyway when a share of it is printed)")
     ap.add_argument("--model", default="vae", choices=["vae", "cvae"], help="model trained in section 2")
     ap.add_argument("--zdim", type=int, default=50, help="latent size trained in section 2")
@@ -453,9 +545,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"vaebench bench ({'quick' if q else 'full'}); vaebench from {Path(vtrain.__file__).parent}; "
           f"{load()}; pid {os.getpid()}")
     t0 = time.perf_counter()
-    only = set(args.only or ["peak", "train", "iwae", "memory", "quad"])
+    only = set(args.only or ["peak", "train", "iwae", "memory", "quad", "profile"])
     pk = peak(args, [params.train.batch_size, *args.train_batches], params.eval.chunk) \
-        if only & {"peak", "train", "iwae", "quad"} else 0.0
+        if only & {"peak", "train", "iwae", "quad", "profile"} else 0.0
     if "train" in only:
         train(args, params, pk)
     if "iwae" in only:
@@ -464,6 +556,8 @@ def main(argv: list[str] | None = None) -> None:
         memory(args, params)
     if "quad" in only:
         quad(args, params, pk)
+    if "profile" in only:
+        profile(args, params, pk)
     ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"\ndone in {time.perf_counter() - t0:.0f} s, this process's peak RSS {ru:.2f} GiB  [{load()}]")
 

@@ -24,16 +24,13 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from pathlib import Path
 
+import pipeline_inputs
 import torch
 
-from vaebench.config import load_params
-from vaebench.data import binarize_test
 from vaebench.evaluate import iwae_log_px, seed_spread
-from vaebench.runs import load_current, load_data, run_name
+from vaebench.runs import run_name
 
-REPO = Path(__file__).resolve().parents[1]
 TEST_IMAGES = 10_000
 
 
@@ -42,24 +39,20 @@ def main() -> None:
     ap.add_argument("--items", nargs="*", help="grid items such as vae-2 cvae-35 (default: the whole grid)")
     ap.add_argument("--seeds", nargs="+", type=int, help="evaluation seeds (default: eval.seed and the next two)")
     ap.add_argument("--images", type=int, default=2000, help="first N test images")
-    ap.add_argument("--params", type=Path, default=REPO / "params.yaml")
-    ap.add_argument("--data", type=Path, default=REPO / "data/mnist.npz")
-    ap.add_argument("--models", type=Path, default=REPO / "models")
+    pipeline_inputs.add_arguments(ap)
     a = ap.parse_args()
-    p = load_params(a.params)
+    p, data, bits = pipeline_inputs.load(a)
     a.seeds = a.seeds or [p.eval.seed, p.eval.seed + 1, p.eval.seed + 2]
     if len(set(a.seeds)) < 2:
         ap.error("--seeds: give at least two different seeds")
-    data = load_data(p, a.data)
-    x = binarize_test(data.test_x, p.data.binarize, p.data.test_seed)[: a.images]  # (N, 784): the pipeline's bits
+    x = bits[: a.images]  # (N, 784): the pipeline's bits
     labels = data.test_y[: a.images]
     items = a.items or [run_name(m, z) for m in p.grid.models for z in p.grid.zdims]
     print(f"IWAE NLL across evaluation seeds {a.seeds}: k={p.eval.k}, first {len(x)} test images, "
           f"torch threads {torch.get_num_threads()}")
     print(f"{'item':>8}  {'nll per seed':>{9 * len(a.seeds)}}  {'se_images':>9}  {'sd_seeds':>8}  {'sd_means':>8}  {'s':>5}")
     for item in items:
-        model_name, zdim = item.rsplit("-", 1)
-        model, _ = load_current(model_name, int(zdim), p, data, a.models / item)
+        model = pipeline_inputs.trained_model(item, p, data, a.models)
         y = labels if model.conditional else None
         t0 = time.perf_counter()
         per_seed = torch.stack([iwae_log_px(model, x, y, p.eval.k, s, p.eval.chunk).double() for s in a.seeds])  # (S, N)

@@ -269,6 +269,9 @@ def test_many_sample_iwae_sits_beside_the_quadrature_with_its_gap(params, grid, 
                  where / "plots", exact_dir)
     rows = {(r["model"], int(r["zdim"])): r for r in _csv(where / "metrics" / "table.csv")}
     summary = json.loads((where / "metrics" / "summary.json").read_text())
+    md_rows = {(line.split(" | ")[0].lstrip("| ").lower(), int(line.split(" | ")[1])): line
+               for line in (where / "metrics" / "table.md").read_text().splitlines()
+               if line.startswith(("| VAE |", "| CVAE |"))}
     assert params.exact.zdims == (2,) and params.exact.k != params.eval.k
     for (m, z), row in rows.items():
         if z not in params.exact.zdims:
@@ -281,6 +284,10 @@ def test_many_sample_iwae_sits_beside_the_quadrature_with_its_gap(params, grid, 
         assert float(row["iwae_gap_to_quad_exact_k"]) == pytest.approx(ex["iwae_nll"] - float(row["quad_nll"]), abs=2e-4)
         assert float(row["iwae_gap_to_quad_exact_k"]) > 0  # a bound: above the exact NLL (500 images, tiny model)
         assert summary[m][f"z{z}"]["iwae_gap_to_quad_exact_k"] == float(row["iwae_gap_to_quad_exact_k"])
+        # the exact stage's own spread across evaluation seeds (k = exact.k), not the evaluate stage's
+        assert float(row["iwae_nll_exact_k_seed_sd"]) == round(ex["iwae_nll_seed_sd"], 4) > 0
+        assert summary[m][f"z{z}"]["iwae_nll_exact_k_seed_sd"] == float(row["iwae_nll_exact_k_seed_sd"])
+        assert f"at k={params.exact.k} with seed sd {float(row['iwae_nll_exact_k_seed_sd']):.3f};" in md_rows[m, z]
     md = (where / "metrics" / "table.md").read_text()
     assert f"at k={params.exact.k}" in md and f"at k={params.eval.k}" in md and "0e+00" not in md
 

@@ -192,6 +192,8 @@ def attach_exact(params: Params, runs: Sequence[dict[str, Any]], exact_dir: Path
         run["iwae_nll_exact_k"] = ex["iwae_nll"]
         run["iwae_nll_exact_k_se"] = ex["iwae_nll_se"]
         run["iwae_gap_to_quad_exact_k"] = ex["iwae_nll"] - ex["quad_nll"]
+        if "iwae_nll_seed_sd" in ex:  # absent when the stage ran with eval.spread_seeds = 0
+            run["iwae_nll_exact_k_seed_sd"] = ex["iwae_nll_seed_sd"]
 
 
 def log_files(logs_dir: Path, name: str) -> tuple[Path, Path]:
@@ -240,7 +242,7 @@ def _num(x: Any) -> int | float | None:
 SUMMARY_KEYS = ("test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "iwae_nll_seed_sd", "kl", "active_units",
                 "iwae_nll_marginal", "iwae_nll_marginal_se", "quad_nll", "quad_nll_se", "quad_error_bound",
                 "iwae_gap_to_quad", "quad_mean_error", "exact_k", "iwae_nll_exact_k", "iwae_nll_exact_k_se",
-                "iwae_gap_to_quad_exact_k")
+                "iwae_nll_exact_k_seed_sd", "iwae_gap_to_quad_exact_k")
 
 
 def summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, int | float | None]]]:
@@ -257,7 +259,7 @@ def summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, 
 TABLE_COLUMNS = ("model", "zdim", "n_images", "neg_elbo", "neg_elbo_se", "iwae_target", "iwae_nll", "iwae_nll_se",
                  "k", "iwae_nll_seed_sd", "iwae_nll_marginal", "iwae_nll_marginal_se", "k_marginal", "quad_nll", "quad_nll_se",
                  "quad_error_bound", "quad_mean_error", "iwae_gap_to_quad", "exact_k", "iwae_nll_exact_k",
-                 "iwae_nll_exact_k_se", "iwae_gap_to_quad_exact_k", "active_units", "thesis")
+                 "iwae_nll_exact_k_se", "iwae_nll_exact_k_seed_sd", "iwae_gap_to_quad_exact_k", "active_units", "thesis")
 
 
 def quad_mean_error(r: Mapping[str, Any]) -> float:
@@ -272,7 +274,8 @@ def quad_mean_error(r: Mapping[str, Any]) -> float:
 # numbers only some runs have: the seed spread (eval.spread_seeds > 0), the quadrature (zdim <= 2),
 # the exact stage's many-sample IWAE (exact.zdims)
 OPTIONAL_NUMBERS = ("iwae_nll_seed_sd", "quad_nll", "quad_nll_se", "quad_error_bound", "iwae_gap_to_quad",
-                    "exact_k", "iwae_nll_exact_k", "iwae_nll_exact_k_se", "iwae_gap_to_quad_exact_k")
+                    "exact_k", "iwae_nll_exact_k", "iwae_nll_exact_k_se", "iwae_nll_exact_k_seed_sd",
+                    "iwae_gap_to_quad_exact_k")
 
 
 def table_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -374,6 +377,8 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
             _pm(r["quad_nll"], r["quad_nll_se"]) + (
                 f" (IWAE gap {r['iwae_gap_to_quad']:.2f} at k={r['k']}"
                 + (f", {r['iwae_gap_to_quad_exact_k']:.2f} at k={r['exact_k']}"
+                   + (f" with seed sd {r['iwae_nll_exact_k_seed_sd']:.3f}"
+                      if r["iwae_nll_exact_k_seed_sd"] is not None else "")
                    if r["iwae_gap_to_quad_exact_k"] is not None else "")
                 # the table's numbers carry 4 decimals: below that, say so rather than print "0e+00"
                 + f"; grid error of the mean ≤ {max(r['quad_mean_error'], 1e-4):.0e})"

@@ -1,0 +1,39 @@
+"""What the analysis scripts in bench/ share: the pipeline's params, test bits and trained models.
+
+Imported by bench/iwae_seeds.py and bench/quad_convergence.py (run as `python bench/<script>.py`,
+which puts bench/ first on sys.path).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from vaebench.config import Params, load_params
+from vaebench.data import Mnist, binarize_test
+from vaebench.models import VAE
+from vaebench.runs import load_current, load_data
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--params", type=Path, default=REPO / "params.yaml")
+    ap.add_argument("--data", type=Path, default=REPO / "data/mnist.npz")
+    ap.add_argument("--models", type=Path, default=REPO / "models")
+
+
+def load(a: argparse.Namespace) -> tuple[Params, Mnist, torch.Tensor]:
+    """params.yaml, MNIST, and the binarised test images (N, 784) every model is scored on."""
+    p = load_params(a.params)
+    data = load_data(p, a.data)
+    return p, data, binarize_test(data.test_x, p.data.binarize, p.data.test_seed)
+
+
+def trained_model(item: str, p: Params, data: Mnist, models: Path) -> VAE:
+    """The checkpoint of grid item `item` (such as vae-2), refused unless it matches params and data."""
+    model_name, zdim = item.rsplit("-", 1)
+    model, _ = load_current(model_name, int(zdim), p, data, models / item)
+    return model
