@@ -1,0 +1,110 @@
+"""The scripts under bench/ run end to end and print figures that agree with each other.
+
+Not timings: a benchmark's figures depend on the machine. What is checked is that every section
+runs, and that the printed numbers are consistent (a share of peak is the printed GFLOP/s over the
+printed peak; the pipeline's own grid reproduces the pipeline's own quadrature exactly).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vaebench.config import to_dict
+from vaebench.train import fit
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    if check:
+        assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
+def test_bench_quick_runs_every_section_and_its_shares_are_its_figures_over_the_peak() -> None:
+    out = run("bench/bench.py", "--quick", "--synthetic").stdout
+    peak = float(re.search(r"^peak: ([\d.]+) GFLOP/s", out, re.M).group(1))
+    assert peak > 0
+    for title in ("1. fp32 matmul peak", "2. training", "3. IWAE", "4. memory", "5. quadrature", "6. profile"):
+        assert f"== {title}" in out
+    # training rows: batch images epoch steps other img/s s/60k GFLOP/s share
+    rows = re.findall(r"^\s+(\d+)\s+(\d+)\s+[\d.]+\s+([\d.]+)\s+[\d.]+\s+(\d+)\s+[\d.]+\s+([\d.]+)\s+([\d.]+)%"
+                      r"\s+([\d.]+)%", out, re.M)
+    assert rows, out
+    for _, images, steps, ips, gf, share, median in rows:
+        assert int(ips) == pytest.approx(int(images) / float(steps), rel=0.02)
+        assert float(gf) == pytest.approx(7.37e6 * int(ips) / 1e9, rel=0.01)  # z=50, hidden 500: 7.37 MFLOP/image
+        assert float(share) == pytest.approx(100 * float(gf) / peak, abs=0.1)
+        assert float(median) == float(share)  # --quick times one run: its median is its best
+    iwae = re.findall(r"^\s*(50|2)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)%", out, re.M)
+    assert {int(z) for z, *_ in iwae} == {50, 2}
+    for _, k, n, s, rate, gf, share, median in iwae:
+        assert int(rate) == pytest.approx(int(n) * int(k) / float(s), rel=0.02)
+        assert float(share) == pytest.approx(100 * float(gf) / peak, abs=0.1)
+        assert float(median) == float(share)
+    assert re.search(r"^\s+50000\s+[\d.]+G .* ok \(params\.yaml\)", out, re.M), out  # k=5000 within 2 GiB
+    profiles = re.findall(r"GEMMs (\d+)% of it, running at ([\d.]+) GFLOP/s = (\d+)% of peak; "
+                          r"everything at once: (\d+)% of peak", out)
+    assert len(profiles) == 2
+    for gemm_share, _, gemm_of_peak, overall in profiles:
+        # all the time at the GEMMs' rate would be their rate; every other op only lowers it
+        assert 0 < int(gemm_share) < 100 and int(overall) <= int(gemm_of_peak) + 1
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mnist_file) -> dict[str, Path]:
+    """A tiny trained VAE z=2 as `dvc repro` leaves it, and the params file it was trained with."""
+    from conftest import make_tiny_params
+
+    root = tmp_path_factory.mktemp("bench")
+    params = make_tiny_params(grid={"models": ["vae"], "zdims": [2, 5]})
+    fit("vae", 2, params, mnist_file, root / "models" / "vae-2", log=lambda s: None, progress=False)
+    (root / "params.yaml").write_text(yaml.safe_dump(to_dict(params)))
+    return {"params": root / "params.yaml", "data": mnist_file, "models": root / "models"}
+
+
+def _paths(t: dict[str, Path]) -> list[str]:
+    return ["--params", str(t["params"]), "--data", str(t["data"]), "--models", str(t["models"])]
+
+
+def test_quad_convergence_reproduces_the_pipeline_grid_and_converges(trained) -> None:
+    out = run("bench/quad_convergence.py", "--items", "vae-2", "--images", "60", "--refine", "0.5", "1", "2", "4",
+              "--widen", "-4", "2", *_paths(trained)).stdout
+    pipeline = float(re.search(r"pipeline grid NLL ([\d.]+)", out).group(1))
+    rows = {(int(g), float(w)): (float(nll), float(diff)) for g, w, nll, diff in
+            re.findall(r"^\s+(\d+)\s+±([\d.]+)\s+[\d.]+\s+([\d.]+)\s+(-?[\d.]+)", out, re.M)}
+    n, half = 60, 10.0  # the tiny params' quad_n and quad_half_width
+    assert rows[(n, half)] == (pipeline, 0.0)  # the pipeline's own grid, computed again: the same number
+    assert set(rows) == {(30, half), (n, half), (120, half), (240, half), (36, 6.0), (72, 12.0)}
+    for nll, diff in rows.values():
+        assert nll == pytest.approx(pipeline + diff, abs=2e-5)
+    # refining: each doubling moves the mean less than the one before (midpoint rule, smooth integrand)
+    steps = [abs(rows[(b, half)][0] - rows[(a, half)][0]) for a, b in ((30, 60), (60, 120), (120, 240))]
+    assert steps[2] < steps[1] < steps[0]
+    assert re.search(r"per image \|pipeline - spacing 0\.0833\d*\|: q0\.5 [\d.]+, .*max [\d.]+", out), out
+
+
+def test_quad_convergence_refuses_latents_it_cannot_integrate(trained) -> None:
+    out = run("bench/quad_convergence.py", "--items", "vae-5", *_paths(trained), check=False)
+    assert out.returncode == 2 and "zdim 1 or 2 only, not vae-5" in out.stderr
+
+
+def test_iwae_seeds_prints_one_estimate_per_seed_and_the_spread(trained) -> None:
+    out = run("bench/iwae_seeds.py", "--items", "vae-2", "--images", "40", "--seeds", "0", "1", "2",
+              *_paths(trained)).stdout
+    row = re.search(r"^\s+vae-2\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", out, re.M)
+    assert row, out
+    nll = [float(v) for v in row.groups()[:3]]
+    se, sd_seeds, sd_means = (float(v) for v in row.groups()[3:6])
+    assert len(set(nll)) == 3  # three seeds, three different estimates
+    assert 0 < sd_seeds < se  # seed noise of a 10,000-image mean is far below the spread of images
+    assert sd_means == pytest.approx(statistics.stdev(nll), abs=2e-3)
