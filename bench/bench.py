@@ -36,6 +36,7 @@ Bench a patched copy of the package with PYTHONPATH=/path/to/copy python bench/b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -47,7 +48,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Self
 
@@ -192,6 +193,21 @@ def training_data(args: argparse.Namespace, n: int) -> tuple[Mnist, str]:
     return Mnist(x, y, tx, ty, "synthetic"), "synthetic grey levels"
 
 
+@contextlib.contextmanager
+def wrapping_fit_helpers(
+    names: tuple[str, ...], wrap: Callable[[str, Callable[..., Any]], Callable[..., Any]]
+) -> Iterator[None]:
+    """Replace the vaebench.train helpers `names` (module globals that fit calls) by wrap(name, helper), then restore them."""
+    originals = {name: getattr(vtrain, name) for name in names}
+    try:
+        for name, helper in originals.items():
+            setattr(vtrain, name, wrap(name, helper))
+        yield
+    finally:
+        for name, helper in originals.items():
+            setattr(vtrain, name, helper)
+
+
 class PhaseClock:
     """Times fit()'s epoch phases by wrapping the module-level helpers fit calls.
 
@@ -203,20 +219,14 @@ class PhaseClock:
 
     def __init__(self) -> None:
         self.epochs: list[dict[str, float]] = []
-        self.originals: dict[str, Callable[..., Any]] = {}
+        self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> Self:
-        for name in self.WRAPPED:
-            orig = getattr(vtrain, name, None)
-            if orig is None:
-                continue
-            self.originals[name] = orig
-            setattr(vtrain, name, self._wrap(name, orig))
+        self._stack.enter_context(wrapping_fit_helpers(self.WRAPPED, self._wrap))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for name, orig in self.originals.items():
-            setattr(vtrain, name, orig)
+        self._stack.close()
 
     def _wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*a: Any, **kw: Any) -> Any:
@@ -454,21 +464,14 @@ def profiled(fn: Callable[[], Any], unprofiled: tuple[str, ...] = ()) -> tuple[f
     """
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    def marked(f: Callable[..., Any]) -> Callable[..., Any]:
+    def marked(_: str, f: Callable[..., Any]) -> Callable[..., Any]:
         def call(*a: Any, **kw: Any) -> Any:
             with record_function(UNPROFILED):
                 return f(*a, **kw)
         return call
 
-    originals = {name: getattr(vtrain, name) for name in unprofiled}
-    try:
-        for name, f in originals.items():
-            setattr(vtrain, name, marked(f))
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            fn()
-    finally:
-        for name, f in originals.items():
-            setattr(vtrain, name, f)
+    with wrapping_fit_helpers(unprofiled, marked), profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
 
     def counted(e: Any) -> bool:
         while e is not None:

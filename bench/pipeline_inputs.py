@@ -32,8 +32,13 @@ def load(a: argparse.Namespace) -> tuple[Params, Mnist, torch.Tensor]:
     return p, data, binarize_test(data.test_x, p.data.binarize, p.data.test_seed)
 
 
+def parse_item(item: str) -> tuple[str, int]:
+    """A grid item's model and latent size, the inverse of vaebench.runs.run_name: 'cvae-35' -> ('cvae', 35)."""
+    model_name, zdim = item.rsplit("-", 1)
+    return model_name, int(zdim)
+
+
 def trained_model(item: str, p: Params, data: Mnist, models: Path) -> VAE:
     """The checkpoint of grid item `item` (such as vae-2), refused unless it matches params and data."""
-    model_name, zdim = item.rsplit("-", 1)
-    model, _ = load_current(model_name, int(zdim), p, data, models / item)
+    model, _ = load_current(*parse_item(item), p, data, models / item)
     return model
