@@ -29,7 +29,7 @@ import pipeline_inputs
 import torch
 
 from vaebench.evaluate import iwae_log_px, seed_spread
-from vaebench.runs import run_name
+from vaebench.config import run_name
 
 TEST_IMAGES = 10_000
 

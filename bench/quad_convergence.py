@@ -30,7 +30,7 @@ import pipeline_inputs
 import torch
 
 from vaebench.quadrature import quadrature
-from vaebench.runs import run_name
+from vaebench.config import run_name
 
 QUANTILES = (0.5, 0.9, 0.99, 1.0)
 

@@ -23,7 +23,8 @@ TINY = {
     "model": {"hidden": 32},
     "train": {"optimizer": "rmsprop", "lr": 0.001, "batch_size": 100, "epochs": 1, "seed": 0, "heldout": 100,
               "device": "cpu"},
-    "eval": {"k": 10, "k_marginal": 3, "seed": 0, "chunk": 50000, "quad_n": 40, "quad_half_width": 6.0},
+    "eval": {"k": 10, "k_marginal": 3, "seed": 0, "chunk": 50000, "spread_seeds": 2, "spread_images": 100,
+             "quad_n": 40, "quad_half_width": 6.0},
     "exact": {"zdims": [2], "k": 25},
 }
 ITEMS = [f"{m}-{z}" for m in TINY["grid"]["models"] for z in TINY["grid"]["zdims"]]

@@ -27,7 +27,8 @@ from vaebench.report import (
     COMPARISON_NOTE, NLL_BY_ZDIM_COLUMNS, REFERENCES, TABLE_COLUMNS, ReportError, build_report,
     manifold_z, nll_by_zdim, table_rows, to_csv,
 )
-from vaebench.runs import load_data, run_name, score
+from vaebench.config import run_name
+from vaebench.runs import load_data, score
 from vaebench.train import fit
 
 MODELS, ZDIMS = ("vae", "cvae"), (2, 3)

@@ -15,12 +15,9 @@ import torch
 
 from vaebench import io as vio
 from vaebench.models import VAE, build_model
+from vaebench.errors import CheckpointError
 
 WEIGHTS, SIDECAR = "model.safetensors", "model.json"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, unreadable, or for another configuration."""
 
 
 def tensors_to_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:

@@ -42,10 +42,7 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from vaebench.checkpoint import CheckpointError
-        from vaebench.config import ConfigError
-        from vaebench.data import DataError
-        from vaebench.train import TrainingDiverged
+        from vaebench.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
 
         try:
             return fn(*args, **kwargs)
@@ -62,6 +59,27 @@ def _checked(model: str, zdim: int) -> None:
 
     check_model(model, "--model")
     check_zdim(zdim, "--zdim")
+
+
+@app.command()
+@clean_errors
+def check(
+    params: ParamsOpt = Path("params.yaml"),
+    out: Annotated[Path | None, typer.Option("--out", help="Write a stamp here when the parameters are valid.")] = None,
+) -> None:
+    """Validate params.yaml: every key known, every value allowed; one line naming the key otherwise.
+
+    The pipeline's first stage: DVC deletes a stage's outputs before running its command, so a bad
+    value must stop `dvc repro` before any stage that owns outputs starts. The stamp's bytes never
+    change, so a valid edit re-runs only the stages whose parameters it touched.
+    """
+    from vaebench import io as vio
+    from vaebench.config import load_params
+
+    load_params(params)
+    if out is not None:
+        vio.write_text(out, "params.yaml is valid\n")
+    typer.echo(f"{params}: valid")
 
 
 @app.command()
@@ -93,8 +111,7 @@ def train(
     quiet: QuietOpt = False,
 ) -> None:
     """Train one configuration (resumes from its last finished epoch after a crash)."""
-    from vaebench.config import load_params
-    from vaebench.runs import run_name
+    from vaebench.config import load_params, run_name
     from vaebench.train import fit
 
     _checked(model, zdim)
@@ -119,8 +136,8 @@ def eval_(
 ) -> None:
     """Score one configuration: test ELBO, IWAE NLL (+- s.e.), CVAE marginal, exact NLL for zdim <= 2."""
     from vaebench import io as vio
-    from vaebench.config import ConfigError, load_params
-    from vaebench.runs import ensure_trained, load_current, load_data, run_name, score
+    from vaebench.config import ConfigError, load_params, run_name
+    from vaebench.runs import ensure_trained, load_current, load_data, score
 
     _checked(model, zdim)
     if k is not None and k < 1:

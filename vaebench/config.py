@@ -9,22 +9,21 @@ falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
 import yaml
+from vaebench.errors import ConfigError
 
 MODELS = ("vae", "cvae")
 OPTIMIZERS = ("rmsprop", "adam")
 BINARIZATIONS = ("dynamic", "static", "threshold")
 SOURCES = ("auto", "mirrors", "pypi")
 DEVICES = ("cpu", "cuda", "auto")
-
-
-class ConfigError(ValueError):
-    """A bad value in params.yaml or on the command line; the message names the key."""
+SEED_MAX = 2**32 - 1  # seeds are 32-bit words of a random stream's key (vaebench/streams.py)
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class DataConfig:
     binarize: str = "dynamic"
     """Training binarisation: `dynamic` (fresh seeded Bernoulli draw every epoch), `static` (one draw), `threshold` (> 0.5)."""
     test_seed: int = 1234
-    """Seed of the single Bernoulli draw of the test set that every model is scored on."""
+    """Seed of the single Bernoulli draw of the test set that every model is scored on (0 <= seed < 2**32)."""
     train_subset: int = 0
     """Use only the first N training images (0 = all 60,000). For quick runs and tests."""
     test_subset: int = 0
@@ -59,6 +58,7 @@ class DataConfig:
     def __post_init__(self) -> None:
         _choice(self.source, SOURCES, "data.source")
         _choice(self.binarize, BINARIZATIONS, "data.binarize")
+        _range(self.test_seed, "data.test_seed", 0, SEED_MAX)
         _range(self.train_subset, "data.train_subset", 0, 60000)
         _range(self.test_subset, "data.test_subset", 0, 10000)
 
@@ -83,7 +83,7 @@ class TrainConfig:
     epochs: int = 40
     """Passes over the training set."""
     seed: int = 0
-    """Seed of initialisation, minibatch order, binarisation and the reparameterisation noise."""
+    """Seed of initialisation, minibatch order, binarisation and the reparameterisation noise (0 <= seed < 2**32)."""
     heldout: int = 2000
     """Per-epoch monitoring ELBO on the first N binarised test images (logged only; nothing is selected on it)."""
     device: str = "cpu"
@@ -93,6 +93,7 @@ class TrainConfig:
         _choice(self.optimizer, OPTIMIZERS, "train.optimizer")
         if not self.lr > 0:
             raise ConfigError(f"train.lr: must be > 0, got {self.lr!r}")
+        _range(self.seed, "train.seed", 0, SEED_MAX)
         _range(self.batch_size, "train.batch_size", 1, None)
         _range(self.epochs, "train.epochs", 1, None)
         _range(self.heldout, "train.heldout", 0, 10000)
@@ -106,9 +107,9 @@ class EvalConfig:
     k_marginal: int = 100
     """Importance samples per label for the CVAE's marginal log p(x) = log 1/10 sum_y p(x|y)."""
     seed: int = 0
-    """Seed of the importance samples."""
+    """Seed of the importance samples; the seed spread uses seed + 1 ... seed + spread_seeds (all < 2**32)."""
     chunk: int = 100_000
-    """Decoded samples held in memory at once (bounds memory, not the result)."""
+    """Latent samples held in memory at once (bounds memory only: results are bit-identical for any value)."""
     spread_seeds: int = 2
     """Extra evaluation seeds (seed + 1, ...) that re-estimate the IWAE on the first `spread_images` images (0 = skip)."""
     spread_images: int = 1000
@@ -121,6 +122,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         _range(self.k, "eval.k", 1, None)
+        _range(self.seed, "eval.seed", 0, SEED_MAX - self.spread_seeds if self.spread_seeds >= 0 else SEED_MAX)
         _range(self.quad_n, "eval.quad_n", 0, None)
         if not self.quad_half_width > 0:
             raise ConfigError(f"eval.quad_half_width: must be > 0, got {self.quad_half_width!r}")
@@ -171,6 +173,11 @@ class Params:
 # ---------------------------------------------------------------- checks shared with the CLI
 
 
+def run_name(model: str, zdim: int) -> str:
+    """The name of a grid item, as DVC's matrix names it: `vae-2`, `cvae-35`."""
+    return f"{model}-{zdim}"
+
+
 def check_model(model: Any, key: str = "model") -> str:
     return _choice(model, MODELS, key)
 
@@ -206,6 +213,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         (inner, _ellipsis) = get_args(tp)
         return tuple(_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
     if tp is float:
+        if isinstance(value, str):
+            value = _number_from_text(value, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
@@ -218,6 +227,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
     raise TypeError(f"unsupported annotation {tp!r} for {key}")  # a bug in this module, not in params
+
+
+def _number_from_text(text: str, key: str) -> float:
+    """A number that YAML 1.1 left as a string: `1e-3` (no dot, so not a float to PyYAML), `1E-3`.
+
+    Only decimal numbers pass; words, and the `nan`/`inf` spellings Python's float() would accept, are refused.
+    """
+    if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text.strip()):
+        raise ConfigError(f"{key}: expected a number, got {text!r}")
+    return float(text)
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:

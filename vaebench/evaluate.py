@@ -1,9 +1,10 @@
 """Scores of a trained model on the binarised test set: ELBO, IWAE log-likelihood and its spread, latent diagnostics.
 
-The IWAE estimator encodes each image once and decodes k samples in chunks of at most
-`chunk` samples, so k = 5000 over 10,000 images runs in bounded memory. Each image's noise
-comes from a generator seeded by (seed, image index, label), so the numbers do not depend
-on the chunk size or on which other images share a batch.
+The IWAE estimator encodes each image once and decodes k samples in blocks, so k = 5000 over
+10,000 images runs in bounded memory. Each image's noise comes from its own stream
+(eval.seed, image index, label; vaebench/streams.py), and every encoder and decoder call has a
+fixed number of rows, so the numbers depend neither on `eval.chunk` nor on which other images
+share a block (tests/test_evaluate.py checks both bit for bit).
 """
 
 from __future__ import annotations
@@ -17,37 +18,11 @@ from tqdm.auto import tqdm
 
 from vaebench import bounds
 from vaebench.config import EvalConfig
-from vaebench.data import derive_seed
+from vaebench.elbo import DECODE_ROWS, decode_rows, elbo_per_image, encode_all
 from vaebench.models import N_LABELS, VAE
+from vaebench.streams import Stream, generator
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016, section 5.2: unit u is active if Cov_x(E_q[z_u]) > 0.01
-# Latent samples decoded at once: keeps the decoder's activations and logits (DECODE_ROWS x 784
-# floats, 3.2 MB) in cache and under glibc's 32 MB mmap threshold. With 50,000 rows at once every
-# temporary was a fresh 100-160 MB mapping, page-faulted and zeroed anew, and each elementwise pass
-# (ReLU, bias, softplus, x*l) streamed from DRAM: 45% of peak instead of ~75%. 512-1024 rows were
-# best (decoder + log-likelihood at 82% of peak, 2048 rows at 75%, 128 at 72%). Each row's logits are
-# bit-identical whatever the number of rows, so the results do not depend on it.
-DECODE_ROWS = 1024
-
-
-@torch.no_grad()
-def encode_all(model: VAE, x: torch.Tensor, y: torch.Tensor | None, batch: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
-    """q's parameters for every image, (N, D) each."""
-    parts = [model.encode(x[i:i + batch], None if y is None else y[i:i + batch]) for i in range(0, len(x), batch)]
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-
-@torch.no_grad()
-def elbo_per_image(model: VAE, x: torch.Tensor, y: torch.Tensor | None, seed: int, batch: int = 2000) -> torch.Tensor:
-    """Single-sample ELBO of each image (N,), analytic KL (Kingma & Welling 2014, eq. 10)."""
-    g = torch.Generator().manual_seed(derive_seed(seed, 0))
-    out = []
-    for i in range(0, len(x), batch):
-        xb, yb = x[i:i + batch], (None if y is None else y[i:i + batch])
-        mu, logvar = model.encode(xb, yb)
-        z = bounds.reparameterize(mu, logvar, torch.randn(mu.shape, generator=g))
-        out.append(bounds.elbo(xb, model.decode(z, yb), mu, logvar))
-    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -62,29 +37,33 @@ def iwae_log_px(
 ) -> torch.Tensor:
     """The k-sample IWAE estimate of log p(x) (or log p(x|y) for a CVAE) for each image, (N,).
 
-    Burda et al. 2016, eq. 8, one draw of the k samples per image. `progress(n)` is told of
-    each n images done.
+    Burda et al. 2016, eq. 8, one draw of the k samples per image; image i's samples come from
+    the stream (seed, i, label slot). `chunk` bounds the samples held at once (memory only: the
+    blocks of the decoder do not depend on it). `progress(n)` is told of each n images done.
     """
     n, out = len(x), []
-    b = max(1, chunk // k)  # images per pass; with k > chunk, one image and its samples in slices
-    s = min(k, chunk, DECODE_ROWS)  # samples decoded at once per image slice
-    t = max(1, DECODE_ROWS // s)  # images decoded at once
+    mu_all, logvar_all = encode_all(model, x, y)  # (N, D) each: each image is encoded once
+    s = min(k, DECODE_ROWS)  # samples decoded at once per image
+    t = max(1, DECODE_ROWS // s)  # images decoded at once: every decoder call has t * s rows
+    b = max(1, chunk // k) // t * t or t  # images per pass, a multiple of t: the same t-groups for any chunk
     for i in range(0, n, b):
         xb = x[i:i + b]  # (b, P)
         yb = None if y is None else y[i:i + b]  # (b,)
-        mu, logvar = model.encode(xb, yb)  # (b, D) each: each image is encoded once
+        mu, logvar = mu_all[i:i + b], logvar_all[i:i + b]  # (b, D) each
         eps = torch.stack([
-            torch.randn((k, model.zdim), generator=torch.Generator().manual_seed(
-                derive_seed(seed, i + j, 0 if y is None else 1 + int(yb[j]))))
+            torch.randn((k, model.zdim), generator=generator(
+                Stream.IWAE, seed, i + j, 0 if y is None else 1 + int(yb[j])))
             for j in range(len(xb))
-        ])  # (b, k, D)
+        ]).to(mu.device)  # (b, k, D)
         z = bounds.reparameterize(mu[:, None], logvar[:, None], eps)  # (b, k, D)
         log_w = torch.empty(len(xb), k)
         for c in range(0, len(xb), t):
-            xt, yt = xb[c:c + t], (None if yb is None else yb[c:c + t])  # (t, P), (t,)
+            xt = xb[c:c + t]  # (t', P), t' <= t
             for a in range(0, k, s):
-                zs = z[c:c + t, a:a + s]  # (t, s, D)
-                log_px_z = bounds.bernoulli_log_lik(model.decode(zs, yt), xt[:, None])  # (t, s)
+                zs = z[c:c + t, a:a + s]  # (t', s', D)
+                ys = None if yb is None else yb[c:c + t, None].expand(zs.shape[:2]).reshape(-1)  # (t' s',)
+                logits = decode_rows(model, zs.reshape(-1, model.zdim), ys, t * s).view(*zs.shape[:2], -1)
+                log_px_z = bounds.bernoulli_log_lik(logits, xt[:, None])  # (t', s')
                 log_w[c:c + t, a:a + s] = bounds.log_importance_weights(
                     log_px_z, zs, mu[c:c + t, None], logvar[c:c + t, None])
         out.append(bounds.iwae_bound(log_w))
@@ -140,7 +119,7 @@ def evaluate_model(
     bar = tqdm(total=len(x) * n_passes + n_spread * cfg.spread_seeds, desc="IWAE", unit="img",
                disable=not show_progress, leave=False)
 
-    elbo = elbo_per_image(model, x, y, cfg.seed)
+    elbo = elbo_per_image(model, x, y, generator(Stream.TEST_ELBO, cfg.seed))
     log_px = iwae_log_px(model, x, y, cfg.k, cfg.seed, cfg.chunk, bar.update)
     mu, logvar = encode_all(model, x, y)
     m_elbo, se_elbo = mean_and_se(elbo)
@@ -157,7 +136,7 @@ def evaluate_model(
         **latent_diagnostics(mu, logvar),
     }
     if n_spread:
-        # image i's samples depend only on (seed, i, label): seed `cfg.seed` on the first n_spread
+        # image i's samples depend only on (seed, i, label), its encoding only on image i: seed `cfg.seed` on the first n_spread
         # images is log_px[:n_spread] itself, and the other seeds re-estimate just those images
         xs, ys = x[:n_spread], (None if y is None else y[:n_spread])
         per_seed = torch.stack([log_px[:n_spread], *(

@@ -51,8 +51,9 @@ class Quadrature:
 
     `coarse` keeps every other point per axis (spacing 2h) and `inner` drops the outer band
     (|z_d| > L - 2). For the midpoint rule on a smooth integrand, the error of the full grid
-    is far below |full - coarse| (refinement) plus |full - inner| (truncation), so these two
-    differences bound the integration error; the report states them.
+    is usually far below |full - coarse| (refinement) plus |full - inner| (truncation), so these
+    two differences estimate the integration error; the report states them. They are estimates,
+    not bounds: a posterior narrower than the spacing can move one image by more.
     """
 
     log_px: torch.Tensor
@@ -60,7 +61,7 @@ class Quadrature:
     inner: torch.Tensor
 
     def error_bound(self) -> float:
-        """Largest per-image |full - coarse| + |full - inner| (nats)."""
+        """Largest per-image |full - coarse| + |full - inner| (nats): an estimate, named `quad_error_bound` in the metrics."""
         return ((self.log_px - self.coarse).abs() + (self.log_px - self.inner).abs()).max().item()
 
 

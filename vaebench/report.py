@@ -31,20 +31,17 @@ from matplotlib.figure import Figure
 from vaebench import io as vio
 from vaebench import plots
 from vaebench.checkpoint import SIDECAR, load_checkpoint
-from vaebench.config import Params
+from vaebench.config import Params, run_name
 from vaebench.data import SHAPES, binarize_test, load_mnist
-from vaebench.evaluate import ACTIVE_THRESHOLD, encode_all
+from vaebench.elbo import encode_all
+from vaebench.evaluate import ACTIVE_THRESHOLD
 from vaebench.models import N_LABELS, VAE
-from vaebench.runs import run_name
+from vaebench.errors import ReportError
 
 SAMPLE_SEED = 0  # prior samples in the figures: the same draw on every run
 RECON_GRID = (8, 8)  # the first 64 test digits and their reconstructions
 MANIFOLD_N = 20  # 20 x 20 decoded grid points, as in Kingma & Welling 2014, Fig. 4
 MANIFOLD_DIGITS = (2, 5, 8)  # a CVAE's manifold is one per label: show a few, not all ten
-
-
-class ReportError(RuntimeError):
-    """An input of the report is missing or does not fit the grid; the message names the file."""
 
 
 # ---------------------------------------------------------------- what we compare against

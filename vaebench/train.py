@@ -1,7 +1,7 @@
 """One fit() for every model: seeding, the loop, curves, checkpoints, resumption.
 
 Every random draw of epoch e (binarisation, minibatch order, reparameterisation noise) comes
-from a generator seeded by (seed, e), never from the global RNG. So the run is a pure function
+from a named stream (seed, e) of vaebench/streams.py, never from the global RNG. So the run is a pure function
 of its config, and resuming after epoch e needs only the weights, the optimiser state and e:
 a run killed and resumed ends with the same bytes as a run that never stopped.
 """
@@ -23,14 +23,12 @@ from vaebench import bounds
 from vaebench import io as vio
 from vaebench.checkpoint import read_tensors, save_checkpoint, tensors_to_bytes
 from vaebench.config import Params, to_dict
-from vaebench.data import Mnist, binarize_test, binarize_train, derive_seed, load_mnist
+from vaebench.data import Mnist, binarize_test, binarize_train, load_mnist
+from vaebench.elbo import elbo_per_image
 from vaebench.models import VAE, build_model
-
-_INIT, _EPOCH, _HELDOUT = 11, 12, 13  # purposes mixed into derive_seed
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+from vaebench.numerics import require_strict_mkl
+from vaebench.streams import Stream, generator, stream_seed
+from vaebench.errors import TrainingDiverged
 
 
 @dataclass(frozen=True)
@@ -73,19 +71,12 @@ def _noise(shape: tuple[int, ...], g: torch.Generator, device: torch.device) -> 
     return torch.randn(shape, generator=g).to(device)
 
 
-@torch.no_grad()
-def mean_elbo(model: VAE, x: torch.Tensor, y: torch.Tensor | None, seed: int, batch: int = 2000) -> float:
-    """Single-sample ELBO averaged over images, with noise from `seed` (nats per image)."""
+def heldout_elbo(model: VAE, x: torch.Tensor, y: torch.Tensor | None, seed: int) -> float:
+    """Mean single-sample ELBO of the held-out images (nats per image): evaluation's own estimator,
+    with the noise of the stream HELDOUT_ELBO(seed), the same every epoch so that epochs compare."""
     if len(x) == 0:
         return float("nan")
-    g = torch.Generator().manual_seed(seed)
-    total = 0.0
-    for i in range(0, len(x), batch):
-        xb, yb = x[i:i + batch], (y[i:i + batch] if y is not None else None)
-        mu, logvar = model.encode(xb, yb)
-        z = bounds.reparameterize(mu, logvar, _noise(tuple(mu.shape), g, mu.device))
-        total += bounds.elbo(xb, model.decode(z, yb), mu, logvar).sum().item()
-    return total / len(x)
+    return elbo_per_image(model, x, y, generator(Stream.HELDOUT_ELBO, seed)).double().mean().item()
 
 
 # ---------------------------------------------------------------- resumable state
@@ -151,6 +142,7 @@ def fit(
     Epoch state goes to `<out_dir>.partial/` after every epoch and is removed at the end;
     a rerun after a crash continues from there. Curves go to `live_dir` through dvclive.
     """
+    require_strict_mkl()
     t0 = time.perf_counter()
     tc, out_dir = params.train, Path(out_dir)
     partial = out_dir.with_name(out_dir.name + ".partial")
@@ -163,7 +155,7 @@ def fit(
     held_x = test_bits[: tc.heldout].to(device)
     held_y = data.test_y[: tc.heldout].to(device) if conditional else None
 
-    torch.manual_seed(derive_seed(tc.seed, _INIT))  # Xavier init draws from the global RNG
+    torch.manual_seed(stream_seed(Stream.INIT, tc.seed))  # Xavier init draws from the global RNG
     model = build_model(model_name, zdim, params.model.hidden).to(device)
     opt = make_optimizer(tc.optimizer, model.parameters(), tc.lr)
     fingerprint = {**run_fingerprint(model_name, zdim, params), "data_manifest_sha256": data.manifest_sha256}
@@ -176,11 +168,12 @@ def fit(
         log(f"resuming {model_name} z={zdim} after epoch {start} from {partial}")
 
     live = None
+    staged = partial / "live"  # dvclive appends to its files in place: it writes here, moved to live_dir at the end
     if live_dir is not None:
         from dvclive import Live  # imported lazily: pulls in much of dvc
 
-        shutil.rmtree(live_dir, ignore_errors=True)
-        live = Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None)
+        shutil.rmtree(staged, ignore_errors=True)
+        live = Live(str(staged), dvcyaml=False, save_dvc_exp=False, report=None)
         for row in history:  # replay the finished epochs, so a resumed run logs what an unbroken one does
             _log_epoch(live, row)
 
@@ -190,7 +183,7 @@ def fit(
     for epoch in bar:
         model.train()
         xb = binarize_train(data.train_x, params.data.binarize, tc.seed, epoch).to(device)  # (N, 784)
-        g = torch.Generator().manual_seed(derive_seed(tc.seed, _EPOCH, epoch))
+        g = generator(Stream.EPOCH, tc.seed, epoch)
         perm = torch.randperm(n, generator=g).to(device)
         total = 0.0
         for step, i in enumerate(range(0, n, bs)):
@@ -212,7 +205,7 @@ def fit(
         row = {
             "epoch": epoch + 1,
             "train_elbo": total / n,
-            "heldout_elbo": mean_elbo(model, held_x, held_y, derive_seed(tc.seed, _HELDOUT)),
+            "heldout_elbo": heldout_elbo(model, held_x, held_y, tc.seed),
         }
         history.append(row)
         save_state(partial, model, opt, {"epoch": epoch + 1, "history": history, "fingerprint": fingerprint})
@@ -225,6 +218,10 @@ def fit(
     bar.close()
     if live is not None:
         live.end()
+        # the curves appear complete or not at all: a killed run leaves the previous ones (or none)
+        shutil.rmtree(live_dir, ignore_errors=True)
+        Path(live_dir).parent.mkdir(parents=True, exist_ok=True)
+        staged.rename(live_dir)
 
     save_checkpoint(out_dir, model.cpu(), {**fingerprint, "epochs_done": tc.epochs,
                                            "final": history[-1] if history else {}})
