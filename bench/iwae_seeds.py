@@ -50,7 +50,11 @@ def main() -> None:
     items = a.items or [run_name(m, z) for m in p.grid.models for z in p.grid.zdims]
     print(f"IWAE NLL across evaluation seeds {a.seeds}: k={p.eval.k}, first {len(x)} test images, "
           f"torch threads {torch.get_num_threads()}")
-    print(f"{'item':>8}  {'nll per seed':>{9 * len(a.seeds)}}  {'se_images':>9}  {'sd_seeds':>8}  {'sd_means':>8}  {'s':>5}")
+    # se_images: standard error over the N images; sd_pred: predicted SD across seeds of an N-image mean;
+    # sd_means: the observed SD of the seeds' N-image means (comparable with sd_pred); sd_10k: sd_pred
+    # scaled to the 10,000-image mean, which is what the evaluate stage reports as iwae_nll_seed_sd
+    print(f"{'item':>8}  {'nll per seed':>{9 * len(a.seeds)}}  {'se_images':>9}  {'sd_pred':>8}  {'sd_means':>8}  "
+          f"{'sd_10k':>8}  {'s':>5}")
     for item in items:
         model = pipeline_inputs.trained_model(item, p, data, a.models)
         y = labels if model.conditional else None
@@ -58,9 +62,10 @@ def main() -> None:
         per_seed = torch.stack([iwae_log_px(model, x, y, p.eval.k, s, p.eval.chunk).double() for s in a.seeds])  # (S, N)
         nll = -per_seed.mean(1)  # (S,)
         se_images = per_seed[0].std().item() / math.sqrt(per_seed.shape[1])
-        sd_seeds = seed_spread(per_seed, TEST_IMAGES)  # what the evaluate stage reports as iwae_nll_seed_sd
-        print(f"{item:>8}  {' '.join(f'{v:8.3f}' for v in nll.tolist())}  {se_images:9.3f}  {sd_seeds:8.4f}  "
-              f"{nll.std().item():8.4f}  {time.perf_counter() - t0:5.0f}", flush=True)
+        sd_pred = seed_spread(per_seed, per_seed.shape[1])  # of an N-image mean, like sd_means
+        sd_10k = seed_spread(per_seed, TEST_IMAGES)  # what the evaluate stage reports as iwae_nll_seed_sd
+        print(f"{item:>8}  {' '.join(f'{v:8.3f}' for v in nll.tolist())}  {se_images:9.3f}  {sd_pred:8.4f}  "
+              f"{nll.std().item():8.4f}  {sd_10k:8.4f}  {time.perf_counter() - t0:5.0f}", flush=True)
 
 
 if __name__ == "__main__":

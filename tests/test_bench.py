@@ -31,7 +31,7 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def test_bench_quick_runs_every_section_and_its_shares_are_its_figures_over_the_peak() -> None:
-    out = run("bench/bench.py", "--quick", "--synthetic").stdout
+    out = run("bench/bench.py", "--quick", "--synthetic", "--repeat", "2").stdout
     peak = float(re.search(r"^peak: ([\d.]+) GFLOP/s", out, re.M).group(1))
     assert peak > 0
     for title in ("1. fp32 matmul peak", "2. training", "3. IWAE", "4. memory", "5. quadrature", "6. profile"):
@@ -44,13 +44,13 @@ def test_bench_quick_runs_every_section_and_its_shares_are_its_figures_over_the_
         assert int(ips) == pytest.approx(int(images) / float(steps), rel=0.02)
         assert float(gf) == pytest.approx(7.37e6 * int(ips) / 1e9, rel=0.01)  # z=50, hidden 500: 7.37 MFLOP/image
         assert float(share) == pytest.approx(100 * float(gf) / peak, abs=0.1)
-        assert float(median) == float(share)  # --quick times one run: its median is its best
+        assert float(median) <= float(share)  # two timed runs: the median (their mean) is no faster than the best
     iwae = re.findall(r"^\s*(50|2)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)%", out, re.M)
     assert {int(z) for z, *_ in iwae} == {50, 2}
     for _, k, n, s, rate, gf, share, median in iwae:
         assert int(rate) == pytest.approx(int(n) * int(k) / float(s), rel=0.02)
         assert float(share) == pytest.approx(100 * float(gf) / peak, abs=0.1)
-        assert float(median) == float(share)
+        assert float(median) <= float(share)
     assert re.search(r"^\s+50000\s+[\d.]+G .* ok \(params\.yaml\)", out, re.M), out  # k=5000 within 2 GiB
     profiles = re.findall(r"GEMMs (\d+)% of it, running at ([\d.]+) GFLOP/s = (\d+)% of peak; "
                           r"everything at once: (\d+)% of peak", out)
@@ -79,17 +79,21 @@ def _paths(t: dict[str, Path]) -> list[str]:
 def test_quad_convergence_reproduces_the_pipeline_grid_and_converges(trained) -> None:
     out = run("bench/quad_convergence.py", "--items", "vae-2", "--images", "60", "--refine", "0.5", "1", "2", "4",
               "--widen", "-4", "2", *_paths(trained)).stdout
-    pipeline = float(re.search(r"pipeline grid NLL ([\d.]+)", out).group(1))
+    head = re.search(r"pipeline grid NLL ([\d.]+), its stated error of the mean ([\d.]+)", out)
+    pipeline, stated = float(head.group(1)), float(head.group(2))
     rows = {(int(g), float(w)): (float(nll), float(diff)) for g, w, nll, diff in
             re.findall(r"^\s+(\d+)\s+±([\d.]+)\s+[\d.]+\s+([\d.]+)\s+(-?[\d.]+)", out, re.M)}
     n, half = 60, 10.0  # the tiny params' quad_n and quad_half_width
-    assert rows[(n, half)] == (pipeline, 0.0)  # the pipeline's own grid, computed again: the same number
     assert set(rows) == {(30, half), (n, half), (120, half), (240, half), (36, 6.0), (72, 12.0)}
     for nll, diff in rows.values():
         assert nll == pytest.approx(pipeline + diff, abs=2e-5)
     # refining: each doubling moves the mean less than the one before (midpoint rule, smooth integrand)
     steps = [abs(rows[(b, half)][0] - rows[(a, half)][0]) for a, b in ((30, 60), (60, 120), (120, 240))]
     assert steps[2] < steps[1] < steps[0]
+    # the pipeline's stated error of its mean holds against grids it did not use: 4x finer, and twice as wide
+    assert abs(rows[(240, half)][0] - pipeline) <= stated and abs(rows[(72, 12.0)][0] - pipeline) <= stated
+    # and it is not vacuous: the 2x coarser grid is off by more than a tenth of it
+    assert abs(rows[(30, half)][0] - pipeline) > stated / 10
     assert re.search(r"per image \|pipeline - spacing 0\.0833\d*\|: q0\.5 [\d.]+, .*max [\d.]+", out), out
 
 
@@ -101,10 +105,14 @@ def test_quad_convergence_refuses_latents_it_cannot_integrate(trained) -> None:
 def test_iwae_seeds_prints_one_estimate_per_seed_and_the_spread(trained) -> None:
     out = run("bench/iwae_seeds.py", "--items", "vae-2", "--images", "40", "--seeds", "0", "1", "2",
               *_paths(trained)).stdout
-    row = re.search(r"^\s+vae-2\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)", out, re.M)
+    row = re.search(r"^\s+vae-2" + r"\s+([\d.]+)" * 7, out, re.M)
     assert row, out
     nll = [float(v) for v in row.groups()[:3]]
-    se, sd_seeds, sd_means = (float(v) for v in row.groups()[3:6])
+    se, sd_pred, sd_means, sd_10k = (float(v) for v in row.groups()[3:7])
     assert len(set(nll)) == 3  # three seeds, three different estimates
-    assert 0 < sd_seeds < se  # seed noise of a 10,000-image mean is far below the spread of images
     assert sd_means == pytest.approx(statistics.stdev(nll), abs=2e-3)
+    # the predicted SD of a 40-image mean is the 10,000-image one scaled by sqrt(10000 / 40) (the audit found
+    # the two printed side by side without it) ...
+    assert sd_pred == pytest.approx(sd_10k * (10_000 / 40) ** 0.5, rel=0.02)
+    # ... and both sit below the spread over images of the same 40-image mean
+    assert 0 < sd_10k < sd_pred < se

@@ -101,6 +101,23 @@ def test_bernoulli_log_lik_extreme_logits_are_exact(dtype):
     assert per_pixel.double().tolist() == pytest.approx(ref.tolist(), abs=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_extreme_logits_through_the_grouped_product_at_full_width(dtype):
+    # 784 pixels (halved 4 times: groups of 16 factors) mixing |l| = 200, 100, 0 and moderate values: the
+    # products of sigmoid(|l|) must neither underflow nor lose the log 2 of the l = 0 pixels.
+    g = torch.Generator().manual_seed(0)
+    base = torch.tensor([200.0, -200.0, 100.0, -100.0, 0.0, 3.0, -3.0])
+    logits = base[torch.randint(0, 7, (4, 784), generator=g)].to(dtype)  # (4, 784)
+    x = (torch.rand(4, 784, generator=g) < 0.5).to(dtype)
+    l64, x64 = logits.double(), x.double()
+    # by hand: x l - softplus(l) with softplus(l) = max(l, 0) + log(1 + e^-|l|), the last term 0 to fp64 for |l| >= 100
+    want = (x64 * l64 - l64.clamp(min=0) - torch.log1p(torch.exp(-l64.abs()))).sum(-1)  # (4,)
+    got = bounds.bernoulli_log_lik(logits, x)
+    assert torch.isfinite(got).all()
+    assert torch.allclose(got.double(), want, rtol=0, atol=1e-3 if dtype == torch.float32 else 1e-9)
+    assert torch.allclose(want, Bernoulli(logits=l64).log_prob(x64).sum(-1), rtol=0, atol=1e-9)
+
+
 @pytest.mark.parametrize("width", [1, 3, 16, 49, 98, 784, 800])
 def test_grouped_log1p_exp_sum_matches_float64_softplus_in_fp32(width):
     # The one-log-per-16-pixels product against sum_p softplus(-|l_p|) in float64 (torch's own softplus,

@@ -137,6 +137,7 @@ def test_branch_that_changes_a_setting_shows_in_metrics_diff(project: Path) -> N
     out = run(project, "dvc", "repro").stdout
     assert "Running stage 'evaluate@vae-2'" in out and "Running stage 'report'" in out
     assert "Running stage 'train@" not in out and "Running stage 'download'" not in out
+    assert "Running stage 'exact@" not in out  # exact.k overrides eval.k: the exact stage does not read it
     diff = json.loads(run(project, "dvc", "metrics", "diff", "main", "--json").stdout)
     summary_diff = diff["metrics/summary.json"]
     assert "vae.z2.iwae_nll" in summary_diff
@@ -161,3 +162,89 @@ def test_changing_exact_k_reruns_only_the_exact_stages_and_the_report(project: P
     assert "vae.z2.iwae_nll_exact_k" in diff and "vae.z2.iwae_nll" not in diff
     run(project, "git", "checkout", "-q", "--", ".")
     run(project, "git", "checkout", "-q", "main")
+
+
+# ---------------------------------------------------------------- dependencies that cannot drift
+
+
+def _imported_modules(root: Path, cmd: str) -> set[str]:
+    """The vaebench source files a stage's command really imports: run it with Python's import tracing."""
+    proc = subprocess.run(cmd, shell=True, cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1", "OMP_NUM_THREADS": "1",
+                               "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+    assert proc.returncode == 0, (cmd, proc.stderr[-2000:])
+    names = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    mods = {n for n in names if n == "vaebench" or n.startswith("vaebench.")}
+    assert "vaebench.cli" in mods, proc.stderr[-2000:]  # the tracing worked
+    return {"vaebench/__init__.py" if m == "vaebench" else m.replace(".", "/") + ".py" for m in mods}
+
+
+def test_every_stage_declares_every_module_its_command_imports(project: Path) -> None:
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    kinds = {}  # one stage of each kind (matrix items share their command's imports)
+    for name, stage in lock.items():
+        kinds.setdefault(name.split("@")[0], (name, stage))
+    assert set(kinds) == {"check", "download", "train", "evaluate", "exact", "report"}
+    for kind, (name, stage) in kinds.items():
+        declared = {d["path"] for d in stage["deps"] if d["path"].startswith("vaebench/")}
+        imported = _imported_modules(project, stage["cmd"])
+        assert imported <= declared, f"{name} imports {sorted(imported - declared)} but dvc.yaml does not list them"
+        assert declared <= imported, f"{name} lists {sorted(declared - imported)}, which its command never imports"
+    # the commands rewrote their outputs with the same bytes: nothing is stale
+    assert "changed" not in run(project, "dvc", "status").stdout
+
+
+def test_an_edit_to_any_imported_module_makes_its_stages_stale(project: Path) -> None:
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    for module in ("vaebench/cli.py", "vaebench/config.py", "vaebench/quadrature.py", "vaebench/__init__.py"):
+        path = project / module
+        original = path.read_bytes()
+        try:
+            path.write_bytes(original + b"\n# an edit\n")
+            status = json.loads(run(project, "dvc", "status", "--json").stdout)
+            users = {name for name, st in lock.items() if any(d["path"] == module for d in st["deps"])}
+            assert users and set(status) == users, (module, sorted(set(status) ^ users))
+        finally:
+            path.write_bytes(original)
+    assert "changed" not in run(project, "dvc", "status").stdout
+
+
+def test_eval_chunk_changes_no_result_and_reruns_nothing(project: Path) -> None:
+    params_path = project / "params.yaml"
+    original = params_path.read_bytes()
+    try:
+        params = yaml.safe_load(original)
+        params["eval"]["chunk"] = 7  # memory only
+        params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+        assert "Running stage 'evaluate@" not in run(project, "dvc", "repro").stdout
+        before = (project / "metrics/runs/cvae-2.json").read_bytes()
+        run(project, "dvc", "repro", "-f", "-s", "evaluate@cvae-2")  # scored again with chunk 7: the same bytes
+        assert (project / "metrics/runs/cvae-2.json").read_bytes() == before
+    finally:
+        params_path.write_bytes(original)
+    run(project, "dvc", "repro")  # the check stage's stamp, for the tests after this one
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param(lambda p: p["train"].update(lr=-1.0), id="bad-value"),
+    pytest.param(lambda p: p.update(hidden=1000), id="misplaced-key"),
+])
+def test_bad_params_stop_repro_before_any_output_is_touched(project: Path, edit) -> None:
+    params_path = project / "params.yaml"
+    original = params_path.read_bytes()
+    before = _hashes(project)
+    try:
+        params = yaml.safe_load(original)
+        edit(params)
+        params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+        proc = run(project, "dvc", "repro", check=False)
+        assert proc.returncode != 0
+        assert "failed to reproduce 'check'" in proc.stderr + proc.stdout
+        assert "Running stage 'train@" not in proc.stdout and "Running stage 'report'" not in proc.stdout
+        after = _hashes(project)
+        del before["data/params.ok"]  # the check stage's own stamp is the one output DVC removes
+        after.pop("data/params.ok", None)
+        assert after == before
+    finally:
+        params_path.write_bytes(original)
+    run(project, "dvc", "repro")

@@ -85,6 +85,33 @@ def test_divergence_stops_with_epoch_step_and_cause_and_keeps_the_checkpoint(tra
     assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before
 
 
+def test_curves_appear_whole_or_not_at_all(trained, mnist_file, tmp_path, monkeypatch) -> None:
+    """dvclive appends to its .tsv files in place: it writes into the resume state, moved whole at the end."""
+    import vaebench.train as tr
+    from conftest import make_tiny_params
+
+    params = make_tiny_params(train={"epochs": 3})
+    live = tmp_path / "logs" / "vae-2"
+    fit("vae", 2, params, mnist_file, tmp_path / "m", live_dir=live, log=_quiet, progress=False)
+    curves = {p.relative_to(live): p.read_bytes() for p in live.rglob("*") if p.is_file()}
+    assert any(p.suffix == ".tsv" for p in curves) and all(len(b.splitlines()) == 4 for p, b in curves.items()
+                                                          if p.suffix == ".tsv")  # header + 3 epochs
+
+    real_save, calls = tr.save_state, []
+
+    def killed_after_epoch_2(*args, **kwargs):  # the process dies after two epochs' curves were logged
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_save(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "save_state", killed_after_epoch_2)
+    other = make_tiny_params(train={"epochs": 3, "seed": 1})
+    with pytest.raises(KeyboardInterrupt):
+        fit("vae", 2, other, mnist_file, tmp_path / "m2", live_dir=live, log=_quiet, progress=False)
+    assert {p.relative_to(live): p.read_bytes() for p in live.rglob("*") if p.is_file()} == curves
+
+
 # ---------------------------------------------------------------- checkpoints refused
 
 

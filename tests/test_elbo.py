@@ -1,0 +1,94 @@
+"""The one ELBO estimator (vaebench/elbo.py) against numbers computed by other routes.
+
+- a decoder whose logits do not depend on z: the ELBO is then exact, by hand;
+- a 1-D model with q = N(mu(x), 1): the Monte Carlo mean over many draws against
+  E_q[log p(x|z)] by Gauss-Hermite quadrature (torch.distributions' Bernoulli, float64) minus
+  the KL by hand. Scoring at q's mean instead of sampling (a biased, different quantity) lands
+  40 standard errors away, so this test catches that mutation;
+- training's held-out curve is this estimator, on the HELDOUT_ELBO stream.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Bernoulli
+
+from vaebench import elbo as el
+from vaebench.models import build_model
+from vaebench.streams import Stream, generator
+
+
+def _image(seed: int = 1) -> torch.Tensor:
+    return (torch.rand(1, 784, generator=torch.Generator().manual_seed(seed)) < 0.3).float()  # (1, 784)
+
+
+def test_elbo_is_exact_when_the_decoder_ignores_z():
+    torch.manual_seed(0)
+    m = build_model("vae", 3, 16).eval()
+    with torch.no_grad():
+        m.decoder[4].weight.zero_()
+        m.decoder[4].bias.copy_(torch.linspace(-3, 3, 784))  # logits b_p, whatever z is
+    x = (torch.rand(7, 784, generator=torch.Generator().manual_seed(2)) < 0.4).float()
+    got = el.elbo_per_image(m, x, None, generator(Stream.TEST_ELBO, 0)).double()  # (7,)
+    b = torch.linspace(-3, 3, 784, dtype=torch.float64)
+    log_px_z = (x.double() * b - torch.log1p(torch.exp(b))).sum(-1)  # sum_p x_p b_p - log(1 + e^b_p)
+    mu, logvar = (t.double() for t in m.encode(x))
+    kl = 0.5 * (mu**2 + torch.exp(logvar) - 1 - logvar).sum(-1)  # Kingma & Welling 2014, App. B
+    assert torch.allclose(got, log_px_z - kl, rtol=0, atol=2e-3)
+
+
+def test_monte_carlo_mean_converges_to_the_expectation_by_quadrature():
+    torch.manual_seed(0)
+    m = build_model("vae", 1, 16).eval()
+    with torch.no_grad():
+        m.encoder[4].weight[1].zero_()
+        m.encoder[4].bias[1] = 0.0  # log-variance 0: q(z|x) = N(mu(x), 1), wide enough for a Jensen gap
+    x = _image()
+    n = 4000
+    est = el.elbo_per_image(m, x.expand(n, 784).contiguous(), None, generator(Stream.TEST_ELBO, 0)).double()  # (n,)
+    mc, se = est.mean().item(), est.std().item() / math.sqrt(n)
+
+    mu = m.encode(x)[0].item()
+    nodes, weights = np.polynomial.hermite_e.hermegauss(60)  # int f(t) e^{-t^2/2} dt = sum w f(t)
+    md = m.double()
+    with torch.no_grad():
+        z = torch.tensor(mu + nodes, dtype=torch.float64)[:, None]  # (60, 1)
+        log_lik = Bernoulli(logits=md.decode(z)).log_prob(x.double()).sum(-1).numpy()  # (60,)
+        at_mean = Bernoulli(logits=md.decode(torch.tensor([[mu]], dtype=torch.float64))).log_prob(x.double()).sum()
+    kl = 0.5 * mu**2  # KL(N(mu, 1) || N(0, 1))
+    expected = float((weights * log_lik).sum() / math.sqrt(2 * math.pi)) - kl
+    assert abs(mc - expected) < 4 * se, (mc, expected, se)
+    # the test can tell the ELBO from its plug-in at q's mean: that one is > 20 standard errors off
+    assert abs(at_mean.item() - kl - expected) > 20 * se
+
+
+def test_the_noise_is_the_stream_s_and_nothing_else():
+    torch.manual_seed(0)
+    m = build_model("cvae", 2, 16).eval()
+    x = (torch.rand(9, 784, generator=torch.Generator().manual_seed(3)) < 0.3).float()
+    y = torch.arange(9) % 10
+    full = el.elbo_per_image(m, x, y, generator(Stream.TEST_ELBO, 5))
+    again = el.elbo_per_image(m, x, y, generator(Stream.TEST_ELBO, 5))
+    other = el.elbo_per_image(m, x, y, generator(Stream.TEST_ELBO, 6))
+    assert torch.equal(full, again) and not torch.equal(full, other)
+    # by hand: q's parameters, the stream's (N, D) normal draw, the decoder, the bound
+    mu, logvar = m.encode(x, y)
+    eps = torch.randn(mu.shape, generator=generator(Stream.TEST_ELBO, 5))
+    z = mu + torch.exp(0.5 * logvar) * eps
+    want = Bernoulli(logits=m.decode(z, y)).log_prob(x).sum(-1) - 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1)
+    assert torch.allclose(full, want.detach(), rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("n", [1, 2, 499, 500, 501, 1003])
+def test_fixed_row_calls_give_every_row_the_bits_of_a_full_block(n):
+    # MKL takes another path for 1- and 2-row products; padded blocks keep every call at ENCODE_ROWS rows
+    torch.manual_seed(0)
+    m = build_model("vae", 5, 500).eval()
+    x = (torch.rand(1003, 784, generator=torch.Generator().manual_seed(4)) < 0.3).float()
+    mu_all, lv_all = el.encode_all(m, x, None)
+    mu, lv = el.encode_all(m, x[-n:], None)  # the last n images, now at other positions in their block
+    assert torch.equal(mu, mu_all[-n:]) and torch.equal(lv, lv_all[-n:])

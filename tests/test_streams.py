@@ -1,0 +1,67 @@
+"""Random streams: every stream a pipeline run draws from has its own seed, by construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vaebench.config import Params, params_from_dict
+from vaebench.models import N_LABELS
+from vaebench.streams import ARITY, Stream, generator, stream_key, stream_seed
+
+
+def pipeline_streams(p: Params, n_test: int) -> dict[tuple, int]:
+    """Every (stream, fields) that `dvc repro` with params `p` draws from, with its seed.
+
+    Mirrors the calls in data.py, train.py, elbo.py and evaluate.py: training (one seed; every
+    epoch's bits and noise), the test bits, the test ELBO, and the IWAE of each test image with
+    eval.seed and the spread seeds, for no label (VAE), the true and every other label (CVAE).
+    """
+    s, e = p.train.seed, p.train.epochs
+    keys = [(Stream.INIT, s), (Stream.HELDOUT_ELBO, s), (Stream.STATIC_BITS, s), (Stream.TEST_BITS, p.data.test_seed),
+            (Stream.TEST_ELBO, p.eval.seed)]
+    keys += [(Stream.EPOCH, s, i) for i in range(e)] + [(Stream.DYNAMIC_BITS, s, i) for i in range(e)]
+    for seed in range(p.eval.seed, p.eval.seed + p.eval.spread_seeds + 1):
+        keys += [(Stream.IWAE, seed, i, slot) for i in range(n_test) for slot in range(1 + N_LABELS)]
+    return {k: stream_seed(*k) for k in keys}
+
+
+def test_no_two_streams_of_a_default_run_share_a_seed():
+    p = params_from_dict({})  # the defaults: 40 epochs, eval.seed 0 and 2 spread seeds, all 10,000 test images
+    seeds = pipeline_streams(p, 10_000)
+    assert len(seeds) == 5 + 2 * 40 + 3 * 10_000 * 11
+    assert len(set(seeds.values())) == len(seeds)  # 330,085 streams, 330,085 different seeds
+
+
+def test_the_collisions_of_zero_padded_keys_cannot_happen():
+    # numpy pads entropy with zeros: [0, 11] and [0, 11, 0] are one stream to SeedSequence ...
+    same = [np.random.SeedSequence(k).generate_state(2, np.uint64)[0] for k in ([0, 11], [0, 11, 0])]
+    assert same[0] == same[1]
+    # ... so each purpose has a fixed arity, and a key of another length is refused
+    with pytest.raises(ValueError, match="takes 3 fields"):
+        stream_key(Stream.IWAE, 0, 11)
+    with pytest.raises(ValueError, match="takes 1 fields"):
+        stream_key(Stream.TEST_ELBO, 0, 0)
+    # and every field is one 32-bit word: 2**32 would be the two words [0, 1]
+    for bad in (2**32, -1, 1.5, True):
+        with pytest.raises(ValueError, match=r"\[0, 2\*\*32\)"):
+            stream_key(Stream.EPOCH, 0, bad)
+    # the pairs that used to coincide (test ELBO noise = image 0's IWAE noise, held-out = image 13's ...)
+    assert stream_seed(Stream.TEST_ELBO, 0) != stream_seed(Stream.IWAE, 0, 0, 0)
+    assert stream_seed(Stream.HELDOUT_ELBO, 0) != stream_seed(Stream.IWAE, 0, 13, 0)
+    assert stream_seed(Stream.STATIC_BITS, 0) != stream_seed(Stream.IWAE, 0, 1, 0)
+
+
+def test_keys_start_with_the_purpose_and_have_its_arity():
+    for stream, n in ARITY.items():
+        key = stream_key(stream, *range(7, 7 + n))
+        assert key == [int(stream), *range(7, 7 + n)]
+    assert set(ARITY) == set(Stream)
+
+
+def test_a_generator_is_its_stream():
+    a = torch.randn(5, generator=generator(Stream.EPOCH, 3, 4))
+    b = torch.randn(5, generator=generator(Stream.EPOCH, 3, 4))
+    c = torch.randn(5, generator=generator(Stream.EPOCH, 3, 5))
+    assert torch.equal(a, b) and not torch.equal(a, c)
