@@ -20,6 +20,7 @@ from vaebench.checkpoint import WEIGHTS, load_checkpoint
 from vaebench.config import params_from_dict
 from vaebench.evaluate import evaluate_model, iwae_log_px
 from vaebench.numerics import MODE, mkl_mode
+from vaebench.quadrature import quadrature
 from vaebench.train import fit
 
 DEFAULT_THREADS = os.cpu_count() or 1  # what torch uses when nothing sets it, as under `dvc repro`
@@ -109,4 +110,10 @@ def test_evaluation_gives_the_same_numbers_at_any_thread_count_and_chunk(threads
         assert m == first, key  # every number, to the last bit
     threads(2)
     assert torch.equal(iwae_log_px(model, x, y, 1025, 0, chunk=2000), iwae_log_px(model, x, y, 1025, 0, chunk=1))
+    quad = {}
+    for n in (1, 2, 4):
+        threads(n)
+        q = quadrature(model, x, y, half_width=6.0, n=90)
+        quad[n] = (q.log_px, q.coarse, q.inner)
+    assert all(torch.equal(a, b) for n in (2, 4) for a, b in zip(quad[n], quad[1]))
 

@@ -25,7 +25,7 @@ from vaebench.config import EvalConfig
 from vaebench.data import binarize_test, load_mnist
 from vaebench.models import N_LABELS, VAE
 from vaebench.quadrature import quad_log_px
-from vaebench.streams import Stream, generator
+from vaebench.streams import Draws, Stream
 from vaebench.train import fit
 
 
@@ -248,7 +248,7 @@ def test_evaluate_model_reports_what_its_parts_compute(trained):
     cfg = EvalConfig(k=20, k_marginal=5, seed=4, chunk=64)
     out = ev.evaluate_model(model, x, y, cfg, show_progress=False)
     log_px = ev.iwae_log_px(model, x, y, cfg.k, cfg.seed, cfg.chunk)
-    elbo = ev.elbo_per_image(model, x, y, generator(Stream.TEST_ELBO, cfg.seed))
+    elbo = ev.elbo_per_image(model, x, y, Draws(Stream.TEST_ELBO, cfg.seed))
     mu, logvar = ev.encode_all(model, x, y)
     assert out["n_images"] == 40 and out["k"] == 20 and out["k_marginal"] == 5
     assert out["iwae_nll"] == pytest.approx(-log_px.double().mean().item(), abs=1e-6)

@@ -8,30 +8,40 @@ import torch
 
 from vaebench.config import Params, params_from_dict
 from vaebench.models import N_LABELS
-from vaebench.streams import ARITY, Stream, generator, stream_key, stream_seed
+from vaebench.streams import ARITY, Draws, Stream, philox_key, stream_key, stream_seed
 
 
-def pipeline_streams(p: Params, n_test: int) -> dict[tuple, int]:
-    """Every (stream, fields) that `dvc repro` with params `p` draws from, with its seed.
+def pipeline_streams(p: Params, n_test: int) -> dict[tuple, tuple[int, int]]:
+    """Every (stream, fields) that `dvc repro` with params `p` draws from, with its generator's 128-bit key.
 
     Mirrors the calls in data.py, train.py, elbo.py and evaluate.py: training (one seed; every
     epoch's bits and noise), the test bits, the test ELBO, and the IWAE of each test image with
     eval.seed and the spread seeds, for no label (VAE), the true and every other label (CVAE).
     """
     s, e = p.train.seed, p.train.epochs
-    keys = [(Stream.INIT, s), (Stream.HELDOUT_ELBO, s), (Stream.STATIC_BITS, s), (Stream.TEST_BITS, p.data.test_seed),
+    keys = [(Stream.HELDOUT_ELBO, s), (Stream.STATIC_BITS, s), (Stream.TEST_BITS, p.data.test_seed),
             (Stream.TEST_ELBO, p.eval.seed)]
     keys += [(Stream.EPOCH, s, i) for i in range(e)] + [(Stream.DYNAMIC_BITS, s, i) for i in range(e)]
     for seed in range(p.eval.seed, p.eval.seed + p.eval.spread_seeds + 1):
         keys += [(Stream.IWAE, seed, i, slot) for i in range(n_test) for slot in range(1 + N_LABELS)]
-    return {k: stream_seed(*k) for k in keys}
+    return {k: philox_key(*k) for k in keys}
 
 
 def test_no_two_streams_of_a_default_run_share_a_seed():
     p = params_from_dict({})  # the defaults: 40 epochs, eval.seed 0 and 2 spread seeds, all 10,000 test images
     seeds = pipeline_streams(p, 10_000)
-    assert len(seeds) == 5 + 2 * 40 + 3 * 10_000 * 11
-    assert len(set(seeds.values())) == len(seeds)  # 330,085 streams, 330,085 different seeds
+    assert len(seeds) == 4 + 2 * 40 + 3 * 10_000 * 11
+    assert len(set(seeds.values())) == len(seeds)  # 330,084 streams, 330,084 different Philox keys
+
+
+def test_torch_generators_would_collide_which_is_why_streams_are_philox():
+    # torch's CPU generator keeps only the low 32 bits of its seed: 2**40 apart is the same stream. 330,084
+    # hashed seeds would have ~13 such pairs (birthday bound); the first version of this module had them.
+    a = torch.randn(4, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, torch.randn(4, generator=torch.Generator().manual_seed(5 + 2**40)))
+    low32 = [stream_seed(Stream.IWAE, seed, i, slot) & 0xFFFFFFFF
+             for seed in range(3) for i in range(10_000) for slot in range(11)]
+    assert len(set(low32)) < len(low32)  # the IWAE streams of a default run: some would share a torch stream
 
 
 def test_the_collisions_of_zero_padded_keys_cannot_happen():
@@ -48,9 +58,9 @@ def test_the_collisions_of_zero_padded_keys_cannot_happen():
         with pytest.raises(ValueError, match=r"\[0, 2\*\*32\)"):
             stream_key(Stream.EPOCH, 0, bad)
     # the pairs that used to coincide (test ELBO noise = image 0's IWAE noise, held-out = image 13's ...)
-    assert stream_seed(Stream.TEST_ELBO, 0) != stream_seed(Stream.IWAE, 0, 0, 0)
-    assert stream_seed(Stream.HELDOUT_ELBO, 0) != stream_seed(Stream.IWAE, 0, 13, 0)
-    assert stream_seed(Stream.STATIC_BITS, 0) != stream_seed(Stream.IWAE, 0, 1, 0)
+    assert philox_key(Stream.TEST_ELBO, 0) != philox_key(Stream.IWAE, 0, 0, 0)
+    assert philox_key(Stream.HELDOUT_ELBO, 0) != philox_key(Stream.IWAE, 0, 13, 0)
+    assert philox_key(Stream.STATIC_BITS, 0) != philox_key(Stream.IWAE, 0, 1, 0)
 
 
 def test_keys_start_with_the_purpose_and_have_its_arity():
@@ -60,8 +70,15 @@ def test_keys_start_with_the_purpose_and_have_its_arity():
     assert set(ARITY) == set(Stream)
 
 
-def test_a_generator_is_its_stream():
-    a = torch.randn(5, generator=generator(Stream.EPOCH, 3, 4))
-    b = torch.randn(5, generator=generator(Stream.EPOCH, 3, 4))
-    c = torch.randn(5, generator=generator(Stream.EPOCH, 3, 5))
-    assert torch.equal(a, b) and not torch.equal(a, c)
+def test_draws_are_their_stream_s_and_have_the_right_law():
+    a = Draws(Stream.EPOCH, 3, 4).normal((5,))
+    assert torch.equal(a, Draws(Stream.EPOCH, 3, 4).normal((5,)))
+    assert not torch.equal(a, Draws(Stream.EPOCH, 3, 5).normal((5,)))
+    z = Draws(Stream.TEST_ELBO, 0).normal((200_000,)).double()
+    assert z.dtype == torch.float64 and abs(z.mean().item()) < 0.01 and abs(z.std().item() - 1) < 0.01
+    p = torch.tensor([0.0, 0.2, 0.9, 1.0]).expand(50_000, 4)
+    bits = Draws(Stream.TEST_BITS, 0).bernoulli(p)
+    assert bits.dtype == torch.float32 and set(bits.unique().tolist()) <= {0.0, 1.0}
+    assert bits.mean(0).tolist() == pytest.approx([0.0, 0.2, 0.9, 1.0], abs=0.01)
+    perm = Draws(Stream.EPOCH, 0, 0).permutation(1000)
+    assert sorted(perm.tolist()) == list(range(1000)) and perm.tolist() != list(range(1000))

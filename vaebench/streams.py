@@ -1,12 +1,14 @@
 """Every random stream of the pipeline, named: a purpose and a fixed number of integer fields.
 
-numpy's SeedSequence pads its entropy with zeros, so the keys (seed, 11) and (seed, 11, 0)
-hash alike, and an int >= 2**32 is split into 32-bit words, so (2**32,) and (0, 1) do too.
-Keys here cannot meet either way: each starts with its purpose's code, each purpose has a
-fixed arity (checked), and every field is a 32-bit unsigned integer (checked). Two different
-keys are two different word sequences of the same length per purpose, so SeedSequence's hash
-gives two unrelated 63-bit seeds; tests/test_streams.py enumerates the streams a pipeline run
-draws and finds no two seeds equal.
+A stream is a numpy Philox generator keyed by SeedSequence([purpose, *fields]). Why not a seeded
+torch.Generator: torch's CPU generator is an mt19937 that keeps only the low 32 bits of its seed,
+so 330,000 streams hashed to seeds would share a stream about a dozen times (birthday bound);
+Philox's key has 128 bits. Why the fixed arity: SeedSequence pads its entropy with zeros, so
+(seed, 11) and (seed, 11, 0) would hash alike, and it splits an int >= 2**32 into 32-bit words,
+so (2**32,) and (0, 1) would too. Here each key starts with its purpose's code, each purpose has
+a fixed arity (checked), and every field is a 32-bit unsigned integer (checked): two different
+keys are two different word sequences, and tests/test_streams.py checks that the 128-bit Philox
+keys of every stream a default run draws from are pairwise different.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ _U32 = 2**32
 class Stream(enum.IntEnum):
     """A purpose; the value is the key's first word, `ARITY[stream]` the number of fields after it."""
 
-    INIT = 1  # (train.seed): Xavier initialisation, through torch's global RNG
+    INIT = 1  # (train.seed): Xavier initialisation, through torch's global RNG (one seed: nothing to collide with)
     EPOCH = 2  # (train.seed, epoch): minibatch order and reparameterisation noise of one epoch
     HELDOUT_ELBO = 3  # (train.seed): noise of the per-epoch held-out ELBO (the same every epoch)
     STATIC_BITS = 4  # (train.seed): the one draw of the training bits (data.binarize = static)
@@ -50,11 +52,32 @@ def stream_key(stream: Stream, *fields: int) -> list[int]:
 
 
 def stream_seed(stream: Stream, *fields: int) -> int:
-    """A 63-bit seed for torch.Generator.manual_seed, unique to (stream, fields)."""
+    """A 63-bit seed for torch.manual_seed (used for INIT only: torch keeps 32 bits of it)."""
     state = np.random.SeedSequence(stream_key(stream, *fields)).generate_state(2, np.uint64)
     return int(state[0] >> np.uint64(1))
 
 
-def generator(stream: Stream, *fields: int) -> torch.Generator:
-    """A CPU generator seeded for (stream, fields); CPU so that CPU and GPU runs draw the same numbers."""
-    return torch.Generator(device="cpu").manual_seed(stream_seed(stream, *fields))
+class Draws:
+    """The numbers of one stream, as float32 / int64 CPU tensors (the same on CPU and GPU runs)."""
+
+    def __init__(self, stream: Stream, *fields: int) -> None:
+        self.rng = np.random.Generator(np.random.Philox(np.random.SeedSequence(stream_key(stream, *fields))))
+
+    def normal(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Standard normal draws, float32."""
+        return torch.from_numpy(self.rng.standard_normal(tuple(shape), dtype=np.float32))
+
+    def bernoulli(self, p: torch.Tensor) -> torch.Tensor:
+        """0/1 float32 of p's shape, 1 with probability p (a uniform draw below p)."""
+        u = self.rng.random(tuple(p.shape), dtype=np.float32)
+        return torch.from_numpy(u < p.cpu().numpy()).float()
+
+    def permutation(self, n: int) -> torch.Tensor:
+        """A random permutation of 0..n-1, int64."""
+        return torch.from_numpy(self.rng.permutation(n))
+
+
+def philox_key(stream: Stream, *fields: int) -> tuple[int, int]:
+    """The 128-bit key a stream's generator runs on (what makes two streams the same or not)."""
+    key = Draws(stream, *fields).rng.bit_generator.state["state"]["key"]
+    return int(key[0]), int(key[1])

@@ -27,7 +27,7 @@ from vaebench.data import Mnist, binarize_test, binarize_train, load_mnist
 from vaebench.elbo import elbo_per_image
 from vaebench.models import VAE, build_model
 from vaebench.numerics import require_strict_mkl
-from vaebench.streams import Stream, generator, stream_seed
+from vaebench.streams import Draws, Stream, stream_seed
 from vaebench.errors import TrainingDiverged
 
 
@@ -66,9 +66,9 @@ def run_fingerprint(model: str, zdim: int, params: Params) -> dict[str, Any]:
     }
 
 
-def _noise(shape: tuple[int, ...], g: torch.Generator, device: torch.device) -> torch.Tensor:
-    # drawn on the CPU generator and moved, so CPU and GPU runs see the same noise
-    return torch.randn(shape, generator=g).to(device)
+def _noise(shape: tuple[int, ...], g: Draws, device: torch.device) -> torch.Tensor:
+    # drawn on the CPU and moved, so CPU and GPU runs see the same noise
+    return g.normal(shape).to(device)
 
 
 def heldout_elbo(model: VAE, x: torch.Tensor, y: torch.Tensor | None, seed: int) -> float:
@@ -76,7 +76,7 @@ def heldout_elbo(model: VAE, x: torch.Tensor, y: torch.Tensor | None, seed: int)
     with the noise of the stream HELDOUT_ELBO(seed), the same every epoch so that epochs compare."""
     if len(x) == 0:
         return float("nan")
-    return elbo_per_image(model, x, y, generator(Stream.HELDOUT_ELBO, seed)).double().mean().item()
+    return elbo_per_image(model, x, y, Draws(Stream.HELDOUT_ELBO, seed)).double().mean().item()
 
 
 # ---------------------------------------------------------------- resumable state
@@ -183,8 +183,8 @@ def fit(
     for epoch in bar:
         model.train()
         xb = binarize_train(data.train_x, params.data.binarize, tc.seed, epoch).to(device)  # (N, 784)
-        g = generator(Stream.EPOCH, tc.seed, epoch)
-        perm = torch.randperm(n, generator=g).to(device)
+        g = Draws(Stream.EPOCH, tc.seed, epoch)
+        perm = g.permutation(n).to(device)
         total = 0.0
         for step, i in enumerate(range(0, n, bs)):
             idx = perm[i:i + bs]
@@ -218,13 +218,13 @@ def fit(
     bar.close()
     if live is not None:
         live.end()
-        # the curves appear complete or not at all: a killed run leaves the previous ones (or none)
-        shutil.rmtree(live_dir, ignore_errors=True)
-        Path(live_dir).parent.mkdir(parents=True, exist_ok=True)
-        staged.rename(live_dir)
 
     save_checkpoint(out_dir, model.cpu(), {**fingerprint, "epochs_done": tc.epochs,
                                            "final": history[-1] if history else {}})
+    if live is not None:  # the curves appear complete or not at all: a killed run leaves the previous ones (or none)
+        shutil.rmtree(live_dir, ignore_errors=True)
+        Path(live_dir).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(staged, live_dir)  # a rename on one filesystem, a copy across two
     shutil.rmtree(partial, ignore_errors=True)
     seconds = time.perf_counter() - t0
     log(f"{model_name} z={zdim}: {tc.epochs} epochs in {seconds:.0f} s -> {out_dir}")
