@@ -84,6 +84,7 @@ def test_quad_convergence_reproduces_the_pipeline_grid_and_converges(trained) ->
     rows = {(int(g), float(w)): (float(nll), float(diff)) for g, w, nll, diff in
             re.findall(r"^\s+(\d+)\s+±([\d.]+)\s+[\d.]+\s+([\d.]+)\s+(-?[\d.]+)", out, re.M)}
     n, half = 60, 10.0  # the tiny params' quad_n and quad_half_width
+    assert rows[(n, half)] == (pipeline, 0.0)  # the pipeline's own grid, computed again: the same number (determinism)
     assert set(rows) == {(30, half), (n, half), (120, half), (240, half), (36, 6.0), (72, 12.0)}
     for nll, diff in rows.values():
         assert nll == pytest.approx(pipeline + diff, abs=2e-5)
@@ -116,3 +117,5 @@ def test_iwae_seeds_prints_one_estimate_per_seed_and_the_spread(trained) -> None
     assert sd_pred == pytest.approx(sd_10k * (10_000 / 40) ** 0.5, rel=0.02)
     # ... and both sit below the spread over images of the same 40-image mean
     assert 0 < sd_10k < sd_pred < se
+    # the prediction against what the three seeds' means did (an SD of 3 values: a wide band, 1% and 1e-7 tails)
+    assert sd_pred / 10 < sd_means < 4 * sd_pred
