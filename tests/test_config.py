@@ -130,3 +130,27 @@ def test_loader_either_builds_a_valid_config_or_names_the_key(section, data, jun
     assert p.train.lr > 0 and p.train.epochs >= 1 and 1 <= p.train.batch_size <= 60000
     assert p.eval.k >= 1 and p.eval.chunk >= 1 and all(z >= 1 for z in p.grid.zdims) and p.grid.zdims
     assert p.exact.k >= 1 and set(p.exact.zdims) <= set(p.grid.zdims) and all(1 <= z <= 2 for z in p.exact.zdims)
+
+
+@pytest.mark.parametrize("text, want", [("1e-3", 1e-3), ("1E-3", 1e-3), ("0.001", 1e-3), ("+2.5e+1", 25.0), (".5", 0.5)])
+def test_numbers_as_people_write_them_are_numbers(tmp_path: Path, text: str, want: float) -> None:
+    # YAML 1.1 (PyYAML) reads 1e-3 as a string: it has no dot. A person means a number.
+    path = tmp_path / "params.yaml"
+    path.write_text(f"train:\n  lr: {text}\n")
+    assert load_params(path).train.lr == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("text", ["fast", "nan", "inf", "1e", "0x10", "1_000.0"])
+def test_words_and_non_decimal_spellings_are_still_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(f"train:\n  lr: '{text}'\n")
+    with pytest.raises(ConfigError, match=r"train\.lr: expected a number"):
+        load_params(path)
+
+
+@pytest.mark.parametrize("seed_key", ["train.seed", "data.test_seed", "eval.seed"])
+def test_seeds_are_32_bit_words(seed_key: str) -> None:
+    section, key = seed_key.split(".")
+    for bad in (-1, 2**32):
+        with pytest.raises(ConfigError, match=rf"{section}\.{key}: must be between 0 and"):
+            params_from_dict({section: {key: bad}})
