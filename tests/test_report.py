@@ -340,3 +340,19 @@ def test_manifold_grid_spans_the_5_to_95_percent_prior_quantiles() -> None:
     # Phi^-1(0.95) = 1.6448536..., the familiar one-sided 95% point of N(0, 1)
     assert q[0] == pytest.approx(-1.6448536, abs=1e-6) and q[-1] == pytest.approx(1.6448536, abs=1e-6)
     assert np.all(np.diff(q) > 0) and np.allclose(q, -q[::-1], atol=1e-6)
+
+
+def test_training_curves_axis_fits_the_epochs_after_a_blown_up_first_one() -> None:
+    # the committed VAE z=2 run once logged -4.96e9 nats at epoch 1 (RMSprop's first step); the axis
+    # used to run to +2.5e8 (matplotlib's 5% margin of the whole range), every later epoch a flat line
+    from vaebench import plots
+
+    e = np.arange(1, 41)
+    later = -150 + 50 * np.exp(-e / 5.0)  # epochs 2-40: -116.5 ... -150.0
+    train = np.where(e == 1, -4.96e9, later - 1)
+    held = np.where(e == 1, -2.0e3, later)
+    fig = plots.training_curves({"vae": [plots.Curve(2, e, train, e, held)]})
+    ax = fig.axes[0]
+    bottom, top = ax.get_ylim()
+    assert -155 < bottom < -150 and -116.5 < top < -112  # the data of epochs 2-40 with a 5% margin
+    assert "epoch 1 lies below the axis" in ax.get_xlabel()

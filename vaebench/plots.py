@@ -155,7 +155,7 @@ def training_curves(curves: Mapping[str, Sequence[Curve]]) -> Figure:
     axes = fig.subplots(1, max(1, len(models)), squeeze=False)[0]
     colors = zdim_colors([c.zdim for cs in curves.values() for c in cs])
     for ax, model in zip(axes, models):
-        lows = []
+        lows, highs = [], []
         for c in sorted(curves[model], key=lambda c: c.zdim):
             ax.plot(c.train_epoch, c.train_elbo, "-", color=colors[c.zdim], lw=1.5)
             ax.plot(c.heldout_epoch, c.heldout_elbo, "--", color=colors[c.zdim], lw=1.5)
@@ -164,14 +164,18 @@ def training_curves(curves: Mapping[str, Sequence[Curve]]) -> Figure:
             late = [v[e >= 2] if len(e) >= 4 else v for e, v in
                     ((c.train_epoch, c.train_elbo), (c.heldout_epoch, c.heldout_elbo))]
             lows.append(min(float(np.min(v)) for v in late if len(v)))
+            highs.append(max(float(np.max(v)) for v in late if len(v)))
         handles = [Line2D([], [], color=colors[c.zdim], lw=2, label=f"z = {c.zdim}")
                    for c in sorted(curves[model], key=lambda c: c.zdim)]
         handles += [Line2D([], [], color="black", ls="-", label="train"),
                     Line2D([], [], color="black", ls="--", label="held-out")]
         xlabel = "epoch"
         if lows:
-            top, low = ax.get_ylim()[1], min(lows)
-            bottom = low - 0.05 * (top - low)
+            # both limits from the data of epochs >= 2: matplotlib's own top adds 5% of the whole range,
+            # and a first epoch at -5e9 (RMSprop's first step, see README) put it at +2.5e8
+            low, high = min(lows), max(highs)
+            pad = 0.05 * max(high - low, 1.0)
+            bottom, top = low - pad, high + pad
             ax.set_ylim(bottom, top)
             if any(np.min(v) < bottom for c in curves[model] for v in (c.train_elbo, c.heldout_elbo)):
                 xlabel = "epoch (epoch 1 lies below the axis)"
