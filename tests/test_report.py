@@ -356,3 +356,64 @@ def test_training_curves_axis_fits_the_epochs_after_a_blown_up_first_one() -> No
     bottom, top = ax.get_ylim()
     assert -155 < bottom < -150 and -116.5 < top < -112  # the data of epochs 2-40 with a 5% margin
     assert "epoch 1 lies below the axis" in ax.get_xlabel()
+
+
+# ---------------------------------------------------------------- the offline HTML page
+
+
+def test_html_page_holds_the_tables_the_figures_and_the_provenance(built) -> None:
+    import base64
+    import re
+
+    where, written = built
+    page = (where / "metrics" / "report.html").read_text()
+    assert where / "metrics" / "report.html" in written
+    assert not re.search(r"(src|href)=\"(?!data:)", page) and "http://" not in page and "https://" not in page
+    pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    figures = sorted(p.name for p in (where / "plots").glob("*.png"))
+    assert len(pngs) == len(figures) >= 6
+    # every embedded figure is one of the PNGs the report wrote, byte for byte
+    assert sorted(base64.b64decode(p) for p in pngs) == sorted((where / "plots" / f).read_bytes() for f in figures)
+    table = (where / "metrics" / "table.md").read_text()
+    for row in [ln for ln in table.splitlines() if ln.startswith("| VAE |") or ln.startswith("| CVAE |")]:
+        first_cells = [c.strip() for c in row.split("|")[1:4]]
+        assert f"<td>{first_cells[2]}</td>" in page.replace("&amp;", "&")  # the test -ELBO cell of each row
+    for ref in REFERENCES:
+        assert ref.nll in page
+    for key in ("vaebench sources sha256", "data manifest sha256", "torch", "MKL reproducibility mode", "CPU"):
+        assert f"<td>{key}</td>" in page
+    assert "train:" in page and "epochs: 2" in page  # the params it was built with
+
+
+def _chromium() -> str | None:
+    import shutil as sh
+
+    return sh.which("chromium") or sh.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_chromium() is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_html_page_opens_offline_in_headless_chromium_with_every_figure_loaded(built, tmp_path) -> None:
+    import re
+    import subprocess
+
+    where, _ = built
+    page = (where / "metrics" / "report.html").read_text()
+    # a probe the test adds to a copy (the page itself has no script): after load, how many images decoded
+    probe = ("<script>window.addEventListener('load',()=>{const i=[...document.images];"
+             "document.title='loaded '+i.filter(x=>x.complete&&x.naturalWidth>0).length+' of '+i.length;});"
+             "window.addEventListener('error',e=>{document.title='error '+e.message;},true);</script>")
+    copy = tmp_path / "report.html"  # a folder with nothing else in it: the page must not need its neighbours
+    copy.write_text(page.replace("</body>", probe + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
+    dom = subprocess.run([_chromium(), *flags, "--dump-dom", copy.as_uri()], capture_output=True, text=True,
+                         timeout=120)
+    title = re.search(r"<title>(.*?)</title>", dom.stdout)
+    n = len(re.findall(r"<img ", page))
+    assert title and title.group(1) == f"loaded {n} of {n}", (title and title.group(1), dom.stderr[-1500:])
+    shot = tmp_path / "shot.png"
+    subprocess.run([_chromium(), *flags, "--window-size=1280,2400", f"--screenshot={shot}", copy.as_uri()],
+                   capture_output=True, text=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000  # a rendered page, not a blank one

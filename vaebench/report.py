@@ -26,15 +26,17 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from matplotlib.figure import Figure
 
 from vaebench import io as vio
 from vaebench import plots
 from vaebench.checkpoint import SIDECAR, load_checkpoint
-from vaebench.config import Params, run_name
+from vaebench.config import Params, run_name, to_dict
 from vaebench.data import SHAPES, binarize_test, load_mnist
 from vaebench.elbo import encode_all
 from vaebench.evaluate import ACTIVE_THRESHOLD
+from vaebench.html_report import machine, sources_sha256, write_html
 from vaebench.models import N_LABELS, VAE
 from vaebench.errors import ReportError
 
@@ -536,5 +538,10 @@ def build_report(params: Params, runs_dir: Path, models_dir: Path, logs_dir: Pat
 
     # last, so that it links exactly the figures written; relative links let it open offline beside them
     links = [Path(os.path.relpath(f, out_dir)).as_posix() for f in figures]
-    vio.write_text(out_dir / "table.md", table_markdown(rows, params, links))
-    return [*written, out_dir / "table.md", *figures]
+    md = table_markdown(rows, params, links)
+    vio.write_text(out_dir / "table.md", md)
+    # the same report as one page with the figures inside: opens offline, mailed or moved alone
+    provenance = {"vaebench sources sha256": sources_sha256(Path(__file__).parent),
+                  "data manifest sha256": data.manifest_sha256, **machine()}
+    write_html(out_dir / "report.html", md, out_dir, provenance, yaml.safe_dump(to_dict(params), sort_keys=False))
+    return [*written, out_dir / "table.md", out_dir / "report.html", *figures]
