@@ -16,7 +16,9 @@ a matrix product of images (N, 784) and logits (G, 784), then a running logsumex
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +39,24 @@ def grid_points(zdim: int, half_width: float, n: int) -> tuple[torch.Tensor, flo
     else:
         pts = torch.cartesian_prod(axis, axis)  # (n^2, 2)
     return pts, zdim * math.log(h)
+
+
+# The quadrature runs at this many torch threads on any machine. Its products of a few rows (the last
+# block of a label's images) and its long elementwise passes gave other last bits at 4 threads than at
+# 1 or 2 (1e-11 nats in float64 sums), even with MKL's strict mode, while training and the IWAE did not
+# (tests/test_determinism.py). Pinned, the exact NLL is the same whatever the caller's thread count;
+# the metrics record the count (quad_threads).
+QUAD_THREADS = 2
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # Images scored against a grid chunk at once: a (256, 8192) block is 8 MB in fp32, 16 MB in fp64, so the
@@ -78,6 +98,12 @@ def quadrature(
 
     For a CVAE the grid is decoded once per label and scores that label's images.
     """
+    with _torch_threads(QUAD_THREADS):
+        return _quadrature(model, x, y, half_width, n, grid_chunk)
+
+
+def _quadrature(model: VAE, x: torch.Tensor, y: torch.Tensor | None, half_width: float, n: int,
+                grid_chunk: int) -> Quadrature:
     pts, log_cell = grid_points(model.zdim, half_width, n)
     h = 2 * half_width / n
     index = torch.round((pts + half_width) / h - 0.5).long()  # (G, D): each point's cell index per axis

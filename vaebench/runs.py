@@ -16,7 +16,7 @@ from vaebench.data import Mnist, binarize_test, load_mnist
 from vaebench.evaluate import evaluate_model
 from vaebench.models import VAE
 from vaebench.numerics import require_strict_mkl
-from vaebench.quadrature import quadrature
+from vaebench.quadrature import QUAD_THREADS, quadrature
 from vaebench.train import fit, run_fingerprint
 
 
@@ -62,6 +62,7 @@ def score(model: VAE, params: Params, data: Mnist, k: int | None = None, progres
         y = data.test_y if model.conditional else None
         q = quadrature(model, x, y, params.eval.quad_half_width, params.eval.quad_n)
         metrics["quad_nll"] = -q.log_px.mean().item()
+        metrics["quad_threads"] = QUAD_THREADS  # the thread count it always runs at (see quadrature.py)
         metrics["quad_nll_se"] = q.log_px.std().item() / len(q.log_px) ** 0.5
         # integration error estimates, not bounds: the worst image's change on the sub-grids, and the
         # mean's change on each (bench/quad_convergence.py: a grid twice as fine moved 716 of 10,000
