@@ -53,7 +53,7 @@ EXPECTED_PNGS = {
     "manifold_vae-2.png": _px(6.6, 7.0),
     "manifold_cvae-2.png": _px(3 * 6.6, 7.0),  # three digits
 }
-TABLES = ("summary.json", "table.csv", "table.md", "nll_by_zdim.csv")
+TABLES = ("summary.json", "table.csv", "table.md", "nll_by_zdim.csv", "report.html")
 
 
 @pytest.fixture(scope="module")
