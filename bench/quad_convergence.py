@@ -62,7 +62,7 @@ def main() -> None:
         y = labels if model.conditional else None
         t0 = time.perf_counter()
         q = quadrature(model, x, y, half, n)
-        stated = (q.log_px - q.coarse).mean().abs().item() + (q.log_px - q.inner).mean().abs().item()
+        stated = q.mean_error()
         print(f"\n{item}: pipeline grid NLL {-q.log_px.mean().item():.5f}, its stated error of the mean {stated:.5f}")
         print(f"  {'points/axis':>11} {'window':>10} {'spacing':>8} {'NLL':>10} {'minus pipe.':>11}")
         finest, finest_h = None, h

@@ -246,7 +246,11 @@ def test_evaluate_model_reports_what_its_parts_compute(trained):
     model, x_all, y_all = trained("cvae", 2)
     x, y = x_all[:40], y_all[:40]
     cfg = EvalConfig(k=20, k_marginal=5, seed=4, chunk=64)
-    out = ev.evaluate_model(model, x, y, cfg, show_progress=False)
+    told = []
+    out = ev.evaluate_model(model, x, y, cfg, show_progress=False, progress=told.append)
+    # the progress bar counts decoded samples: 40 images x 20, twice more for the two extra seeds,
+    # and 9 other labels x 40 images x 5 for the marginal; its total is that same plan
+    assert sum(told) == 40 * 20 * 3 + 9 * 40 * 5 == ev.planned_samples(40, cfg, conditional=True)
     log_px = ev.iwae_log_px(model, x, y, cfg.k, cfg.seed, cfg.chunk)
     elbo = ev.elbo_per_image(model, x, y, Draws(Stream.TEST_ELBO, cfg.seed))
     mu, logvar = ev.encode_all(model, x, y)

@@ -63,10 +63,12 @@ def make_project(root: Path, params: dict) -> Path:
 def declared_outputs(root: Path) -> list[Path]:
     """Every output, metric and plot that `dvc.yaml` declares for this grid, as files or directories."""
     paths = [root / "data/mnist.npz", root / "data/mnist.json", root / "metrics/summary.json",
-             root / "metrics/table.md", root / "metrics/table.csv", root / "plots"]
+             root / "metrics/table.md", root / "metrics/table.csv", root / "metrics/report.html",
+             *(root / "plots" / f for f in ("nll_vs_zdim.png", "training_curves.png", "active_units.png"))]
     for item in ITEMS:
         paths += [root / "models" / item / "model.safetensors", root / "models" / item / "model.json",
-                  root / "logs" / item / "plots" / "metrics", root / "metrics" / "runs" / f"{item}.json"]
+                  root / "logs" / item / "plots" / "metrics", root / "metrics" / "runs" / f"{item}.json",
+                  root / "plots" / "runs" / item / f"samples_{item}.png"]
     paths += [root / "metrics" / "exact" / f"{m}-{z}.json" for m in TINY["grid"]["models"] for z in TINY["exact"]["zdims"]]
     return paths
 
@@ -90,7 +92,7 @@ def test_every_declared_output_exists(project: Path) -> None:
         assert path.exists(), path
         if path.is_file():
             assert path.stat().st_size > 0, path
-    assert len(list((project / "plots").glob("*.png"))) >= 6
+    assert len(list((project / "plots").rglob("*.png"))) == 3 + 2 * len(ITEMS) + 2 * 2  # grid, per run, z=2 extras
 
 
 def test_tables_hold_one_finite_row_per_item(project: Path) -> None:
@@ -115,6 +117,29 @@ def test_second_repro_has_nothing_to_do(project: Path) -> None:
 def _hashes(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): vio.sha256_file(p)
             for d in ("models", "metrics", "plots", "logs", "data") for p in sorted((root / d).rglob("*")) if p.is_file()}
+
+
+def test_metrics_diff_lists_each_number_once(project: Path) -> None:
+    """The per-run JSON files are plain outputs: their numbers reach `dvc metrics` once, through summary.json."""
+    shown = json.loads(run(project, "dvc", "metrics", "show", "--json").stdout)
+    files = {f for rev in shown.values() for f in rev.get("data", {})}
+    assert files == {"metrics/summary.json"}, files
+    summary = json.loads((project / "metrics/summary.json").read_text())
+    assert {f"z{z}" for z in TINY["grid"]["zdims"]} == set(summary["vae"]) == set(summary["cvae"])
+
+
+def test_work_outside_the_grid_leaves_every_stage_up_to_date(project: Path) -> None:
+    """An ad-hoc `vaebench eval` of a configuration outside the grid trains into models/, and a killed
+    training leaves models/<run>.partial: no stage reads either, so a second `dvc repro` stays a no-op."""
+    out = run(project, "vaebench", "eval", "--zdim", "4", "--quiet").stderr
+    assert "training vae z=4 first" in out and (project / "models/vae-4/model.safetensors").exists()
+    (project / "models/vae-5.partial").mkdir()
+    try:
+        assert "changed" not in run(project, "dvc", "status").stdout
+        assert "Running stage" not in run(project, "dvc", "repro").stdout
+    finally:
+        shutil.rmtree(project / "models/vae-4")
+        (project / "models/vae-5.partial").rmdir()
 
 
 def test_forced_rerun_is_byte_identical(project: Path) -> None:
@@ -184,7 +209,7 @@ def test_every_stage_declares_every_module_its_command_imports(project: Path) ->
     kinds = {}  # one stage of each kind (matrix items share their command's imports)
     for name, stage in lock.items():
         kinds.setdefault(name.split("@")[0], (name, stage))
-    assert set(kinds) == {"check", "download", "train", "evaluate", "exact", "report"}
+    assert set(kinds) == {"check", "download", "train", "evaluate", "exact", "figures", "report"}
     for kind, (name, stage) in kinds.items():
         declared = {d["path"] for d in stage["deps"] if d["path"].startswith("vaebench/")}
         imported = _imported_modules(project, stage["cmd"])

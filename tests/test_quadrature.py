@@ -255,5 +255,9 @@ def test_subgrid_error_estimates_are_what_they_claim():
     # when the grid misses the posterior, the estimates say so
     narrow = quadrature(model, x, half_width=4.5, n=180)  # inner band stops at 2.5 < 3.5: truncation shows
     assert narrow.error_bound() > 1.0
+    # the mean's terms against the definitions, computed here in float64 from the three estimates
+    assert narrow.widen_delta() == pytest.approx((narrow.log_px.double() - narrow.inner.double()).mean().abs().item(), abs=1e-9)
+    assert narrow.refine_delta() == pytest.approx((narrow.log_px.double() - narrow.coarse.double()).mean().abs().item(), abs=1e-9)
+    assert narrow.mean_error() == narrow.refine_delta() + narrow.widen_delta() and narrow.widen_delta() > 0.1
     coarse_grid = quadrature(model, x, half_width=10.0, n=40)  # h = 0.5, wider than the posterior sd
     assert coarse_grid.error_bound() > 10 * q.error_bound()

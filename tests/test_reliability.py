@@ -78,6 +78,10 @@ def test_killed_training_resumes_to_identical_bytes(tmp_path: Path, mnist_file: 
     rerun = subprocess.run(_train_cmd(params, mnist_file, out), env=_env(), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming vae z=2 after epoch {done}" in rerun.stderr
+    # what it says it will do, and then what it did: only the epochs this run ran
+    assert f"training vae z=2: epochs {done + 1}-6 of 6," in rerun.stderr
+    ran = f"epochs {done + 1}-6" if done < 5 else "epoch 6"
+    assert f"vae z=2: ran {ran} ({6 - done} of 6, resumed after epoch {done}) in " in rerun.stderr
     assert (out / WEIGHTS).read_bytes() == (ref / WEIGHTS).read_bytes()
     assert (out / SIDECAR).read_bytes() == (ref / SIDECAR).read_bytes()
     assert not partial.exists()

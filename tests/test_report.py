@@ -1,7 +1,8 @@
-"""The report stage on a real tiny grid: trained and scored models in, tables, summary and figures out.
+"""The figures and report stages on a real tiny grid: trained and scored models in, tables, summary and figures out.
 
-One module-scoped grid (vae, cvae) x (2, 3), trained by the pipeline's own fit() with dvclive logs
-and scored by runs.score(), serves every test; one report is built from it and checked.
+One module-scoped grid (vae, cvae) x (2, 3), trained by the pipeline's own fit() with dvclive logs,
+scored by runs.score() and drawn by the `figures` command, serves every test; one report is built
+from it and checked.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -23,10 +25,9 @@ from vaebench import plots
 from vaebench.checkpoint import load_checkpoint
 from vaebench.cli import app
 from vaebench.config import to_dict
-from vaebench.report import (
-    COMPARISON_NOTE, NLL_BY_ZDIM_COLUMNS, REFERENCES, TABLE_COLUMNS, ReportError, build_report,
-    manifold_z, nll_by_zdim, table_rows, to_csv,
-)
+from vaebench.figures import manifold_z
+from vaebench.references import COMPARISON_NOTE, REFERENCES
+from vaebench.report import NLL_BY_ZDIM_COLUMNS, TABLE_COLUMNS, ReportError, build_report, nll_by_zdim, table_rows, to_csv
 from vaebench.config import run_name
 from vaebench.runs import load_data, score
 from vaebench.train import fit
@@ -41,18 +42,22 @@ def _px(width_in: float, height_in: float) -> tuple[int, int]:
     return round(height_in * plots.DPI), round(width_in * plots.DPI)
 
 
-# every figure the tiny grid must yield, with its size: figure sizes are fixed, never "tight"
-EXPECTED_PNGS = {
+# every figure the tiny grid must yield, with its size: figure sizes are fixed, never "tight".
+# The report draws the grid's three; the figures stage the others, in plots/runs/<run>/.
+GRID_PNGS = {
     "nll_vs_zdim.png": _px(10.0, 5.5),
     "training_curves.png": _px(13.0, 5.0),  # one 6.5 in panel per model
     "active_units.png": _px(15.0, 4.8),  # one 5 in panel per model, plus the counts
-    **{f"samples_{n}.png": _px(6.0, 6.7) for n in NAMES},  # 10 x 10 digits
-    **{f"reconstructions_{n}.png": _px(11.0, 6.4) for n in NAMES},
-    "latent_vae-2.png": _px(7.5, 6.5),
-    "latent_cvae-2.png": _px(7.5, 6.5),
-    "manifold_vae-2.png": _px(6.6, 7.0),
-    "manifold_cvae-2.png": _px(3 * 6.6, 7.0),  # three digits
 }
+RUN_PNGS = {
+    **{f"{n}/samples_{n}.png": _px(6.0, 6.7) for n in NAMES},  # 10 x 10 digits
+    **{f"{n}/reconstructions_{n}.png": _px(11.0, 6.4) for n in NAMES},
+    "vae-2/latent_vae-2.png": _px(7.5, 6.5),
+    "cvae-2/latent_cvae-2.png": _px(7.5, 6.5),
+    "vae-2/manifold_vae-2.png": _px(6.6, 7.0),
+    "cvae-2/manifold_cvae-2.png": _px(3 * 6.6, 7.0),  # three digits
+}
+EXPECTED_PNGS = {**GRID_PNGS, **{f"runs/{k}": v for k, v in RUN_PNGS.items()}}
 TABLES = ("summary.json", "table.csv", "table.md", "nll_by_zdim.csv", "report.html")
 
 
@@ -76,12 +81,20 @@ def grid(tmp_path_factory, mnist_file, params) -> dict[str, Path]:
         # what `vaebench eval --out` writes
         metrics = {"model": m, "zdim": z, **score(net, params, data, progress=False)}
         vio.write_json(root / "runs" / f"{name}.json", metrics)
-    return {"root": root, "runs": root / "runs", "models": root / "models", "logs": root / "logs", "data": mnist_file}
+    p = root / "params.yaml"
+    p.write_text(yaml.safe_dump(to_dict(params)))
+    for (m, z), name in zip(ITEMS, NAMES):  # the figures stage's command, as dvc.yaml runs it
+        r = CliRunner().invoke(app, [str(a) for a in (
+            "figures", "--params", p, "--model", m, "--zdim", z, "--data", mnist_file,
+            "--ckpt", root / "models" / name, "--out", root / "figures" / name)])
+        assert r.exit_code == 0, r.output
+    return {"root": root, "runs": root / "runs", "models": root / "models", "logs": root / "logs",
+            "figures": root / "figures", "data": mnist_file}
 
 
-def _build(params, grid, where: Path) -> list[Path]:
-    return build_report(params, grid["runs"], grid["models"], grid["logs"], grid["data"],
-                        where / "metrics", where / "plots")
+def _build(params, grid, where: Path, exact: Path | None = None) -> list[Path]:
+    return build_report(params, grid["runs"], grid["logs"], grid["figures"], grid["data"],
+                        where / "metrics", where / "plots", exact)
 
 
 @pytest.fixture(scope="module")
@@ -106,14 +119,23 @@ def _finite(cell: str) -> bool:
 # ---------------------------------------------------------------- outputs
 
 
-def test_every_declared_output_is_written_and_returned(built) -> None:
+def test_every_declared_output_is_written_and_returned(built, grid) -> None:
     where, written = built
-    expected = {where / "metrics" / t for t in TABLES} | {where / "plots" / p for p in EXPECTED_PNGS}
+    expected = {where / "metrics" / t for t in TABLES} | {where / "plots" / p for p in GRID_PNGS}
     assert set(written) == expected and len(written) == len(expected)
     for path in written:
         assert path.stat().st_size > 0, path
     # nothing else, in particular no temporary file of the atomic writes
     assert {p for p in where.rglob("*") if p.is_file()} == expected
+    # and the figures stage wrote exactly its figures, nothing else
+    assert {p.relative_to(grid["figures"]).as_posix() for p in grid["figures"].rglob("*") if p.is_file()} == set(RUN_PNGS)
+
+
+def test_the_report_links_every_run_figure(built, grid) -> None:
+    where, _ = built
+    md = (where / "metrics" / "table.md").read_text()
+    for name in RUN_PNGS:  # relative links from metrics/ into each run's folder
+        assert f"]({Path(os.path.relpath(grid['figures'] / name, where / 'metrics')).as_posix()})" in md
 
 
 def test_table_csv_has_one_row_per_grid_item_with_finite_numbers(built, grid) -> None:
@@ -167,7 +189,7 @@ def test_table_markdown_has_the_rows_the_references_and_the_comparison(built, gr
     assert COMPARISON_NOTE in md
     # the figure links resolve from where the table lies, so it reads offline
     links = [line[line.index("(") + 1:-1] for line in md.splitlines() if line.startswith("![")]
-    assert sorted(Path(link).name for link in links) == sorted(EXPECTED_PNGS)
+    assert sorted(Path(link).name for link in links) == sorted(Path(f).name for f in EXPECTED_PNGS)
     assert all((where / "metrics" / link).resolve().is_file() for link in links)
 
 
@@ -184,8 +206,9 @@ def test_summary_json_is_flat_stable_and_numeric(built, grid) -> None:
         assert set(leaf) == want
         for key, value in leaf.items():
             assert isinstance(value, (int, float)) and not isinstance(value, bool), key
-            want_value = run[key] if key != "quad_mean_error" else run["quad_refine_delta"] + run["quad_widen_delta"]
-            assert math.isfinite(value) and value == round(want_value, 4), key
+            assert math.isfinite(value) and value == round(run[key], 4), key
+        if "quad_nll" in run:  # the mean's error estimate: refinement plus truncation
+            assert run["quad_mean_error"] == run["quad_refine_delta"] + run["quad_widen_delta"]
     assert {z for m in summary.values() for z in m} == {"z2", "z3"}
 
 
@@ -204,9 +227,10 @@ def test_nll_by_zdim_is_wide_with_one_row_per_zdim(built, grid) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PNGS))
-def test_each_figure_is_a_real_image_of_its_size(built, name: str) -> None:
+def test_each_figure_is_a_real_image_of_its_size(built, grid, name: str) -> None:
     where, _ = built
-    img = imread(where / "plots" / name)  # (H, W, 4) floats in [0, 1]
+    path = grid["figures"] / name[len("runs/"):] if name.startswith("runs/") else where / "plots" / name
+    img = imread(path)  # (H, W, 4) floats in [0, 1]
     assert img.shape == (*EXPECTED_PNGS[name], 4)
     rgba = np.round(img * 255).astype(np.uint32)  # one 32-bit code per pixel: np.unique on rows is slow
     codes = (rgba[..., 0] << 24) | (rgba[..., 1] << 16) | (rgba[..., 2] << 8) | rgba[..., 3]
@@ -229,14 +253,14 @@ def test_a_second_build_gives_byte_identical_files(built, params, grid, tmp_path
 
 @pytest.mark.parametrize(("missing", "stage"), [
     ("runs/cvae-3.json", "dvc repro evaluate@cvae-3"),
-    ("models/vae-3/model.json", "dvc repro train@vae-3"),
+    ("figures/vae-3/samples_vae-3.png", "dvc repro figures@vae-3"),
     ("logs/cvae-2/plots/metrics/heldout/elbo.tsv", "dvc repro train@cvae-2"),
 ])
 def test_a_missing_input_is_a_clear_error_naming_it(params, grid, tmp_path, missing: str, stage: str) -> None:
     root = tmp_path / "grid"
     shutil.copytree(grid["root"], root)
     (root / missing).unlink()
-    copy = {**grid, "runs": root / "runs", "models": root / "models", "logs": root / "logs"}
+    copy = {**grid, "runs": root / "runs", "figures": root / "figures", "logs": root / "logs"}
     with pytest.raises(ReportError) as err:
         _build(params, copy, tmp_path / "out")
     assert str(root / missing) in str(err.value) and stage in str(err.value)
@@ -266,8 +290,7 @@ def exact_dir(tmp_path_factory, mnist_file, params, grid) -> Path:
 
 def test_many_sample_iwae_sits_beside_the_quadrature_with_its_gap(params, grid, exact_dir, tmp_path) -> None:
     where = tmp_path / "out"
-    build_report(params, grid["runs"], grid["models"], grid["logs"], grid["data"], where / "metrics",
-                 where / "plots", exact_dir)
+    _build(params, grid, where, exact_dir)
     rows = {(r["model"], int(r["zdim"])): r for r in _csv(where / "metrics" / "table.csv")}
     summary = json.loads((where / "metrics" / "summary.json").read_text())
     md_rows = {(line.split(" | ")[0].lstrip("| ").lower(), int(line.split(" | ")[1])): line
@@ -295,8 +318,7 @@ def test_many_sample_iwae_sits_beside_the_quadrature_with_its_gap(params, grid, 
 
 def test_a_missing_or_stale_exact_file_is_refused(params, grid, exact_dir, tmp_path) -> None:
     def build(d: Path) -> None:
-        build_report(params, grid["runs"], grid["models"], grid["logs"], grid["data"], tmp_path / "m",
-                     tmp_path / "p", d)
+        _build(params, grid, tmp_path / "out", d)
 
     with pytest.raises(ReportError, match=r"vae-2\.json: missing.*dvc repro exact@vae-2"):
         build(tmp_path / "nowhere")
@@ -316,7 +338,7 @@ def test_cli_report_reports_a_missing_run_in_one_line(params, grid, tmp_path) ->
     p.write_text(yaml.safe_dump(to_dict(params)))
     (tmp_path / "runs").mkdir()
     r = CliRunner().invoke(app, [str(a) for a in (
-        "report", "--params", p, "--runs", tmp_path / "runs", "--models", grid["models"], "--logs", grid["logs"],
+        "report", "--params", p, "--runs", tmp_path / "runs", "--figures", grid["figures"], "--logs", grid["logs"],
         "--data", grid["data"], "--out", tmp_path / "metrics", "--plots", tmp_path / "plots")])
     assert r.exit_code == 1
     assert r.output.strip().startswith("error: ") and len(r.output.strip().splitlines()) == 1
@@ -361,7 +383,7 @@ def test_training_curves_axis_fits_the_epochs_after_a_blown_up_first_one() -> No
 # ---------------------------------------------------------------- the offline HTML page
 
 
-def test_html_page_holds_the_tables_the_figures_and_the_provenance(built) -> None:
+def test_html_page_holds_the_tables_the_figures_and_the_provenance(built, grid) -> None:
     import base64
     import re
 
@@ -370,10 +392,10 @@ def test_html_page_holds_the_tables_the_figures_and_the_provenance(built) -> Non
     assert where / "metrics" / "report.html" in written
     assert not re.search(r"(src|href)=\"(?!data:)", page) and "http://" not in page and "https://" not in page
     pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-    figures = sorted(p.name for p in (where / "plots").glob("*.png"))
-    assert len(pngs) == len(figures) >= 6
-    # every embedded figure is one of the PNGs the report wrote, byte for byte
-    assert sorted(base64.b64decode(p) for p in pngs) == sorted((where / "plots" / f).read_bytes() for f in figures)
+    figures = [*(where / "plots").glob("*.png"), *grid["figures"].rglob("*.png")]
+    assert len(pngs) == len(figures) == len(EXPECTED_PNGS)
+    # every embedded figure is one of the PNGs the two stages wrote, byte for byte
+    assert sorted(base64.b64decode(p) for p in pngs) == sorted(f.read_bytes() for f in figures)
     table = (where / "metrics" / "table.md").read_text()
     for row in [ln for ln in table.splitlines() if ln.startswith("| VAE |") or ln.startswith("| CVAE |")]:
         first_cells = [c.strip() for c in row.split("|")[1:4]]

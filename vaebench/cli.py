@@ -25,10 +25,29 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain click errors: one readable line, not a box that wraps it
 )
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        import torch
+
+        typer.echo(f"vaebench {version('vaebench')} (torch {torch.__version__})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print vaebench's and torch's versions and exit.")] = False,
+) -> None:
+    """vaebench: variational autoencoders on binarised MNIST, reproducibly."""
+
+
 ParamsOpt = Annotated[Path, typer.Option("--params", help="Parameter file (see params.yaml).")]
 DataOpt = Annotated[Path, typer.Option("--data", help="MNIST file written by `vaebench download`.")]
 ModelOpt = Annotated[str, typer.Option("--model", help="vae or cvae.")]
 ZdimOpt = Annotated[int, typer.Option("--zdim", help="Latent dimension (>= 1).")]
+CkptOpt = Annotated[Path | None, typer.Option("--ckpt", help="Checkpoint directory [models/<model>-<zdim>].")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars; one line per epoch.")]
 
 
@@ -108,16 +127,24 @@ def train(
     data: DataOpt = Path("data/mnist.npz"),
     out: Annotated[Path | None, typer.Option("--out", help="Checkpoint directory [models/<model>-<zdim>].")] = None,
     live: Annotated[Path | None, typer.Option("--live", help="dvclive directory for the training curves.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace a checkpoint of another configuration in --out (refused otherwise).")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train one configuration (resumes from its last finished epoch after a crash)."""
     from vaebench.config import load_params, run_name
+    from vaebench.data import load_mnist
+    from vaebench.fingerprint import refuse_to_replace
     from vaebench.train import fit
 
     _checked(model, zdim)
     p = load_params(params)
     out = out or Path("models") / run_name(model, zdim)
-    fit(model, zdim, p, data, out, live_dir=live, log=lambda s: typer.echo(s, err=True), progress=not quiet)
+    mnist = load_mnist(data, p.data.train_subset, p.data.test_subset)
+    if not overwrite:
+        refuse_to_replace(out, model, zdim, p, mnist, "pass --overwrite to replace it, or another --out")
+    fit(model, zdim, p, data, out, live_dir=live, log=lambda s: typer.echo(s, err=True), progress=not quiet,
+        data=mnist)
 
 
 @app.command("eval")
@@ -129,7 +156,7 @@ def eval_(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     params: ParamsOpt = Path("params.yaml"),
     data: DataOpt = Path("data/mnist.npz"),
-    ckpt: Annotated[Path | None, typer.Option("--ckpt", help="Checkpoint directory [models/<model>-<zdim>].")] = None,
+    ckpt: CkptOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Also write the metrics JSON here.")] = None,
     no_train: Annotated[bool, typer.Option("--no-train", help="Fail instead of training a missing checkpoint.")] = False,
     quiet: QuietOpt = False,
@@ -147,11 +174,13 @@ def eval_(
     log = lambda s: typer.echo(s, err=True)  # noqa: E731
     mnist = load_data(p, data)
     if no_train:
-        net, _ = load_current(model, zdim, p, mnist, ckpt)
+        net, meta = load_current(model, zdim, p, mnist, ckpt)
     else:
-        net, _ = ensure_trained(model, zdim, p, mnist, ckpt, log=log, progress=not quiet)
+        net, meta = ensure_trained(model, zdim, p, mnist, ckpt, log=log, progress=not quiet)
     t0 = time.perf_counter()
-    metrics = {"model": model, "zdim": zdim, **score(net, p, mnist, k=k, progress=not quiet)}
+    # the weights' hash ties the numbers to the checkpoint they score (`vaebench runs` checks it)
+    metrics = {"model": model, "zdim": zdim, "weights_sha256": meta["weights_sha256"],
+               **score(net, p, mnist, k=k, progress=not quiet)}
     log(f"evaluated {model} z={zdim} (k={metrics['k']}) in {time.perf_counter() - t0:.0f} s")
     if out is not None:
         vio.write_json(out, metrics)
@@ -159,6 +188,9 @@ def eval_(
 
 
 def format_metrics(m: dict[str, Any]) -> str:
+    """The metrics as a small table: nats per image, lower is better, ± one standard error."""
+    from vaebench.references import thesis_value
+
     rows = [
         ("test -ELBO", f"{m['neg_elbo']:.2f} ± {m['test_elbo_se']:.2f}"),
         (f"IWAE NLL (k={m['k']})", f"{m['iwae_nll']:.2f} ± {m['iwae_nll_se']:.2f}"),
@@ -172,10 +204,50 @@ def format_metrics(m: dict[str, Any]) -> str:
                                                   f"seeds on {m['seed_spread_images']} images)"))
     if "quad_nll" in m:
         rows.append(("exact NLL (quadrature)", f"{m['quad_nll']:.2f}"))
+    thesis = thesis_value(m["model"], m["zdim"])
+    if thesis is not None:
+        rows.append(("the thesis (its 'quality')", f"{thesis:g}  (compare with test -ELBO; see README)"))
     rows += [("KL(q || p)", f"{m['kl']:.2f}"), ("active units", f"{m['active_units']} / {m['zdim']}")]
     width = max(len(r[0]) for r in rows)
-    head = f"{m['model']} z={m['zdim']} on {m['n_images']} test images (nats per image)"
+    head = (f"{m['model']} z={m['zdim']} on {m['n_images']} test images: nats per image, lower is better; "
+            f"± is one standard error over the test images")
     return "\n".join([head] + [f"  {a:<{width}}  {b}" for a, b in rows])
+
+
+@app.command()
+@clean_errors
+def figures(
+    model: ModelOpt = "vae",
+    zdim: ZdimOpt = 25,
+    params: ParamsOpt = Path("params.yaml"),
+    data: DataOpt = Path("data/mnist.npz"),
+    ckpt: CkptOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for the figures [plots/runs/<model>-<zdim>].")] = None,
+) -> None:
+    """Draw one run's figures: prior samples, reconstructions, and for z = 2 the latent scatter and manifold."""
+    from vaebench.config import load_params, run_name
+    from vaebench.figures import draw_run
+
+    _checked(model, zdim)
+    p = load_params(params)
+    name = run_name(model, zdim)
+    written = draw_run(p, model, zdim, ckpt or Path("models") / name, data, out or Path("plots/runs") / name)
+    typer.echo("\n".join(str(w) for w in written))
+
+
+@app.command("runs")
+@clean_errors
+def runs_(
+    params: ParamsOpt = Path("params.yaml"),
+    models: Annotated[Path, typer.Option("--models", help="Directory of checkpoints.")] = Path("models"),
+    metrics: Annotated[Path, typer.Option("--metrics", help="Directory of per-run metrics JSON.")] = Path("metrics/runs"),
+    data: DataOpt = Path("data/mnist.npz"),
+) -> None:
+    """List the trained runs and their headline numbers, and say which are current for params.yaml."""
+    from vaebench.config import load_params
+    from vaebench.listing import list_runs
+
+    typer.echo(list_runs(load_params(params), models, metrics, data))
 
 
 @app.command()
@@ -185,18 +257,19 @@ def report(
     runs: Annotated[Path, typer.Option("--runs", help="Directory of per-run metrics JSON.")] = Path("metrics/runs"),
     exact: Annotated[Path, typer.Option(
         "--exact", help="Directory of the `exact` stage's many-sample IWAE metrics (exact.zdims models).")] = Path("metrics/exact"),
-    models: Annotated[Path, typer.Option("--models", help="Directory of checkpoints.")] = Path("models"),
     logs: Annotated[Path, typer.Option("--logs", help="Directory of dvclive training logs.")] = Path("logs"),
+    figures: Annotated[Path, typer.Option(
+        "--figures", help="Directory of the per-run figures (one folder per run, `vaebench figures`).")] = Path("plots/runs"),
     data: DataOpt = Path("data/mnist.npz"),
     out: Annotated[Path, typer.Option("--out", help="Directory for tables and summary.")] = Path("metrics"),
     plots: Annotated[Path, typer.Option("--plots", help="Directory for figures.")] = Path("plots"),
 ) -> None:
-    """Build the tables, the summary metrics and the figures from the runs' outputs."""
+    """Build the tables, the summary metrics, the grid's figures and the HTML page from the runs' outputs."""
     from vaebench.config import load_params
     from vaebench.report import build_report
 
     p = load_params(params)
-    written = build_report(p, runs, models, logs, data, out, plots, exact)
+    written = build_report(p, runs, logs, figures, data, out, plots, exact)
     typer.echo("\n".join(str(w) for w in written))
 
 

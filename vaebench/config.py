@@ -113,7 +113,8 @@ class EvalConfig:
     spread_seeds: int = 2
     """Extra evaluation seeds (seed + 1, ...) that re-estimate the IWAE on the first `spread_images` images (0 = skip)."""
     spread_images: int = 1000
-    """Test images behind the predicted spread of the IWAE NLL across evaluation seeds."""
+    """Test images behind the predicted spread of the IWAE NLL across evaluation seeds: the first N, or all
+    of a smaller test set (the metrics record the number used as `seed_spread_images`)."""
 
     quad_n: int = 800
     """Quadrature points per latent axis for the exact log p(x) of 1- and 2-D models (0 = skip)."""
@@ -163,6 +164,11 @@ class Params:
         if self.exact.zdims and self.eval.quad_n == 0:
             raise ConfigError("exact.zdims: the exact stage compares IWAE with the quadrature, "
                               "which eval.quad_n = 0 switches off; set eval.quad_n > 0")
+        n_test = self.data.test_subset or 10000
+        if self.train.heldout > n_test:
+            where = f"data.test_subset = {n_test}" if self.data.test_subset else "MNIST's 10,000"
+            raise ConfigError(f"train.heldout: {self.train.heldout} is more than the test images there are "
+                              f"({where}); the held-out curve is measured on the first train.heldout of them")
         n_train = self.data.train_subset or 60000
         if self.train.batch_size > n_train:
             raise ConfigError(

@@ -102,8 +102,20 @@ def latent_diagnostics(mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, Any]
     }
 
 
+def planned_samples(n_images: int, cfg: EvalConfig, conditional: bool) -> int:
+    """Importance samples evaluate_model decodes: its progress bar's total.
+
+    k per image, k again per extra seed on the first spread_images images, and for a CVAE
+    k_marginal per image for each of the 9 other labels.
+    """
+    n_spread = min(cfg.spread_images, n_images) if cfg.spread_seeds and n_images > 1 else 0
+    return cfg.k * (n_images + cfg.spread_seeds * n_spread) + (
+        (N_LABELS - 1) * n_images * cfg.k_marginal if conditional else 0)
+
+
 def evaluate_model(
-    model: VAE, x: torch.Tensor, labels: torch.Tensor, cfg: EvalConfig, show_progress: bool = True
+    model: VAE, x: torch.Tensor, labels: torch.Tensor, cfg: EvalConfig, show_progress: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """All test metrics of one model on binarised images x (N, 784) with their labels (N,).
 
@@ -113,13 +125,20 @@ def evaluate_model(
     """
     model.eval()
     y = labels if model.conditional else None
-    n_passes = 1 + (N_LABELS - 1 if model.conditional else 0)
     n_spread = min(cfg.spread_images, len(x)) if cfg.spread_seeds and len(x) > 1 else 0
-    bar = tqdm(total=len(x) * n_passes + n_spread * cfg.spread_seeds, desc="IWAE", unit="img",
-               disable=not show_progress, leave=False)
+    # counted in decoded samples, the unit of work: an image costs k samples, a marginal term k_marginal
+    bar = tqdm(total=planned_samples(len(x), cfg, model.conditional), desc="IWAE", unit="sample",
+               unit_scale=True, disable=not show_progress, leave=False)
+
+    def done(k: int) -> Callable[[int], None]:
+        def tell(n_images: int) -> None:
+            bar.update(n_images * k)
+            if progress is not None:
+                progress(n_images * k)
+        return tell
 
     elbo = elbo_per_image(model, x, y, Draws(Stream.TEST_ELBO, cfg.seed))
-    log_px = iwae_log_px(model, x, y, cfg.k, cfg.seed, cfg.chunk, bar.update)
+    log_px = iwae_log_px(model, x, y, cfg.k, cfg.seed, cfg.chunk, done(cfg.k))
     mu, logvar = encode_all(model, x, y)
     m_elbo, se_elbo = mean_and_se(elbo)
     m_iwae, se_iwae = mean_and_se(log_px)
@@ -139,7 +158,7 @@ def evaluate_model(
         # images is log_px[:n_spread] itself, and the other seeds re-estimate just those images
         xs, ys = x[:n_spread], (None if y is None else y[:n_spread])
         per_seed = torch.stack([log_px[:n_spread], *(
-            iwae_log_px(model, xs, ys, cfg.k, cfg.seed + j, cfg.chunk, bar.update)
+            iwae_log_px(model, xs, ys, cfg.k, cfg.seed + j, cfg.chunk, done(cfg.k))
             for j in range(1, cfg.spread_seeds + 1))])  # (1 + spread_seeds, n_spread)
         out["iwae_nll_seed_sd"] = seed_spread(per_seed, len(x))
         out["seed_spread_seeds"] = 1 + cfg.spread_seeds
@@ -147,7 +166,7 @@ def evaluate_model(
     if model.conditional:
         out["k_marginal"] = cfg.k_marginal
         out["iwae_nll_marginal"], out["iwae_nll_marginal_se"] = _marginal(
-            model, x, labels, log_px, cfg, bar.update)
+            model, x, labels, log_px, cfg, done(cfg.k_marginal))
     bar.close()
     return out
 

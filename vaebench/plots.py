@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -20,6 +21,8 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+
+from vaebench import io as vio
 
 DPI = 100  # pixels per inch of every saved figure: figsize (w, h) in inches -> (100 w, 100 h) pixels
 SIDE = 28  # MNIST images are SIDE x SIDE pixels
@@ -308,3 +311,19 @@ def active_units(runs: Sequence[Mapping[str, Any]], threshold: float) -> Figure:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+# ---------------------------------------------------------------- files
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    with vio.atomic_path(path) as tmp:
+        # fixed dpi and no "Software" text chunk: the same figure gives the same bytes on every run
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
+    return path
+
+
+def figure_names(name: str, zdim: int) -> list[str]:
+    """The files vaebench/figures.py draws for run `name`, in the order the report shows them."""
+    kinds = ("samples", "reconstructions", *(("latent", "manifold") if zdim == 2 else ()))
+    return [f"{kind}_{name}.png" for kind in kinds]

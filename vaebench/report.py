@@ -1,4 +1,4 @@
-"""The report stage: the grid's metrics, checkpoints and training logs in; tables, summary and figures out.
+"""The report stage: the grid's metrics, training logs and per-run figures in; tables, summary and grid figures out.
 
 Outputs (every one written atomically through vaebench.io, so a kill never leaves half a file):
 
@@ -7,7 +7,9 @@ Outputs (every one written atomically through vaebench.io, so a kill never leave
 - `table.csv`, `table.md`: the thesis's table regenerated, one row per grid item, beside the
   thesis's own numbers and the published reference points;
 - `nll_by_zdim.csv`: one row per latent size, one column per curve, for `dvc plots`;
-- PNG figures (drawn by vaebench.plots), byte-identical across runs of the same inputs.
+- the grid's PNG figures (drawn by vaebench.plots; the per-run ones come from the `figures`
+  stage, vaebench/figures.py), byte-identical across runs of the same inputs;
+- `report.html`: all of it on one self-contained page (vaebench/html_report.py).
 
 Every input is checked before anything is written: a missing one is a ReportError that names
 the file and the `dvc repro` stage that makes it.
@@ -20,104 +22,21 @@ import io
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
-from matplotlib.figure import Figure
 
 from vaebench import io as vio
 from vaebench import plots
-from vaebench.checkpoint import SIDECAR, load_checkpoint
 from vaebench.config import Params, run_name, to_dict
-from vaebench.data import SHAPES, binarize_test, load_mnist
-from vaebench.elbo import encode_all
-from vaebench.evaluate import ACTIVE_THRESHOLD
-from vaebench.html_report import machine, sources_sha256, write_html
-from vaebench.models import N_LABELS, VAE
+from vaebench.data import SHAPES, manifest_path
 from vaebench.errors import ReportError
-
-SAMPLE_SEED = 0  # prior samples in the figures: the same draw on every run
-RECON_GRID = (8, 8)  # the first 64 test digits and their reconstructions
-MANIFOLD_N = 20  # 20 x 20 decoded grid points, as in Kingma & Welling 2014, Fig. 4
-MANIFOLD_DIGITS = (2, 5, 8)  # a CVAE's manifold is one per label: show a few, not all ten
-
-
-# ---------------------------------------------------------------- what we compare against
-
-
-@dataclass(frozen=True)
-class ThesisPoint:
-    """One number of the thesis's results table (see /work/shared/THESIS.md)."""
-
-    model: str
-    zdim: int
-    value: float
-    """The thesis's "quality" in nats per image; most likely its test -ELBO (lower is better)."""
-
-
-THESIS_POINTS = (
-    ThesisPoint("vae", 2, 157.0),
-    ThesisPoint("vae", 25, 102.0),
-    ThesisPoint("cvae", 35, 98.5),  # a conditional -log p(x|y): the label is given
-)
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A published test NLL on binarised MNIST, with the setup it was measured under."""
-
-    source: str
-    setup: str
-    nll: str
-    """As published, nats per image."""
-    compares_to: str
-    """Which of our columns estimates the same quantity."""
-
-
-REFERENCES = (
-    Reference("Burda, Grosse, Salakhutdinov 2016 (IWAE), Table 1",
-              "dynamic binarization; MLP 784-200-200-50 tanh; Adam, 3280 epochs; k=5000 evaluation",
-              "VAE 1 stochastic layer: 86.76; IWAE k=50: 84.78; 2 layers VAE 85.33, IWAE k=50 82.90",
-              "VAE IWAE NLL, -log p(x)"),
-    Reference("Burda, Grosse, Salakhutdinov 2016 (IWAE), appendix",
-              "static binarization; IWAE 1 layer k=1/5/50",
-              "88.71 / 87.63 / 87.10",
-              "VAE IWAE NLL, -log p(x), with data.binarize: static"),
-    Reference("Pythae reproducibility table",
-              "static binary MNIST, 784-400-40, 500 epochs, 200 IS samples",
-              "VAE 89.78 (paper 89.9)",
-              "VAE IWAE NLL, -log p(x), with data.binarize: static"),
-    Reference("Kingma & Welling 2014 (AEVB)",
-              "latent 3, 5, 10, 20, 200; 500 hidden units; Adagrad; batch 100",
-              "figure only: lower bound between -150 and -100",
-              "VAE test -ELBO (the bound, sign flipped)"),
-    Reference("label-conditional IWAE (public reproduction)",
-              "dynamic MNIST, 1 layer, log p(x|y), k=1/5/50",
-              "82.32 / 81.41 / 80.78",
-              "CVAE IWAE NLL, -log p(x|y) (the conditional column)"),
-)
-
-COMPARISON_NOTE = (
-    "How to compare: the thesis's VAE numbers (157 at z=2, 102 at z=25) and the published VAE "
-    "references are -log p(x), to be read against our VAE rows' test -ELBO (the bound the thesis "
-    "most likely reports) and IWAE NLL, while the thesis's CVAE number (98.5 at z=35) and the "
-    "label-conditional reference are a conditional -log p(x|y), to be read against our CVAE rows' "
-    "IWAE NLL (and test -ELBO) columns, not against the CVAE -log p(x) column, which is the one "
-    "comparable with a VAE's -log p(x)."
-)
-
-
-def thesis_value(model: str, zdim: int) -> float | None:
-    """The thesis's number for this grid item, or None where it reports none."""
-    for t in THESIS_POINTS:
-        if (t.model, t.zdim) == (model, zdim):
-            return t.value
-    return None
-
+from vaebench.evaluate import ACTIVE_THRESHOLD
+from vaebench.plots import figure_names, save_figure
+from vaebench.html_report import machine, sources_sha256, write_html
+from vaebench.references import COMPARISON_NOTE, REFERENCES, THESIS_POINTS, thesis_value
 
 # ---------------------------------------------------------------- inputs
 
@@ -201,13 +120,20 @@ def log_files(logs_dir: Path, name: str) -> tuple[Path, Path]:
     return base / "train" / "elbo.tsv", base / "heldout" / "elbo.tsv"
 
 
-def check_inputs(params: Params, models_dir: Path, logs_dir: Path) -> None:
-    """Every checkpoint and training log the figures need exists (checked before anything is written)."""
+def check_inputs(params: Params, logs_dir: Path, figures_dir: Path) -> list[Path]:
+    """Every training log and per-run figure exists (checked before anything is written); return the figures."""
+    figures = []
     for m, z in grid_items(params):
         name = run_name(m, z)
-        for path in (Path(models_dir) / name / SIDECAR, *log_files(logs_dir, name)):
+        for path in log_files(logs_dir, name):
             if not path.exists():
                 raise ReportError(f"{path}: missing; run `dvc repro train@{name}`")
+        for fig in figure_names(name, z):
+            path = Path(figures_dir) / name / fig
+            if not path.exists():
+                raise ReportError(f"{path}: missing; run `dvc repro figures@{name}`")
+            figures.append(path)
+    return figures
 
 
 def read_curve(zdim: int, train_tsv: Path, heldout_tsv: Path) -> plots.Curve:
@@ -249,8 +175,6 @@ def summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, 
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for r in runs:
         leaf = {k: _num(r[k]) for k in SUMMARY_KEYS if k in r}
-        if "quad_nll" in r:
-            leaf["quad_mean_error"] = _num(quad_mean_error(r))
         out.setdefault(r["model"], {})[f"z{r['zdim']}"] = leaf
     return out
 
@@ -259,15 +183,6 @@ TABLE_COLUMNS = ("model", "zdim", "n_images", "neg_elbo", "neg_elbo_se", "iwae_t
                  "k", "iwae_nll_seed_sd", "iwae_nll_marginal", "iwae_nll_marginal_se", "k_marginal", "quad_nll", "quad_nll_se",
                  "quad_error_bound", "quad_mean_error", "iwae_gap_to_quad", "exact_k", "iwae_nll_exact_k",
                  "iwae_nll_exact_k_se", "iwae_nll_exact_k_seed_sd", "iwae_gap_to_quad_exact_k", "active_units", "thesis")
-
-
-def quad_mean_error(r: Mapping[str, Any]) -> float:
-    """Integration error of the mean exact NLL: its change on the coarse sub-grid plus on the inner one.
-
-    `quad_error_bound` is the same per image, worst image; a few images with very sharp
-    posteriors dominate it, while the mean, which the tables report, moves far less.
-    """
-    return r["quad_refine_delta"] + r["quad_widen_delta"]
 
 
 # numbers only some runs have: the seed spread (eval.spread_seeds > 0), the quadrature (zdim <= 2),
@@ -295,7 +210,7 @@ def table_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "iwae_nll_marginal": _num(r["iwae_nll_marginal"]) if cvae else None,
             "iwae_nll_marginal_se": _num(r["iwae_nll_marginal_se"]) if cvae else None,
             "k_marginal": r["k_marginal"] if cvae else None,
-            "quad_mean_error": _num(quad_mean_error(r)) if "quad_nll" in r else None,
+            "quad_mean_error": _num(r["quad_mean_error"]) if "quad_nll" in r else None,
             **{key: (_num(r[key]) if key in r else None) for key in OPTIONAL_NUMBERS},
             "active_units": r["active_units"],
             "thesis": thesis_value(r["model"], r["zdim"]),
@@ -405,119 +320,19 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
     return "\n".join(lines) + "\n"
 
 
-# ---------------------------------------------------------------- images from a model
-
-
-def _pixels(logits: torch.Tensor, *lead: int) -> np.ndarray:
-    """Bernoulli means (sigmoid of the logits) as (*lead, 28, 28) float32 in [0, 1]."""
-    return torch.sigmoid(logits).reshape(*lead, plots.SIDE, plots.SIDE).numpy().astype(np.float32)
-
-
-@torch.no_grad()
-def prior_samples(model: VAE, rows: int = 10, cols: int = 10) -> np.ndarray:
-    """Decoded means of z ~ N(0, I), (rows, cols, 28, 28).
-
-    For a CVAE, row r is digit r and each column shares one z across the rows, so a column
-    shows one "style" written as every digit.
-    """
-    g = torch.Generator().manual_seed(SAMPLE_SEED)
-    if model.conditional:
-        z = torch.randn((cols, model.zdim), generator=g).expand(N_LABELS, cols, model.zdim)  # (10, C, D)
-        return _pixels(model.decode(z, torch.arange(N_LABELS)), N_LABELS, cols)  # (10,) labels serve (10, C, D)
-    z = torch.randn((rows * cols, model.zdim), generator=g)  # (R C, D)
-    return _pixels(model.decode(z), rows, cols)
-
-
-@torch.no_grad()
-def reconstructions(model: VAE, x: torch.Tensor, y: torch.Tensor, rows: int, cols: int,
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """The first rows*cols images x (N, 784) and their decoded means at z = q's mean, each (rows, cols, 28, 28).
-
-    With fewer than rows*cols test images (a tiny test_subset), the grid shrinks to what there is.
-    """
-    cols = min(cols, len(x))
-    rows = min(rows, len(x) // cols)
-    n = rows * cols
-    xb, yb = x[:n], (y[:n] if model.conditional else None)
-    mu, _ = model.encode(xb, yb)  # (n, D)
-    return xb.reshape(rows, cols, plots.SIDE, plots.SIDE).numpy(), _pixels(model.decode(mu, yb), rows, cols)
-
-
-def manifold_z(n: int = MANIFOLD_N) -> torch.Tensor:
-    """n prior quantiles 5% .. 95% of N(0, 1).
-
-    Kingma & Welling 2014, Fig. 4: a regular grid on the unit square through the inverse Gaussian CDF.
-    """
-    return torch.special.ndtri(torch.linspace(0.05, 0.95, n, dtype=torch.float64)).float()
-
-
-@torch.no_grad()
-def manifold_images(model: VAE, q: torch.Tensor, digit: int | None) -> np.ndarray:
-    """Decoded means over the grid q x q of a 2-D latent, (n, n, 28, 28); z2 grows upwards (row 0 is the largest)."""
-    n = len(q)
-    z2, z1 = torch.meshgrid(q.flip(0), q, indexing="ij")  # (n, n) each: rows z2 descending, columns z1 ascending
-    z = torch.stack([z1, z2], -1).reshape(n * n, 2)
-    y = None if digit is None else torch.full((n * n,), digit, dtype=torch.long)
-    return _pixels(model.decode(z, y), n, n)
-
-
-# ---------------------------------------------------------------- writing
-
-
-def save_figure(fig: Figure, path: Path) -> Path:
-    with vio.atomic_path(path) as tmp:
-        # fixed dpi and no "Software" text chunk: the same figure gives the same bytes on every run
-        fig.savefig(tmp, format="png", dpi=plots.DPI, metadata={"Software": None})
-    return path
-
-
-def run_figures(model: VAE, label: str, name: str, x: torch.Tensor, y: torch.Tensor, plots_dir: Path) -> list[Path]:
-    """The per-run figures: prior samples, reconstructions, and for a 2-D latent its scatter and manifold.
-
-    `x` (N, 784) are the binarised test images and `y` (N,) their labels (used by a CVAE, and to colour the scatter).
-    """
-    z = model.zdim
-    if model.conditional:
-        samples = plots.digit_grid(
-            prior_samples(model), f"{label} z={z}: samples p(x|z, y), z ~ N(0, I) shared along each column",
-            row_labels=[str(d) for d in range(N_LABELS)], ylabel="digit y given to the decoder",
-            xlabel="one prior draw of z per column")
-    else:
-        samples = plots.digit_grid(prior_samples(model), f"{label} z={z}: samples p(x|z), z ~ N(0, I)")
-    written = [save_figure(samples, plots_dir / f"samples_{name}.png")]
-    originals, recons = reconstructions(model, x, y, *RECON_GRID)
-    written.append(save_figure(plots.reconstruction_pairs(originals, recons, f"{label} z={z}: reconstructions"),
-                               plots_dir / f"reconstructions_{name}.png"))
-    if z == 2:
-        mu, _ = encode_all(model, x, y if model.conditional else None)  # (N, 2)
-        what = "q(z|x, y): the label is given, so z holds style and digits overlap" if model.conditional else "q(z|x)"
-        written.append(save_figure(
-            plots.latent_scatter(mu.numpy(), y.numpy(), f"{label} z=2: test-set means of {what}"),
-            plots_dir / f"latent_{name}.png"))
-        q = manifold_z()
-        digits = MANIFOLD_DIGITS if model.conditional else (None,)
-        panels = {("all digits" if d is None else f"digit y = {d}"): manifold_images(model, q, d) for d in digits}
-        title = f"{label} z=2: decoder means over a {len(q)}x{len(q)} grid of prior quantiles"
-        written.append(save_figure(
-            plots.manifold(panels, q.numpy(), title),
-            plots_dir / f"manifold_{name}.png"))
-    return written
-
-
-def build_report(params: Params, runs_dir: Path, models_dir: Path, logs_dir: Path, data_path: Path,
+def build_report(params: Params, runs_dir: Path, logs_dir: Path, figures_dir: Path, data_path: Path,
                  out_dir: Path, plots_dir: Path, exact_dir: Path | None = None) -> list[Path]:
-    """Write the summary, the tables and the figures of the whole grid; return the files written.
+    """Write the summary, the tables and the grid's figures; return the files written.
 
-    `exact_dir` holds the `exact` stage's metrics (many-sample IWAE of the exact.zdims models); None skips them.
+    `figures_dir` holds the `figures` stage's per-run folders (figures_dir/<run>/*.png), linked
+    from the tables and embedded in the HTML page; `exact_dir` holds the `exact` stage's metrics
+    (many-sample IWAE of the exact.zdims models); None skips them.
     """
     out_dir, plots_dir = Path(out_dir), Path(plots_dir)
     runs = load_runs(params, runs_dir)
     if exact_dir is not None:
         attach_exact(params, runs, exact_dir)
-    check_inputs(params, models_dir, logs_dir)
-    data = load_mnist(data_path, test_subset=params.data.test_subset)
-    x = binarize_test(data.test_x, params.data.binarize, params.data.test_seed)  # the bits every model was scored on
-    names = [run_name(r["model"], r["zdim"]) for r in runs]
+    run_figures = check_inputs(params, logs_dir, figures_dir)
 
     rows = table_rows(runs)
     written = [out_dir / "summary.json", out_dir / "table.csv", out_dir / "nll_by_zdim.csv"]
@@ -528,20 +343,17 @@ def build_report(params: Params, runs_dir: Path, models_dir: Path, logs_dir: Pat
     thesis = [(t.model, t.zdim, t.value) for t in THESIS_POINTS]
     figures = [save_figure(plots.nll_vs_zdim(runs, thesis), plots_dir / "nll_vs_zdim.png")]
     curves: dict[str, list[plots.Curve]] = {}
-    for r, name in zip(runs, names):
-        curves.setdefault(r["model"], []).append(read_curve(r["zdim"], *log_files(logs_dir, name)))
+    for r in runs:
+        curves.setdefault(r["model"], []).append(read_curve(r["zdim"], *log_files(logs_dir, run_name(r["model"], r["zdim"]))))
     figures.append(save_figure(plots.training_curves(curves), plots_dir / "training_curves.png"))
     figures.append(save_figure(plots.active_units(runs, ACTIVE_THRESHOLD), plots_dir / "active_units.png"))
-    for r, name in zip(runs, names):
-        model, _ = load_checkpoint(Path(models_dir) / name, expect={"model": r["model"], "zdim": r["zdim"]})
-        figures += run_figures(model, plots.MODEL_LABELS[r["model"]], name, x, data.test_y, plots_dir)
 
     # last, so that it links exactly the figures written; relative links let it open offline beside them
-    links = [Path(os.path.relpath(f, out_dir)).as_posix() for f in figures]
+    links = [Path(os.path.relpath(f, out_dir)).as_posix() for f in (*figures, *run_figures)]
     md = table_markdown(rows, params, links)
     vio.write_text(out_dir / "table.md", md)
     # the same report as one page with the figures inside: opens offline, mailed or moved alone
     provenance = {"vaebench sources sha256": sources_sha256(Path(__file__).parent),
-                  "data manifest sha256": data.manifest_sha256, **machine()}
+                  "data manifest sha256": vio.sha256_file(manifest_path(data_path)), **machine()}
     write_html(out_dir / "report.html", md, out_dir, provenance, yaml.safe_dump(to_dict(params), sort_keys=False))
     return [*written, out_dir / "table.md", out_dir / "report.html", *figures]

@@ -4,7 +4,6 @@ training it when needed, and scoring it. The CLI and the DVC stages both go thro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -14,21 +13,16 @@ from vaebench.checkpoint import CheckpointError, load_checkpoint
 from vaebench.config import Params, check_model, check_zdim
 from vaebench.data import Mnist, binarize_test, load_mnist
 from vaebench.evaluate import evaluate_model
+from vaebench.fingerprint import expected_sidecar, refuse_to_replace
 from vaebench.models import VAE
 from vaebench.numerics import require_strict_mkl
 from vaebench.quadrature import QUAD_THREADS, quadrature
-from vaebench.train import fit, run_fingerprint
+from vaebench.train import fit
 
 
 def load_data(params: Params, data_path: str | Path) -> Mnist:
     """The verified data with the configured subsets; a broken file is a DataError naming it."""
     return load_mnist(data_path, params.data.train_subset, params.data.test_subset)
-
-
-def expected_sidecar(model: str, zdim: int, params: Params, data: Mnist) -> dict[str, Any]:
-    """What a current checkpoint's sidecar must say: this configuration, trained on this data."""
-    want = {**run_fingerprint(model, zdim, params), "data_manifest_sha256": data.manifest_sha256}
-    return json.loads(json.dumps(want))  # tuples -> lists, as the sidecar stores them
 
 
 def load_current(model: str, zdim: int, params: Params, data: Mnist, ckpt: str | Path) -> tuple[VAE, dict]:
@@ -42,10 +36,17 @@ def ensure_trained(
     model: str, zdim: int, params: Params, data: Mnist, ckpt: str | Path,
     log: Callable[[str], None] = print, progress: bool = True,
 ) -> tuple[VAE, dict]:
-    """Load the current checkpoint, or train it first through the pipeline's own fit()."""
+    """Load the current checkpoint, or train it first through the pipeline's own fit().
+
+    Only an empty folder, or a damaged checkpoint of this configuration, is trained into: a
+    checkpoint of another configuration is refused (refuse_to_replace), never overwritten.
+    """
     try:
         return load_current(model, zdim, params, data, ckpt)
     except CheckpointError as e:
+        refuse_to_replace(ckpt, model, zdim, params, data,
+                          f"pass another --ckpt, or retrain it on purpose: "
+                          f"vaebench train --model {model} --zdim {zdim} --out {ckpt} --overwrite")
         log(f"no current checkpoint ({e}); training {model} z={zdim} first")
     fit(model, zdim, params, None, ckpt, log=log, progress=progress, data=data)
     return load_current(model, zdim, params, data, ckpt)
@@ -68,7 +69,8 @@ def score(model: VAE, params: Params, data: Mnist, k: int | None = None, progres
         # mean's change on each (bench/quad_convergence.py: a grid twice as fine moved 716 of 10,000
         # VAE images by more than their own estimate; the mean moved 20x less than estimated)
         metrics["quad_error_bound"] = q.error_bound()
-        metrics["quad_refine_delta"] = (q.log_px - q.coarse).mean().abs().item()
-        metrics["quad_widen_delta"] = (q.log_px - q.inner).mean().abs().item()
+        metrics["quad_refine_delta"] = q.refine_delta()
+        metrics["quad_widen_delta"] = q.widen_delta()
+        metrics["quad_mean_error"] = q.mean_error()
         metrics["iwae_gap_to_quad"] = metrics["iwae_nll"] - metrics["quad_nll"]
     return metrics

@@ -8,6 +8,7 @@ a run killed and resumed ends with the same bytes as a run that never stopped.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import time
@@ -22,9 +23,10 @@ from tqdm.auto import tqdm
 from vaebench import bounds
 from vaebench import io as vio
 from vaebench.checkpoint import read_tensors, save_checkpoint, tensors_to_bytes
-from vaebench.config import Params, to_dict
+from vaebench.config import Params, TrainConfig
 from vaebench.data import Mnist, binarize_test, binarize_train, load_mnist
 from vaebench.elbo import elbo_per_image
+from vaebench.fingerprint import run_fingerprint
 from vaebench.models import VAE, build_model
 from vaebench.numerics import require_strict_mkl
 from vaebench.streams import Draws, Stream, stream_seed
@@ -55,17 +57,6 @@ def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {name!r}")
 
 
-def run_fingerprint(model: str, zdim: int, params: Params) -> dict[str, Any]:
-    """Everything a trained model depends on: the sidecar stores it, `eval` compares it."""
-    return {
-        "model": model,
-        "zdim": zdim,
-        "hidden": params.model.hidden,
-        "train": to_dict(params.train),
-        "data": {k: v for k, v in to_dict(params.data).items() if k != "source"},
-    }
-
-
 def _noise(shape: tuple[int, ...], g: Draws, device: torch.device) -> torch.Tensor:
     # drawn on the CPU and moved, so CPU and GPU runs see the same noise
     return g.normal(shape).to(device)
@@ -77,6 +68,27 @@ def heldout_elbo(model: VAE, x: torch.Tensor, y: torch.Tensor | None, seed: int)
     if len(x) == 0:
         return float("nan")
     return elbo_per_image(model, x, y, Draws(Stream.HELDOUT_ELBO, seed)).double().mean().item()
+
+
+def seconds_per_step(model: VAE, tc: TrainConfig, x: torch.Tensor, y: torch.Tensor | None, steps: int = 3) -> float:
+    """Wall time of one training step at this batch size, timed on a copy (the run's model, optimiser and
+    random streams are untouched, so timing never changes the bytes); one untimed step warms up."""
+    net = copy.deepcopy(model).train()
+    opt = make_optimizer(tc.optimizer, net.parameters(), tc.lr)
+    xb, yb = x[: tc.batch_size], (None if y is None else y[: tc.batch_size])  # (b, 784), (b,)
+    for i in range(steps + 1):
+        if i == 1:
+            t0 = time.perf_counter()
+        mu, logvar = net.encode(xb, yb)
+        loss = -bounds.elbo(xb, net.decode(bounds.reparameterize(mu, logvar, torch.zeros_like(mu)), yb), mu, logvar).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - t0) / steps
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 # ---------------------------------------------------------------- resumable state
@@ -166,6 +178,13 @@ def fit(
     start, history = (info["epoch"], info["history"]) if info else (0, [])
     if start:
         log(f"resuming {model_name} z={zdim} after epoch {start} from {partial}")
+    n, bs = len(train_x), tc.batch_size
+    steps = -(-n // bs)  # ceil: the last batch may be smaller
+    if start < tc.epochs:
+        t_step = seconds_per_step(model, tc, train_x, train_y if conditional else None)
+        log(f"training {model_name} z={zdim}: epochs {start + 1}-{tc.epochs} of {tc.epochs}, {steps} steps of "
+            f"{bs} images each; about {_duration(t_step * steps * (tc.epochs - start))} "
+            f"(a step timed at {t_step * 1000:.0f} ms)")
 
     live = None
     staged = partial / "live"  # dvclive appends to its files in place: it writes here, moved to live_dir at the end
@@ -177,9 +196,9 @@ def fit(
         for row in history:  # replay the finished epochs, so a resumed run logs what an unbroken one does
             _log_epoch(live, row)
 
-    n, bs = len(train_x), tc.batch_size
     bar = tqdm(range(start, tc.epochs), desc=f"{model_name} z={zdim}", unit="epoch",
                initial=start, total=tc.epochs, disable=not progress, leave=False)
+    t_loop = time.perf_counter()
     for epoch in bar:
         model.train()
         xb = binarize_train(data.train_x, params.data.binarize, tc.seed, epoch).to(device)  # (N, 784)
@@ -213,8 +232,10 @@ def fit(
             _log_epoch(live, row)
         bar.set_postfix(train=f"{row['train_elbo']:.2f}", heldout=f"{row['heldout_elbo']:.2f}")
         if not progress:
+            left = (time.perf_counter() - t_loop) / (epoch + 1 - start) * (tc.epochs - epoch - 1)
             log(f"{model_name} z={zdim} epoch {epoch + 1}/{tc.epochs}: "
-                f"train ELBO {row['train_elbo']:.2f}, held-out ELBO {row['heldout_elbo']:.2f}")
+                f"train ELBO {row['train_elbo']:.2f}, held-out ELBO {row['heldout_elbo']:.2f}"
+                + (f" (about {_duration(left)} left)" if epoch + 1 < tc.epochs else ""))
     bar.close()
     if live is not None:
         live.end()
@@ -227,7 +248,10 @@ def fit(
         shutil.move(staged, live_dir)  # a rename on one filesystem, a copy across two
     shutil.rmtree(partial, ignore_errors=True)
     seconds = time.perf_counter() - t0
-    log(f"{model_name} z={zdim}: {tc.epochs} epochs in {seconds:.0f} s -> {out_dir}")
+    ran = tc.epochs - start
+    what = f"epochs {start + 1}-{tc.epochs}" if ran > 1 else f"epoch {tc.epochs}" if ran == 1 else "no epoch"
+    resumed = f", resumed after epoch {start}" if start else ""
+    log(f"{model_name} z={zdim}: ran {what} ({ran} of {tc.epochs}{resumed}) in {seconds:.0f} s -> {out_dir}")
     return FitResult(out_dir, history, seconds, start)
 
 

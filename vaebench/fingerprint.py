@@ -1,0 +1,68 @@
+"""What a checkpoint was trained for, and whether a folder's checkpoint may be replaced.
+
+A checkpoint's sidecar records its run's fingerprint (run_fingerprint) and the data it saw; a
+checkpoint is *current* for a configuration when the two agree, and training never replaces one
+that is not current: it may be a user's only copy of another model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vaebench.checkpoint import SIDECAR, WEIGHTS, read_sidecar
+from vaebench.config import Params, to_dict
+from vaebench.data import Mnist
+from vaebench.errors import CheckpointError
+
+
+def run_fingerprint(model: str, zdim: int, params: Params) -> dict[str, Any]:
+    """Everything a trained model depends on: the sidecar stores it, `eval` compares it."""
+    return {
+        "model": model,
+        "zdim": zdim,
+        "hidden": params.model.hidden,
+        "train": to_dict(params.train),
+        "data": {k: v for k, v in to_dict(params.data).items() if k != "source"},
+    }
+
+
+def expected_sidecar(model: str, zdim: int, params: Params, data: Mnist) -> dict[str, Any]:
+    """What a current checkpoint's sidecar must say: this configuration, trained on this data."""
+    want = {**run_fingerprint(model, zdim, params), "data_manifest_sha256": data.manifest_sha256}
+    return json.loads(json.dumps(want))  # tuples -> lists, as the sidecar stores them
+
+
+def first_difference(have: Any, want: Any, key: str = "") -> tuple[str, Any, Any] | None:
+    """(dotted key, have, want) of the first leaf where two sidecar-like values differ; None if equal."""
+    if isinstance(have, dict) and isinstance(want, dict):
+        for k in (*want, *(k for k in have if k not in want)):
+            d = first_difference(have.get(k), want.get(k), f"{key}.{k}" if key else k)
+            if d is not None:
+                return d
+        return None
+    return None if have == want else (key, have, want)
+
+
+def refuse_to_replace(ckpt: str | Path, model: str, zdim: int, params: Params, data: Mnist, how: str) -> None:
+    """CheckpointError if `ckpt` holds a checkpoint (or a file of that name) of any other configuration.
+
+    Training writes model.safetensors and model.json into `ckpt`; what is there may be a user's
+    only copy of another model, so it is never replaced: a checkpoint of this very configuration
+    (complete or damaged) may be, nothing else. `how` says how to retrain on purpose.
+    """
+    ckpt = Path(ckpt)
+    if not (ckpt / SIDECAR).exists() and not (ckpt / WEIGHTS).exists():
+        return
+    try:
+        have = read_sidecar(ckpt)
+    except CheckpointError:
+        raise CheckpointError(f"{ckpt}: holds a {SIDECAR} or {WEIGHTS} that is not a vaebench checkpoint; "
+                              f"refusing to overwrite it ({how})") from None
+    have = {k: have.get(k) for k in ("model", "zdim", "hidden", "train", "data", "data_manifest_sha256")}
+    diff = first_difference(have, expected_sidecar(model, zdim, params, data))
+    if diff is not None:
+        key, was, now = diff
+        raise CheckpointError(f"{ckpt}: holds a checkpoint for {key}={was!r}, not the requested {now!r}; "
+                              f"refusing to overwrite it ({how})")

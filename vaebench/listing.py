@@ -1,0 +1,70 @@
+"""`vaebench runs`: the checkpoints that exist, whether each is current for params.yaml, and its numbers.
+
+Reads sidecars and metrics JSON only (no weights, no torch): it answers in well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vaebench import io as vio
+from vaebench.checkpoint import SIDECAR, read_sidecar
+from vaebench.config import Params, run_name
+from vaebench.data import manifest_path
+from vaebench.errors import CheckpointError
+from vaebench.fingerprint import first_difference, run_fingerprint
+
+
+def _status(meta: dict[str, Any], params: Params, data_sha: str | None) -> str:
+    """`current`, or the first setting in which the checkpoint differs from params.yaml."""
+    want = json.loads(json.dumps({**run_fingerprint(meta["model"], meta["zdim"], params),  # tuples -> lists
+                                  **({"data_manifest_sha256": data_sha} if data_sha else {})}))
+    have = {k: meta.get(k) for k in want}
+    diff = first_difference(have, want)
+    return "current" if diff is None else f"stale: {diff[0]}={diff[1]!r}, params.yaml says {diff[2]!r}"
+
+
+def _numbers(metrics_file: Path, weights_sha: str) -> tuple[str, str]:
+    """(test -ELBO, IWAE NLL) of the metrics file if it scored exactly these weights, else ("-", "-")."""
+    try:
+        m = vio.read_json(metrics_file)
+        if m.get("weights_sha256") != weights_sha:
+            return "-", "-"  # scored another checkpoint (or written before metrics named their weights)
+        return f"{m['neg_elbo']:.2f}", f"{m['iwae_nll']:.2f} (k={m['k']})"
+    except (OSError, ValueError, KeyError, AttributeError):
+        return "-", "-"
+
+
+def list_runs(params: Params, models_dir: Path, metrics_dir: Path, data_path: Path = Path("data/mnist.npz")) -> str:
+    """A table of every checkpoint folder under `models_dir`, grid items first, then any other folder."""
+    models_dir = Path(models_dir)
+    grid = [run_name(m, z) for m in params.grid.models for z in params.grid.zdims]
+    found = sorted(p.parent.name for p in models_dir.glob(f"*/{SIDECAR}")) if models_dir.is_dir() else []
+    partial = sorted(p.name for p in models_dir.glob("*.partial")) if models_dir.is_dir() else []
+    manifest = manifest_path(data_path)
+    data_sha = vio.sha256_file(manifest) if manifest.exists() else None
+    rows = [("run", "model", "epochs", "test -ELBO", "IWAE NLL", "status")]
+    for name in [n for n in grid if n in found] + [n for n in found if n not in grid]:
+        try:
+            meta = read_sidecar(models_dir / name)
+        except CheckpointError as e:
+            rows.append((name, "-", "-", "-", "-", f"unreadable: {e}"))
+            continue
+        neg_elbo, iwae = _numbers(Path(metrics_dir) / f"{name}.json", meta["weights_sha256"])
+        status = _status(meta, params, data_sha) + ("" if name in grid else " (not in grid)")
+        rows.append((name, f"{meta['model']} z={meta['zdim']}", str(meta.get("epochs_done", "?")), neg_elbo, iwae, status))
+    lines = []
+    if len(rows) == 1:
+        lines.append(f"no checkpoints under {models_dir}/ (`dvc repro` or `vaebench train` makes them)")
+    else:
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in rows]
+        lines.append("nats per test image, lower is better; '-' where no metrics file scored these weights")
+    missing = [n for n in grid if n not in found]
+    if missing:
+        lines.append(f"not trained yet: {', '.join(missing)}")
+    for p in partial:
+        lines.append(f"interrupted: {models_dir / p} (a rerun of its training resumes from it; delete it to start afresh)")
+    return "\n".join(lines)
