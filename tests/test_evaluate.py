@@ -273,6 +273,43 @@ def test_evaluate_model_reports_what_its_parts_compute(trained):
     assert out["neg_elbo"] > out["iwae_nll"]
 
 
+def test_a_vae_is_scored_unconditionally(trained):
+    """A VAE's IWAE draws come from the label-free stream (slot 0): evaluate_model against iwae_log_px with y = None."""
+    model, x_all, y_all = trained("vae", 2)
+    x, y = x_all[:30], y_all[:30]
+    cfg = EvalConfig(k=10, k_marginal=5, seed=3, chunk=64, spread_seeds=0)
+    out = ev.evaluate_model(model, x, y, cfg, show_progress=False)
+    assert out["iwae_nll"] == pytest.approx(-ev.iwae_log_px(model, x, None, 10, 3).double().mean().item(), abs=1e-9)
+    assert out["iwae_nll"] != pytest.approx(-ev.iwae_log_px(model, x, y, 10, 3).double().mean().item(), abs=1e-6)
+    assert "iwae_nll_marginal" not in out and "k_marginal" not in out
+
+
+@pytest.mark.parametrize(("n", "spread_seeds", "spread_images", "conditional", "want"), [
+    (40, 2, 1000, False, 40 * 20 * 3),  # the spread re-estimates all 40 images with 2 more seeds
+    (40, 2, 25, False, 40 * 20 + 2 * 25 * 20),  # ... or the first spread_images of them
+    (40, 0, 1000, False, 40 * 20),  # no spread
+    (1, 2, 1000, False, 20),  # one image: no spread (a variance needs two)
+    (2, 2, 1000, False, 2 * 20 * 3),  # two images: a spread
+    (40, 0, 1000, True, 40 * 20 + 9 * 40 * 5),  # a CVAE adds 9 other labels x k_marginal
+])
+def test_planned_samples_counts_every_decoded_sample(n, spread_seeds, spread_images, conditional, want):
+    cfg = EvalConfig(k=20, k_marginal=5, spread_seeds=spread_seeds, spread_images=spread_images)
+    assert ev.planned_samples(n, cfg, conditional) == want
+
+
+def test_the_progress_bar_shows_the_planned_samples_and_is_cleared(trained, capsys):
+    """What a user sees on stderr: the bar named IWAE, counting samples (scaled: 1.40k) against the plan; it is
+    erased when done (leave=False), and absent with show_progress=False."""
+    model, x_all, y_all = trained("vae", 2)
+    cfg = EvalConfig(k=20, k_marginal=5, seed=1, chunk=64, spread_seeds=0)
+    ev.evaluate_model(model, x_all[:70], y_all[:70], cfg, show_progress=True)
+    err = capsys.readouterr().err
+    assert "IWAE:" in err and "/1.40k [" in err and "sample/s]" in err, err
+    assert err.endswith("\r") and "\n" not in err  # cleared in place, never left as a line
+    ev.evaluate_model(model, x_all[:70], y_all[:70], cfg, show_progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_seed_spread_predicts_the_spread_of_means_across_many_seeds(trained):
     """The predicted SD of a mean over images, from 3 seeds, against the SD of 40 seeds' means.
 
