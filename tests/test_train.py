@@ -196,3 +196,118 @@ def test_no_torch_load_without_weights_only_anywhere() -> None:
         text = path.read_text()
         assert not re.search(r"(?<!safetensors\.)torch\.load\(", text) or "weights_only=True" in text, path
         assert "pickle.load(" not in text and "pickle.loads(" not in text, path
+
+
+# ---------------------------------------------------------------- resumption, in process
+
+
+def _interrupted(params, mnist_file, out: Path, live: Path | None, after: int, monkeypatch) -> None:
+    """fit() killed (KeyboardInterrupt) while saving epoch `after + 1`'s state: `after` epochs are resumable."""
+    import vaebench.train as tr
+
+    real_save, calls = tr.save_state, []
+
+    def dies(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == after + 1:
+            raise KeyboardInterrupt
+        real_save(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "save_state", dies)
+    with pytest.raises(KeyboardInterrupt):
+        fit("vae", 2, params, mnist_file, out, live_dir=live, log=_quiet, progress=False)
+    monkeypatch.setattr(tr, "save_state", real_save)
+
+
+def test_a_resumed_fit_ends_with_the_bytes_and_curves_of_an_unbroken_one(trained, mnist_file, tmp_path, monkeypatch) -> None:
+    params, ref, ref_result = trained  # 5 epochs, never interrupted (no curves)
+    ref_live = tmp_path / "ref-live"
+    fit("vae", 2, params, mnist_file, tmp_path / "ref", live_dir=ref_live, log=_quiet, progress=False)
+    out, live = tmp_path / "run", tmp_path / "live"
+    _interrupted(params, mnist_file, out, live, after=2, monkeypatch=monkeypatch)
+    assert not (out / WEIGHTS).exists() and not live.exists()
+    lines: list[str] = []
+    result = fit("vae", 2, params, mnist_file, out, live_dir=live, log=lines.append, progress=False)
+    assert result.resumed_from == 2 and result.history == ref_result.history
+    assert (out / WEIGHTS).read_bytes() == (ref / WEIGHTS).read_bytes()
+    assert (out / SIDECAR).read_bytes() == (ref / SIDECAR).read_bytes()
+    # the curves replay the two finished epochs: the same files as a run that never stopped
+    curves = lambda d: {p.relative_to(d): p.read_bytes() for p in d.rglob("*") if p.is_file()}  # noqa: E731
+    assert curves(live) == curves(ref_live) and curves(live)
+    assert not out.with_name("run.partial").exists()
+    # what it said: where it resumed, what it would run, each epoch with the time left, and what it ran
+    assert lines[0] == f"resuming vae z=2 after epoch 2 from {out.with_name('run.partial')}"
+    assert lines[1].startswith("training vae z=2: epochs 3-5 of 5, 10 steps of 100 images each; about ")
+    h = ref_result.history
+    for line, row in zip(lines[2:5], h[2:]):
+        assert line.startswith(f"vae z=2 epoch {row['epoch']}/5: train ELBO {row['train_elbo']:.2f}, "
+                               f"held-out ELBO {row['heldout_elbo']:.2f}")
+    assert "left)" in lines[2] and "left)" in lines[3] and "left" not in lines[4]  # none after the last epoch
+    assert re.fullmatch(rf"vae z=2: ran epochs 3-5 \(3 of 5, resumed after epoch 2\) in \d+ s -> {re.escape(str(out))}",
+                        lines[5])
+    assert len(lines) == 6
+
+
+@pytest.mark.parametrize("damage", ["fingerprint", "state-bytes", "state-json"])
+def test_resume_state_that_cannot_be_trusted_is_ignored(trained, mnist_file, tmp_path, monkeypatch, damage) -> None:
+    """State of another configuration, or damaged state, means: start afresh (and end with the same bytes)."""
+    params, ref, _ = trained
+    out = tmp_path / "run"
+    partial = out.with_name("run.partial")
+    _interrupted(params, mnist_file, out, None, after=2, monkeypatch=monkeypatch)
+    meta = vio.read_json(partial / "state.json")
+    if damage == "fingerprint":
+        vio.write_json(partial / "state.json", {**meta, "fingerprint": {**meta["fingerprint"], "zdim": 3}})
+    elif damage == "state-bytes":
+        blob = (partial / "state.safetensors").read_bytes()
+        (partial / "state.safetensors").write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
+    else:
+        (partial / "state.json").write_text("{not json")
+    lines: list[str] = []
+    result = fit("vae", 2, params, mnist_file, out, log=lines.append, progress=False)
+    assert result.resumed_from == 0 and not any(line.startswith("resuming") for line in lines)
+    assert lines[0].startswith("training vae z=2: epochs 1-5 of 5,")
+    assert (out / WEIGHTS).read_bytes() == (ref / WEIGHTS).read_bytes()
+
+
+# ---------------------------------------------------------------- small pieces
+
+
+def test_duration_reads_in_seconds_minutes_or_hours() -> None:
+    from vaebench.train import _duration
+
+    assert [_duration(s) for s in (0.4, 59, 119, 120, 150, 7199, 7200, 9000)] == [
+        "0 s", "59 s", "119 s", "2 min", "2 min", "120 min", "2.0 h", "2.5 h"]
+
+
+def test_seconds_per_step_leaves_the_model_as_it_was(trained) -> None:
+    from vaebench.train import seconds_per_step
+
+    params, out, _ = trained
+    model, _ = load_checkpoint(out)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(300, 784).round()
+    t = seconds_per_step(model, params.train, x, None)
+    assert 0 < t < 5
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_optimizer_and_device_choices() -> None:
+    from vaebench.train import make_optimizer, resolve_device
+
+    p = [torch.nn.Parameter(torch.zeros(2))]
+    rms, adam = make_optimizer("rmsprop", p, 0.01), make_optimizer("adam", p, 0.02)
+    assert type(rms) is torch.optim.RMSprop and rms.defaults["lr"] == 0.01 and rms.defaults["alpha"] == 0.99
+    assert type(adam) is torch.optim.Adam and adam.defaults["lr"] == 0.02
+    with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
+        make_optimizer("sgd", p, 0.1)
+    assert resolve_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(RuntimeError, match="train.device is 'cuda' but no CUDA device is available"):
+            resolve_device("cuda")
+
+
+def test_heldout_elbo_of_no_images_is_nan(trained) -> None:
+    model, _ = load_checkpoint(trained[1])
+    assert torch.isnan(torch.tensor(heldout_elbo(model, torch.zeros(0, 784), None, 0)))
