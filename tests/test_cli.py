@@ -214,6 +214,44 @@ def test_train_refuses_another_configuration_unless_told_to_overwrite(project, t
     assert json.loads((copy / "model.json").read_text())["epochs_done"] == 3
 
 
+def test_a_damaged_checkpoint_of_this_configuration_is_retrained(project, tmp_path) -> None:
+    """The one thing eval may train over: this very configuration's checkpoint, with truncated weights."""
+    root, params, data = project
+    ckpt = tmp_path / "vae-2"
+    r = invoke("train", "--zdim", 2, "--params", params, "--data", data, "--out", ckpt, "--quiet")
+    assert r.exit_code == 0, r.output
+    good = (ckpt / "model.safetensors").read_bytes()
+    (ckpt / "model.safetensors").write_bytes(good[:500])
+    r = invoke("eval", "--zdim", 2, "--params", params, "--data", data, "--ckpt", ckpt, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "sha256 does not match its sidecar" in r.output and "training vae z=2 first" in r.output
+    assert (ckpt / "model.safetensors").read_bytes() == good  # retrained to the same bytes
+
+
+def test_a_checkpoint_trained_on_other_data_is_not_replaced(project, tmp_path) -> None:
+    root, params, data = project
+    folder, files = _z5_model(project)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f, b in files.items():
+        (copy / f.name).write_bytes(b)
+    meta = json.loads((copy / "model.json").read_text())
+    (copy / "model.json").write_text(json.dumps({**meta, "data_manifest_sha256": "0" * 64}))
+    r = invoke("train", "--zdim", 5, "--params", params, "--data", data, "--out", copy, "--quiet")
+    assert r.exit_code == 2
+    assert f"holds a checkpoint for data_manifest_sha256='{'0' * 64}', not the requested " in r.output
+
+
+def test_first_difference_walks_nested_settings() -> None:
+    from vaebench.fingerprint import first_difference
+
+    assert first_difference({"a": 1, "t": {"lr": 0.1, "b": [1, 2]}}, {"a": 1, "t": {"lr": 0.1, "b": [1, 2]}}) is None
+    assert first_difference({"a": 1, "t": {"lr": 0.1}}, {"a": 1, "t": {"lr": 0.2}}) == ("t.lr", 0.1, 0.2)
+    assert first_difference({"a": 1}, {"a": 1, "b": 2}) == ("b", None, 2)  # missing on the checkpoint's side
+    assert first_difference({"a": 1, "c": 3}, {"a": 1}) == ("c", 3, None)  # a setting params no longer has
+    assert first_difference({"t": 5}, {"t": {"lr": 1}}) == ("t", 5, {"lr": 1})
+
+
 def test_a_folder_with_files_that_are_not_a_checkpoint_is_left_alone(project, tmp_path) -> None:
     _, params, data = project
     (tmp_path / "model.json").write_text('{"my": "notes"}')
@@ -250,3 +288,17 @@ def test_runs_lists_checkpoints_their_numbers_and_whether_they_are_current(proje
     r = invoke("runs", "--params", other, "--models", root / "models", "--metrics", metrics, "--data", data)
     assert "stale: train.lr=0.001, params.yaml says 0.002" in r.output
     (root / "models" / "vae-9.partial").rmdir()
+    # a folder named for one run holding another, a checkpoint without weights, no data manifest to check
+    mine, files = _z5_model(project)
+    odd, broken = tmp_path / "models" / "vae-7", tmp_path / "models" / "vae-8"
+    for folder in (odd, broken):
+        folder.mkdir(parents=True)
+        for f, b in files.items():
+            (folder / f.name).write_bytes(b)
+    (broken / "model.safetensors").unlink()
+    r = invoke("runs", "--params", params, "--models", tmp_path / "models", "--metrics", metrics,
+               "--data", tmp_path / "nowhere.npz")
+    rows = {ln.split()[0]: ln for ln in r.output.splitlines() if ln.startswith("vae-")}
+    assert rows["vae-7"].endswith("current; the folder's name says vae-7, its model is vae-5 "
+                                  "(data not checked: no data manifest) (not in grid)"), rows["vae-7"]
+    assert "broken: no model.safetensors" in rows["vae-8"]

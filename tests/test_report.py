@@ -273,6 +273,11 @@ def test_a_stale_run_file_is_refused(params, grid, tmp_path) -> None:
     vio.write_json(runs / "vae-2.json", {**vio.read_json(runs / "vae-2.json"), "n_images": 123})
     with pytest.raises(ReportError, match=r"vae-2\.json: scored on 123 test images.*evaluate@vae-2"):
         _build(params, {**grid, "runs": runs}, tmp_path / "out")
+    # a file from before the quadrature's mean error was recorded: a clear error, not a KeyError
+    old = {k: v for k, v in vio.read_json(grid["runs"] / "vae-2.json").items() if k != "quad_mean_error"}
+    vio.write_json(runs / "vae-2.json", old)
+    with pytest.raises(ReportError, match=r"vae-2\.json: no key 'quad_mean_error'; run `dvc repro evaluate@vae-2`"):
+        _build(params, {**grid, "runs": runs}, tmp_path / "out")
 
 
 @pytest.fixture(scope="module")

@@ -287,9 +287,11 @@ def test_seconds_per_step_leaves_the_model_as_it_was(trained) -> None:
     model, _ = load_checkpoint(out)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.rand(300, 784).round()
+    rng = torch.get_rng_state()
     t = seconds_per_step(model, params.train, x, None)
     assert 0 < t < 5
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng)  # the global generator (Xavier init draws from it) untouched
 
 
 def test_optimizer_and_device_choices() -> None:

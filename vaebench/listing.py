@@ -1,6 +1,6 @@
 """`vaebench runs`: the checkpoints that exist, whether each is current for params.yaml, and its numbers.
 
-Reads sidecars and metrics JSON only (no weights, no torch): it answers in well under a second.
+Reads sidecars and metrics JSON only (never the weights): it answers in about a second.
 """
 
 from __future__ import annotations
@@ -10,20 +10,27 @@ from pathlib import Path
 from typing import Any
 
 from vaebench import io as vio
-from vaebench.checkpoint import SIDECAR, read_sidecar
+from vaebench.checkpoint import SIDECAR, WEIGHTS, read_sidecar
 from vaebench.config import Params, run_name
 from vaebench.data import manifest_path
 from vaebench.errors import CheckpointError
 from vaebench.fingerprint import first_difference, run_fingerprint
 
 
-def _status(meta: dict[str, Any], params: Params, data_sha: str | None) -> str:
-    """`current`, or the first setting in which the checkpoint differs from params.yaml."""
+def _status(folder: Path, meta: dict[str, Any], params: Params, data_sha: str | None) -> str:
+    """`current`, or what is wrong: the first setting that differs from params.yaml, a folder named for
+    another run, missing weights; `(data not checked)` when there is no data manifest to compare with."""
+    if not (folder / WEIGHTS).exists():
+        return f"broken: no {WEIGHTS}"
     want = json.loads(json.dumps({**run_fingerprint(meta["model"], meta["zdim"], params),  # tuples -> lists
                                   **({"data_manifest_sha256": data_sha} if data_sha else {})}))
     have = {k: meta.get(k) for k in want}
     diff = first_difference(have, want)
-    return "current" if diff is None else f"stale: {diff[0]}={diff[1]!r}, params.yaml says {diff[2]!r}"
+    status = "current" if diff is None else f"stale: {diff[0]}={diff[1]!r}, params.yaml says {diff[2]!r}"
+    named = run_name(meta["model"], meta["zdim"])
+    if folder.name != named and folder.name.split("-")[0] in ("vae", "cvae"):
+        status += f"; the folder's name says {folder.name}, its model is {named}"
+    return status if data_sha else status + " (data not checked: no data manifest)"
 
 
 def _numbers(metrics_file: Path, weights_sha: str) -> tuple[str, str]:
@@ -53,7 +60,7 @@ def list_runs(params: Params, models_dir: Path, metrics_dir: Path, data_path: Pa
             rows.append((name, "-", "-", "-", "-", f"unreadable: {e}"))
             continue
         neg_elbo, iwae = _numbers(Path(metrics_dir) / f"{name}.json", meta["weights_sha256"])
-        status = _status(meta, params, data_sha) + ("" if name in grid else " (not in grid)")
+        status = _status(models_dir / name, meta, params, data_sha) + ("" if name in grid else " (not in grid)")
         rows.append((name, f"{meta['model']} z={meta['zdim']}", str(meta.get("epochs_done", "?")), neg_elbo, iwae, status))
     lines = []
     if len(rows) == 1:

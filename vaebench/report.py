@@ -49,6 +49,7 @@ def grid_items(params: Params) -> list[tuple[str, int]]:
 REQUIRED_KEYS = ("model", "zdim", "n_images", "k", "test_elbo", "test_elbo_se", "neg_elbo", "iwae_nll",
                  "iwae_nll_se", "kl", "kl_per_dim", "activity_per_dim", "active_units")
 CVAE_KEYS = ("k_marginal", "iwae_nll_marginal", "iwae_nll_marginal_se")
+QUAD_KEYS = ("quad_nll", "quad_nll_se", "quad_error_bound", "quad_mean_error", "iwae_gap_to_quad")
 
 
 def read_metrics(path: Path, keys: Sequence[str], what: str, hint: str) -> dict[str, Any]:
@@ -71,6 +72,8 @@ def load_run(path: Path, model: str, zdim: int, n_images: int) -> dict[str, Any]
     """One run's metrics JSON, checked to be this grid item's, scored on the current test set."""
     hint = f"run `dvc repro evaluate@{run_name(model, zdim)}`"
     run = read_metrics(path, REQUIRED_KEYS + (CVAE_KEYS if model == "cvae" else ()), "run metrics", hint)
+    if "quad_nll" in run:  # a quadrature's numbers come together (a file from before quad_mean_error lacks it)
+        read_metrics(path, QUAD_KEYS, "run metrics", hint)
     if (run["model"], run["zdim"]) != (model, zdim):
         raise ReportError(f"{path}: holds {run['model']} z={run['zdim']}, not {model} z={zdim}; {hint}")
     if run["n_images"] != n_images:
