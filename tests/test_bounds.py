@@ -178,6 +178,17 @@ def test_gaussian_log_prob_matches_torch_distributions():
     assert bounds.standard_normal_log_prob(torch.zeros(4, dtype=torch.float64)).item() == pytest.approx(-3.675754133, abs=1e-8)
 
 
+def test_reparameterize_hand_computed():
+    # z = mu + exp(logvar / 2) eps, sigma = exp(logvar / 2):
+    # mu = 1,  logvar = ln 4 (sigma 2),    eps = 0.5  -> 1 + 2 * 0.5 = 2
+    # mu = -2, logvar = 0 (sigma 1),       eps = -1.5 -> -2 - 1.5 = -3.5
+    # mu = 0,  logvar = -2 ln 10 (sigma 0.1), eps = 3 -> 0.3
+    mu = torch.tensor([1.0, -2.0, 0.0], dtype=torch.float64)
+    logvar = torch.tensor([math.log(4.0), 0.0, -2 * math.log(10.0)], dtype=torch.float64)
+    eps = torch.tensor([0.5, -1.5, 3.0], dtype=torch.float64)
+    assert bounds.reparameterize(mu, logvar, eps).tolist() == pytest.approx([2.0, -3.5, 0.3], abs=1e-12)
+
+
 def test_log_mean_exp_matches_direct_formula():
     w = torch.tensor([[-1.0, -2.0, -3.0], [1000.0, 1000.0, 1000.0]], dtype=torch.float64)
     # row 0: ln((e^-1 + e^-2 + e^-3) / 3) = ln(0.5032147244 / 3) = ln(0.1677382415) = -1.785342  (direct, no shift)

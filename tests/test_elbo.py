@@ -94,3 +94,28 @@ def test_fixed_row_calls_give_every_row_the_bits_of_a_full_block(n):
     mu_all, lv_all = el.encode_all(m, x, None)
     mu, lv = el.encode_all(m, x[-n:], None)  # the last n images, now at other positions in their block
     assert torch.equal(mu, mu_all[-n:]) and torch.equal(lv, lv_all[-n:])
+
+
+def test_fixed_rows_calls_fn_on_exactly_rows_rows_zero_padded_and_passes_none_through():
+    """_fixed_rows' contract, with a row-wise fn whose output is worked out by hand: every call gets exactly
+    `rows` rows (the last block zero-padded), `None` keeps its place among the arguments, and the
+    output has one row per input row, in order."""
+    calls = []
+
+    def fn(a, none, b):  # (R, 3), None, (R,) -> (R, 2), row by row
+        calls.append((a.clone(), none, b.clone()))
+        return torch.stack([a.sum(1) * b, a[:, 0] - b], 1)
+
+    a = torch.arange(21.0).reshape(7, 3)  # row i: (3i, 3i + 1, 3i + 2), summing to 9i + 3
+    b = torch.arange(1.0, 8.0)  # row i: i + 1
+    got = el._fixed_rows(fn, 3, a, None, b)  # blocks of rows 0-2, 3-5, 6 (+ 2 zero rows)
+    want = torch.tensor([[(9 * i + 3) * (i + 1), 3 * i - (i + 1)] for i in range(7)], dtype=torch.float32)
+    assert torch.equal(got, want)
+    assert [(ca.shape, none, cb.shape) for ca, none, cb in calls] == [((3, 3), None, (3,))] * 3
+    assert torch.equal(calls[-1][0][1:], torch.zeros(2, 3)) and torch.equal(calls[-1][2][1:], torch.zeros(2))
+    # a whole number of blocks: no padding, no extra call; no rows: one padded call, an empty result
+    calls.clear()
+    assert torch.equal(el._fixed_rows(fn, 3, a[:6], None, b[:6]), want[:6]) and len(calls) == 2
+    calls.clear()
+    empty = el._fixed_rows(fn, 3, a[:0], None, b[:0])
+    assert empty.shape == (0, 2) and [c[0].shape for c in calls] == [(3, 3)]

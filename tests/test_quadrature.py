@@ -261,3 +261,40 @@ def test_subgrid_error_estimates_are_what_they_claim():
     assert narrow.mean_error() == narrow.refine_delta() + narrow.widen_delta() and narrow.widen_delta() > 0.1
     coarse_grid = quadrature(model, x, half_width=10.0, n=40)  # h = 0.5, wider than the posterior sd
     assert coarse_grid.error_bound() > 10 * q.error_bound()
+
+
+# ---------------------------------------------------------------- a grid small enough to sum by hand
+
+
+@pytest.mark.parametrize("zdim", [1, 2])
+def test_five_point_grid_and_its_subgrids_summed_by_hand(zdim):
+    """L = 2.5, n = 5: h = 1 and the axis is -2, -1, 0, 1, 2, so every estimate is a short sum by hand.
+
+    The decoder is one pixel with logit 0 whatever z is: log p(x|z) = -ln 2 for x = 0 and x = 1, and each
+    estimate is -ln 2 + zdim * ln(1-D sum) (the prior factorises, so the 2-D sums are squares):
+      full:   h * sum_g phi(z_g) = phi(0) + 2 phi(1) + 2 phi(2) = 0.398942280 + 0.483941449 + 0.107981933
+              = 0.990865662, ln = -0.009176311
+      coarse: every other point from the first (-2, 0, 2), spacing 2h:
+              2 (phi(0) + 2 phi(2)) = 2 * 0.506924213 = 1.013848427, ln = 0.013753414
+              (the other half, -1 and 1, would give 4 phi(1) = 0.967882898, ln = -0.032644172)
+      inner:  |z_d| < L - 2 = 0.5 keeps only z = 0: phi(0) = 0.398942280, ln = -0.918938533
+    Every point carries weight here, so a sum that skips one (the first, at the corner) or takes the
+    wrong half for `coarse` misses by more than 1e-2 nats.
+    """
+    from vaebench.quadrature import quadrature
+
+    model = FixedDecoder(zdim, lambda z, y: torch.zeros(*z.shape[:-1], 1, dtype=torch.float64))  # (g, 1)
+    x = torch.tensor([[1.0], [0.0]])  # (2, 1)
+    ln2 = 0.693147181
+    want = {"log_px": -ln2 - zdim * 0.009176311, "coarse": -ln2 + zdim * 0.013753414,
+            "inner": -ln2 - zdim * 0.918938533}
+    # 1-D in one chunk; 2-D (25 points) in chunks of 7, 7, 7 and 4: the masks must follow the chunks
+    q = quadrature(model, x, half_width=2.5, n=5, grid_chunk=8192 if zdim == 1 else 7)
+    for name, value in want.items():
+        assert getattr(q, name).tolist() == pytest.approx([value, value], abs=1e-8), name
+    assert quad_log_px(model, x, half_width=2.5, n=5).tolist() == pytest.approx([want["log_px"]] * 2, abs=1e-8)
+    # the error estimates from the same hand values: |full - coarse| = 0.022929725 zdim, |full - inner| = 0.909762222 zdim
+    assert q.refine_delta() == pytest.approx(zdim * 0.022929725, abs=1e-8)
+    assert q.widen_delta() == pytest.approx(zdim * 0.909762222, abs=1e-8)
+    assert q.mean_error() == pytest.approx(zdim * 0.932691947, abs=1e-8)
+    assert q.error_bound() == pytest.approx(zdim * 0.932691947, abs=1e-8)
