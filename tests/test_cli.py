@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -197,9 +198,7 @@ def test_train_refuses_another_configuration_unless_told_to_overwrite(project, t
     root, params, data = project
     folder, files = _z5_model(project)
     copy = tmp_path / "copy"
-    copy.mkdir()
-    for p, b in files.items():
-        (copy / p.name).write_bytes(b)
+    shutil.copytree(folder, copy)
     other = tmp_path / "params.yaml"  # the same model, trained for one epoch more
     p = yaml.safe_load(params.read_text())
     p["train"]["epochs"] = 3
@@ -232,9 +231,7 @@ def test_a_checkpoint_trained_on_other_data_is_not_replaced(project, tmp_path) -
     root, params, data = project
     folder, files = _z5_model(project)
     copy = tmp_path / "copy"
-    copy.mkdir()
-    for f, b in files.items():
-        (copy / f.name).write_bytes(b)
+    shutil.copytree(folder, copy)
     meta = json.loads((copy / "model.json").read_text())
     (copy / "model.json").write_text(json.dumps({**meta, "data_manifest_sha256": "0" * 64}))
     r = invoke("train", "--zdim", 5, "--params", params, "--data", data, "--out", copy, "--quiet")
@@ -292,9 +289,7 @@ def test_runs_lists_checkpoints_their_numbers_and_whether_they_are_current(proje
     mine, files = _z5_model(project)
     odd, broken = tmp_path / "models" / "vae-7", tmp_path / "models" / "vae-8"
     for folder in (odd, broken):
-        folder.mkdir(parents=True)
-        for f, b in files.items():
-            (folder / f.name).write_bytes(b)
+        shutil.copytree(mine, folder)
     (broken / "model.safetensors").unlink()
     r = invoke("runs", "--params", params, "--models", tmp_path / "models", "--metrics", metrics,
                "--data", tmp_path / "nowhere.npz")
