@@ -8,10 +8,13 @@ from it and checked.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -407,7 +410,7 @@ def test_html_page_holds_the_tables_the_figures_and_the_provenance(built, grid) 
         assert f"<td>{first_cells[2]}</td>" in page.replace("&amp;", "&")  # the test -ELBO cell of each row
     for ref in REFERENCES:
         assert ref.nll in page
-    for key in ("vaebench sources sha256", "data manifest sha256", "torch", "MKL reproducibility mode", "CPU"):
+    for key in ("report code sha256", "code of each number", "data manifest sha256", "torch", "MKL reproducibility mode", "CPU"):
         assert f"<td>{key}</td>" in page
     assert "train:" in page and "epochs: 2" in page  # the params it was built with
 
@@ -444,3 +447,19 @@ def test_html_page_opens_offline_in_headless_chromium_with_every_figure_loaded(b
     subprocess.run([_chromium(), *flags, "--window-size=1280,2400", f"--screenshot={shot}", copy.as_uri()],
                    capture_output=True, text=True, timeout=120)
     assert shot.exists() and shot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_the_report_hashes_the_code_it_ran_not_every_file_in_the_package() -> None:
+    # A new module that no stage imports (e.g. vaebench/stagegraph.py) must not change the report's
+    # bytes, or a forced re-run would disagree with a committed report that DVC calls up to date.
+    code = ("import json; from vaebench import report; from vaebench.html_report import loaded_sources, sources_sha256;"
+            "f = loaded_sources(); print(json.dumps([[str(p) for p in f], sources_sha256(f)]))")
+    files, digest = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                              check=True).stdout)
+    names = {Path(f).name for f in files}
+    assert {"report.py", "html_report.py", "__init__.py"} <= names and "stagegraph.py" not in names
+    assert "train.py" not in names  # the training code's hashes are in dvc.lock, per stage
+    h = hashlib.sha256()  # by hand: name, NUL, bytes, NUL, in name order
+    for f in sorted(files, key=lambda p: Path(p).name):
+        h.update(Path(f).name.encode() + b"\0" + Path(f).read_bytes() + b"\0")
+    assert digest == h.hexdigest()

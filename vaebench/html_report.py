@@ -16,6 +16,7 @@ import html
 import os
 import platform
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -77,10 +78,23 @@ def markdown_to_html(md: str, base_dir: Path) -> str:
     return "\n".join(out)
 
 
-def sources_sha256(package_dir: Path) -> str:
-    """sha256 over the package's .py files (name and bytes, in name order): which code made the numbers."""
+def loaded_sources() -> list[Path]:
+    """The files of the vaebench modules this process has imported.
+
+    For `vaebench report` these are exactly the modules the report stage declares in dvc.yaml (a
+    test compares them), so the hash below changes when, and only when, DVC re-runs the report; a
+    hash over the whole package would change with any new module and leave a committed report that
+    a forced re-run does not reproduce. The code behind each number is in dvc.lock: the md5 of every
+    module each training and evaluation stage imports.
+    """
+    mods = [m for name, m in list(sys.modules.items()) if name == "vaebench" or name.startswith("vaebench.")]
+    return sorted({Path(m.__file__) for m in mods if getattr(m, "__file__", None)}, key=lambda p: p.name)
+
+
+def sources_sha256(files: list[Path]) -> str:
+    """sha256 over source files (name and bytes, in name order)."""
     h = hashlib.sha256()
-    for path in sorted(Path(package_dir).glob("*.py")):
+    for path in sorted(files, key=lambda p: p.name):
         h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 

@@ -35,7 +35,7 @@ from vaebench.data import SHAPES, manifest_path
 from vaebench.errors import ReportError
 from vaebench.evaluate import ACTIVE_THRESHOLD
 from vaebench.plots import figure_names, save_figure
-from vaebench.html_report import machine, sources_sha256, write_html
+from vaebench.html_report import loaded_sources, machine, sources_sha256, write_html
 from vaebench.references import COMPARISON_NOTE, REFERENCES, THESIS_POINTS, thesis_value
 
 # ---------------------------------------------------------------- inputs
@@ -356,7 +356,8 @@ def build_report(params: Params, runs_dir: Path, logs_dir: Path, figures_dir: Pa
     md = table_markdown(rows, params, links)
     vio.write_text(out_dir / "table.md", md)
     # the same report as one page with the figures inside: opens offline, mailed or moved alone
-    provenance = {"vaebench sources sha256": sources_sha256(Path(__file__).parent),
+    provenance = {"report code sha256": sources_sha256(loaded_sources()),
+                  "code of each number": "dvc.lock (md5 of every module its stage imports)",
                   "data manifest sha256": vio.sha256_file(manifest_path(data_path)), **machine()}
     write_html(out_dir / "report.html", md, out_dir, provenance, yaml.safe_dump(to_dict(params), sort_keys=False))
     return [*written, out_dir / "table.md", out_dir / "report.html", *figures]
