@@ -1,0 +1,125 @@
+"""The grid as tasks on a Dask cluster: one task per DVC stage, each a real `dvc repro` of that stage.
+
+    pip install -e '.[dask]'
+    a LocalCluster of N worker processes by default, or any scheduler's address (a real cluster;
+    dask-jobqueue starts one on SLURM/PBS, see README "Scaling out")
+
+Each stage becomes one task whose inputs are the tasks of the stages it reads (vaebench/
+stagegraph.py: DVC's own graph), so Dask starts a stage as soon as its upstream stages are done
+and never two stages that depend on each other. A task runs `dvc --wait-for-lock repro -s <stage>`
+in the workspace: DVC runs different stages of one workspace at once and serialises only its
+lock, writes dvc.lock and the run-cache as a sequential `dvc repro` would, and the bytes are the
+same (README, determinism). This needs the workspace on every worker's disk (one machine, or a
+cluster with a shared file system).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from vaebench.stagegraph import Graph, stage_graph
+
+
+class StageFailed(RuntimeError):
+    """A stage's `dvc repro` failed on a worker; the message names it and ends with its output."""
+
+
+def run_stage(root: str, stage: str, threads: int, *upstream: object) -> dict[str, object]:
+    """Run one stage on this worker (`upstream` only orders the task after its inputs' tasks)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    t0 = time.time()
+    proc = subprocess.run(["dvc", "--wait-for-lock", "repro", "--single-item", stage], cwd=root, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise StageFailed(f"{stage} failed on {socket.gethostname()} (exit {proc.returncode}):\n"
+                          f"{(proc.stdout + proc.stderr)[-3000:]}")
+    if f"Running stage '{stage}'" in proc.stdout:
+        how = "ran"
+    elif "is cached - skipping run" in proc.stdout:
+        how = "restored from the run-cache"
+    else:
+        how = "up to date"
+    return {"stage": stage, "seconds": time.time() - t0, "how": how, "host": socket.gethostname()}
+
+
+def downstream_counts(graph: Graph) -> dict[str, int]:
+    """How many stages read, directly or not, each stage's outputs: Dask runs the most-needed first."""
+    readers: dict[str, set[str]] = {s: set() for s in graph}
+    for s, deps in graph.items():
+        for d in deps:
+            readers[d].add(s)
+
+    memo: dict[str, set[str]] = {}
+
+    def below(s: str) -> set[str]:
+        if s not in memo:
+            memo[s] = set(readers[s]).union(*(below(r) for r in readers[s])) if readers[s] else set()
+        return memo[s]
+
+    return {s: len(below(s)) for s in graph}
+
+
+def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2, threads: int = 1,
+                log: Callable[[str], None] = print) -> list[dict[str, object]]:
+    """Run every stage of the pipeline in `root` on Dask; returns one record per stage, in finishing order.
+
+    scheduler: a running scheduler's address ("tcp://host:8786"); None starts a LocalCluster of
+    `workers` processes. threads: torch threads per stage (workers x threads <= cores is sensible).
+    """
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError as e:  # an optional extra
+        raise RuntimeError("the Dask engine needs dask.distributed: pip install -e '.[dask]'") from e
+
+    root = str(Path(root).resolve())
+    graph = stage_graph(root)
+    order = _topological(graph)
+    priority = downstream_counts(graph)
+    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                  dashboard_address=":0")
+    records: list[dict[str, object]] = []
+    futures: dict[str, object] = {}
+    try:
+        with Client(scheduler or cluster) as client:
+            log(f"Dask: {len(order)} stages on {len(client.scheduler_info()['workers'])} worker(s); "
+                f"dashboard {client.dashboard_link}")
+            for stage in order:
+                futures[stage] = client.submit(run_stage, root, stage, threads, *(futures[d] for d in graph[stage]),
+                                               key=f"dvc-repro-{stage}", pure=False, priority=priority[stage])
+            t0 = time.time()
+            try:
+                for future in as_completed(list(futures.values())):
+                    rec = future.result()  # re-raises StageFailed from the worker
+                    records.append(rec)
+                    log(f"[{len(records)}/{len(order)}] {rec['stage']}: {rec['how']} in {rec['seconds']:.0f} s "
+                        f"on {rec['host']} ({time.time() - t0:.0f} s elapsed)")
+            except BaseException:
+                client.cancel(list(futures.values()))  # a failed stage stops the rest: no half-built grid
+                raise
+            finally:
+                futures.clear()  # release the results before the workers go, or Dask warns it lost them
+    finally:
+        if cluster is not None:
+            cluster.close()
+    return records
+
+
+def _topological(graph: Graph) -> list[str]:
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def visit(s: str) -> None:
+        if s not in seen:
+            seen.add(s)
+            for d in graph[s]:
+                visit(d)
+            out.append(s)
+
+    for s in sorted(graph):
+        visit(s)
+    return out

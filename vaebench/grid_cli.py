@@ -1,0 +1,96 @@
+"""`vaebench-grid`: the pipeline's stages spread over cores, machines or a Dask cluster.
+
+A command of its own, not a `vaebench` subcommand, on purpose: every pipeline stage runs `vaebench`,
+so each module `vaebench` imports is a dependency of all 51 stages, and a change to a scheduling
+option would mark the whole grid stale. Nothing here changes a result: each engine runs the very
+stages `dvc repro` runs, and the bytes are the same (README, "Scaling out").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vaebench.stagegraph import machine_share, stage_graph, waves
+
+app = typer.Typer(
+    help="Run vaebench's DVC pipeline on many cores (DVC's queue), many machines, or a Dask cluster.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+RootOpt = Annotated[Path, typer.Option("--root", help="The project (the folder holding dvc.yaml).")]
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _part(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        part, parts = (int(v) for v in value.split("/"))
+    except ValueError:
+        _fail(f"--part {value!r}: expected I/N, e.g. 1/2 (machine 1 of 2)")
+    if parts < 1 or not 1 <= part <= parts:
+        _fail(f"--part {value}: need 1 <= I <= N")
+    return part, parts
+
+
+@app.command()
+def stages(
+    part: Annotated[str | None, typer.Option("--part", help="I/N: only machine I's share of N (whole runs).")] = None,
+    root: RootOpt = Path("."),
+) -> None:
+    """Print the pipeline's stages, one per line, in an order `dvc repro` accepts.
+
+    With --part I/N, machine I's share of the grid when N machines split it:
+    `dvc repro $(vaebench-grid stages --part 1/2) && dvc push --run-cache`.
+    """
+    graph = stage_graph(root)
+    share = _part(part)
+    names = machine_share(graph, *share) if share else [s for wave in waves(graph) for s in wave]
+    typer.echo("\n".join(names))
+
+
+@app.command()
+def queue(
+    targets: Annotated[list[str] | None, typer.Argument(help="Stages to bring up to date [all].")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Stages at a time.")] = 2,
+    threads: Annotated[int | None, typer.Option("--threads", min=1,
+                                                help="Torch threads per stage [cores / jobs].")] = None,
+    root: RootOpt = Path("."),
+) -> None:
+    """Run the grid on DVC's experiment queue, --jobs stages at a time; a final `dvc repro` restores
+    every result from the run-cache and runs the report."""
+    from vaebench.queue import QueueError, run_on_queue
+
+    try:
+        run_on_queue(root, jobs=jobs, threads=threads, targets=targets or None, log=typer.echo)
+    except (QueueError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def dask(
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="A running Dask scheduler's address, "
+                                                  "e.g. tcp://10.0.0.1:8786 [a LocalCluster here].")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="LocalCluster worker processes.")] = 2,
+    threads: Annotated[int, typer.Option("--threads", min=1, help="Torch threads per stage.")] = 1,
+    root: RootOpt = Path("."),
+) -> None:
+    """Run every stage as a task on a Dask cluster, in dependency order (a line per finished stage)."""
+    from vaebench.dask_grid import StageFailed, run_on_dask
+
+    try:
+        run_on_dask(root, scheduler=scheduler, workers=workers, threads=threads, log=typer.echo)
+    except (StageFailed, RuntimeError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None

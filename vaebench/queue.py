@@ -1,0 +1,161 @@
+"""The grid on one machine's cores with DVC's own machinery: its experiment queue and its run-cache.
+
+    wave by wave (vaebench/stagegraph.py::waves):
+        a wave of one stage          -> `dvc repro <stage>` here, in the workspace
+        a wave of independent stages -> one `dvc exp run --queue <stage>` each, then
+                                        `dvc exp run --run-all --jobs N`: N at a time, each in a
+                                        temporary copy of the workspace, all writing one cache
+    finally                          -> `dvc repro` here: every queued stage is found in the
+                                        run-cache ("is cached - skipping run", its outputs checked
+                                        out), and only what was not queued (the report) runs
+
+Why waves: a queued stage whose upstream stage has not finished yet would run that stage a second
+time in its own copy (same bytes, wasted time). Why threads = cores / jobs: a 784-500-500 MLP uses
+few threads well, and N workers that each take every core fight over them. The queue's workers take
+their environment from `dvc exp run --run-all`, so OMP_NUM_THREADS is set there. The bytes are those
+of a sequential `dvc repro`: training and scoring give the same bytes at any thread count (README,
+determinism), and each stage runs alone in its own copy.
+
+The queued experiments are named `vbq-<stage>` and removed once their results are in the run-cache
+(any of yours are left alone).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from vaebench.stagegraph import stage_graph, uncached_outputs, waves
+
+PREFIX = "vbq-"
+
+
+class QueueError(RuntimeError):
+    """A stage failed on the queue; the message names it and ends with its log."""
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, e.g. under taskset or a batch scheduler)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    """Each of `jobs` workers gets an equal share of the cores, at least one thread."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    return max(1, (cores or usable_cores()) // jobs)
+
+
+def exp_name(stage: str) -> str:
+    """A valid, readable experiment name for a stage: `train@vae-2` -> `vbq-train-vae-2`."""
+    return PREFIX + stage.replace("@", "-")
+
+
+def _dvc(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["dvc", *args], cwd=root, env=env, capture_output=True, text=True)
+
+
+def _check(proc: subprocess.CompletedProcess, what: str) -> str:
+    if proc.returncode != 0:
+        raise QueueError(f"{what} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return proc.stdout
+
+
+def run_on_queue(root: Path | str, jobs: int, threads: int | None = None, targets: list[str] | None = None,
+                 log: Callable[[str], None] = print) -> dict[str, float]:
+    """Run the pipeline of `root` (or only `targets` and what they need) with `jobs` stages at a time.
+
+    Returns the seconds each wave took. Raises QueueError naming the first stage that failed; what
+    finished before stays in the run-cache, so a second call resumes instead of starting over.
+    """
+    root = Path(root)
+    threads = threads or threads_per_job(jobs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    graph = stage_graph(root)
+    if targets:
+        unknown = sorted(set(targets) - set(graph))
+        if unknown:
+            raise ValueError(f"no such stage: {', '.join(unknown)} (stages: `dvc stage list`)")
+        graph = _upstream_of(graph, targets)
+    plan = waves(graph)
+    queued = [s for wave in plan[:-1] if len(wave) > 1 for s in wave]
+    blocked = {s: o for s, o in uncached_outputs(root).items() if s in queued}
+    if blocked:
+        s, outs = sorted(blocked.items())[0]
+        raise QueueError(f"{len(blocked)} stage(s) to queue have outputs declared `cache: false` (first: {s}: "
+                         f"{', '.join(outs)}); DVC's run-cache cannot hand them from the queue's copies back "
+                         "to this workspace, so every such stage would run twice. Declare them cached in "
+                         "dvc.yaml, or use `vaebench-grid dask`, which runs in this workspace.")
+    log(f"{len(graph)} stages in {len(plan)} waves; {jobs} at a time, {threads} thread(s) each")
+    _remove_ours(root)  # leftovers of an interrupted run would be re-run by --run-all
+    seconds: dict[str, float] = {}
+    for i, wave in enumerate(plan[:-1] if len(plan) > 1 else plan):
+        t0 = time.time()
+        if len(wave) == 1:
+            _check(_dvc(root, "repro", wave[0], env=env), f"dvc repro {wave[0]}")
+        else:
+            for stage in wave:
+                _check(_dvc(root, "exp", "run", "--queue", "-n", exp_name(stage), stage, env=env),
+                       f"queueing {stage}")
+            proc = _dvc(root, "exp", "run", "--run-all", "--jobs", str(jobs), env=env)
+            failed = _failed(root, wave)
+            if proc.returncode != 0 or failed:
+                raise QueueError(f"stage {failed[0] if failed else '?'} failed on the queue:\n"
+                                 f"{_log(root, failed[0]) if failed else (proc.stdout + proc.stderr)[-3000:]}")
+            _remove_ours(root)
+        seconds[f"wave {i}"] = time.time() - t0
+        log(f"wave {i}: {len(wave)} stage(s) in {seconds[f'wave {i}']:.0f} s ({', '.join(_short(wave))})")
+    t0 = time.time()
+    out = _check(_dvc(root, "repro", *(targets or []), env=env), "the final dvc repro")
+    seconds["final repro"] = time.time() - t0
+    ran = [ln.split("'")[1] for ln in out.splitlines() if ln.startswith("Running stage '")]
+    log(f"final dvc repro in {seconds['final repro']:.0f} s: restored from the run-cache, ran "
+        f"{', '.join(ran) if ran else 'nothing'}")
+    return seconds
+
+
+def _upstream_of(graph: dict[str, tuple[str, ...]], targets: list[str]) -> dict[str, tuple[str, ...]]:
+    keep: set[str] = set()
+    todo = list(targets)
+    while todo:
+        s = todo.pop()
+        if s not in keep:
+            keep.add(s)
+            todo.extend(graph[s])
+    return {s: d for s, d in graph.items() if s in keep}
+
+
+def _short(wave: list[str]) -> list[str]:
+    return wave if len(wave) <= 4 else [*wave[:3], f"... {len(wave) - 3} more"]
+
+
+def _queue_names(root: Path) -> dict[str, str]:
+    """{experiment name: status} of the queue's tasks (`dvc queue status`)."""
+    out = _dvc(root, "queue", "status").stdout
+    rows = [ln.split() for ln in out.splitlines()[1:] if ln.strip() and not ln.startswith("Worker")]
+    return {r[1]: r[-1] for r in rows if len(r) >= 3}
+
+
+def _failed(root: Path, wave: list[str]) -> list[str]:
+    status = _queue_names(root)
+    return [s for s in wave if status.get(exp_name(s)) == "Failed"]
+
+
+def _log(root: Path, stage: str) -> str:
+    return _dvc(root, "queue", "logs", exp_name(stage)).stdout[-3000:]
+
+
+def _remove_ours(root: Path) -> None:
+    """Remove this module's experiments (their results live on in the run-cache) and queue entries."""
+    ours = [n for n in _queue_names(root) if n.startswith(PREFIX)]
+    listed = _dvc(root, "exp", "ls", "--name-only").stdout.split()
+    ours += [n for n in listed if n.startswith(PREFIX) and n not in ours]
+    if ours:
+        _dvc(root, "exp", "remove", *ours)
+        _dvc(root, "queue", "remove", *ours)

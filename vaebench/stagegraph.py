@@ -1,0 +1,105 @@
+"""The pipeline's stages and which stages each one needs, read from DVC's own graph of dvc.yaml.
+
+One source of truth: the engines that spread the grid over cores, machines or a Dask cluster
+(vaebench/queue.py, vaebench/dask_grid.py) schedule exactly the stages `dvc repro` would run,
+in an order DVC accepts, and never keep a second list of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+Graph = dict[str, tuple[str, ...]]  # stage name -> names of the stages whose outputs it reads
+
+
+def stage_graph(root: Path | str) -> Graph:
+    """{stage: the stages it needs}, matrix items expanded (`train@vae-2`), from `root`/dvc.yaml.
+
+    Names are those `dvc repro` takes when run in `root` (whatever this process's working directory):
+    `train@vae-2` for a stage of root/dvc.yaml, `sub/dvc.yaml:name` for one of another dvc.yaml.
+    """
+    import os
+
+    from dvc.repo import Repo
+
+    root = os.path.abspath(root)
+
+    def name(stage) -> str:
+        rel = os.path.relpath(stage.dvcfile.path, root)
+        return stage.name if rel == "dvc.yaml" else f"{rel}:{stage.name}"
+
+    with Repo(root) as repo:
+        graph = repo.index.graph  # networkx DiGraph; an edge u -> v means u reads an output of v
+        return {name(stage): tuple(sorted(name(dep) for dep in graph.successors(stage))) for stage in graph.nodes}
+
+
+def uncached_outputs(root: Path | str) -> dict[str, list[str]]:
+    """{stage: its outputs declared `cache: false`} for the stages that have any.
+
+    DVC's run-cache cannot restore such a stage where its outputs are missing: a copy of the
+    workspace (DVC's queue) or another machine cannot hand it over, and it runs again.
+    """
+    import os
+
+    from dvc.repo import Repo
+
+    root = os.path.abspath(root)
+    out: dict[str, list[str]] = {}
+    with Repo(root) as repo:
+        for stage in repo.index.stages:
+            if rel := [o.def_path for o in stage.outs if not o.use_cache]:
+                name = stage.name if os.path.relpath(stage.dvcfile.path, root) == "dvc.yaml" else stage.addressing
+                out[name] = rel
+    return out
+
+
+def waves(graph: Graph) -> list[list[str]]:
+    """The stages in waves: each stage needs only stages of earlier waves, so a wave's stages can all
+    run at once. Wave i holds the stages whose longest chain of upstream stages has length i."""
+    depth: dict[str, int] = {}
+
+    def visit(stage: str, path: tuple[str, ...] = ()) -> int:
+        if stage in path:  # DVC refuses cycles itself; this guards hand-made graphs in tests
+            raise ValueError(f"cycle through {' -> '.join(path + (stage,))}")
+        if stage not in depth:
+            depth[stage] = 1 + max((visit(d, path + (stage,)) for d in graph[stage]), default=-1)
+        return depth[stage]
+
+    for stage in graph:
+        visit(stage)
+    out: list[list[str]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
+    for stage in sorted(depth):
+        out[depth[stage]].append(stage)
+    return out
+
+
+def run_name(stage: str) -> str | None:
+    """The matrix item a stage belongs to (`train@vae-2` -> `vae-2`), None for a stage outside the grid."""
+    return stage.split("@", 1)[1] if "@" in stage else None
+
+
+def _natural(name: str) -> tuple:
+    """`vae-10` after `vae-2`: digits compare as numbers."""
+    import re
+
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
+
+
+def machine_share(graph: Graph, part: int, parts: int) -> list[str]:
+    """The grid stages machine `part` of `parts` (1-based) computes when the grid is split across
+    machines: whole runs (every stage of one matrix item, e.g. train, evaluate, figures and exact of
+    vae-2) dealt out in turn in sorted order, so that no model has to travel between machines. The
+    stages outside the grid (check, download upstream; the report downstream) are left out: DVC runs
+    the upstream ones itself on each machine, and the report is assembled once from everyone's results.
+    Runs with more stages (those with an `exact` stage, the longest) are dealt first, so that they
+    land on different machines.
+    """
+    if parts < 1 or not 1 <= part <= parts:
+        raise ValueError(f"machine {part} of {parts}: need 1 <= part <= parts")
+    size: dict[str, int] = {}
+    for s in graph:
+        if (r := run_name(s)) is not None:
+            size[r] = size.get(r, 0) + 1
+    runs = sorted(size, key=lambda r: (-size[r], _natural(r)))
+    mine = set(runs[part - 1 :: parts])
+    return [s for wave in waves(graph) for s in wave if run_name(s) in mine]
