@@ -130,8 +130,28 @@ def test_seed_spread_hand_computed():
     # a mean over 10 such images has variance 5 / 10 = 0.5
     per_seed = torch.tensor([[1.0, 2.0], [3.0, 6.0]])
     assert ev.seed_spread(per_seed, 10) == pytest.approx(math.sqrt(0.5), abs=1e-12)
-    with pytest.raises(ValueError, match="two seeds"):
+    with pytest.raises(ValueError, match="^seed_spread needs estimates from at least two seeds$"):
         ev.seed_spread(per_seed[:1], 10)
+
+
+def test_mean_and_se_of_two_values_and_of_one():
+    # two values 1, 4: sample SD |4 - 1| / sqrt(2), so SE = 3 / sqrt(2) / sqrt(2) = 1.5
+    assert ev.mean_and_se(torch.tensor([1.0, 4.0])) == (2.5, pytest.approx(1.5, abs=1e-12))
+    m, se = ev.mean_and_se(torch.tensor([7.0]))  # one value: a mean, and no SE (not an error)
+    assert m == 7.0 and math.isnan(se)
+
+
+def test_latent_diagnostics_of_one_and_of_two_images():
+    logvar = torch.zeros(1, 3, dtype=torch.float64)
+    one = ev.latent_diagnostics(torch.tensor([[0.5, -2.0, 3.0]], dtype=torch.float64), logvar)
+    assert one["activity_per_dim"] == [0.0, 0.0, 0.0] and one["active_units"] == 0  # no variance from one image
+    # two images: unbiased variance (a - b)^2 / 2 per dim; dim 1's is exactly the threshold 0.01, which
+    # is not active (Burda et al. 2016, sec. 5.2: active if Cov > 1e-2, strictly)
+    b = math.sqrt(0.02)
+    mu = torch.tensor([[0.0, 0.0, 1.0], [1.0, b, 1.0]], dtype=torch.float64)
+    two = ev.latent_diagnostics(mu, logvar.expand(2, 3))
+    assert two["activity_per_dim"][0] == 0.5 and two["activity_per_dim"][1] == ev.ACTIVE_THRESHOLD == 0.01
+    assert two["activity_per_dim"][2] == 0.0 and two["active_units"] == 1
 
 
 def test_mean_and_se_match_the_statistics_module():
@@ -263,6 +283,12 @@ def test_evaluate_model_reports_what_its_parts_compute(trained):
     assert out["iwae_nll_marginal"] == pytest.approx(
         -ev.marginal_log_px(model, x, y, log_px, cfg).double().mean().item(), abs=1e-6)
     assert out["active_units"] == ev.latent_diagnostics(mu, logvar)["active_units"]
+    assert set(out) == {"n_images", "k", "test_elbo", "test_elbo_se", "neg_elbo", "iwae_nll", "iwae_nll_se", "kl",
+                        "kl_per_dim", "activity_per_dim", "active_units", "iwae_nll_seed_sd", "seed_spread_seeds",
+                        "seed_spread_images", "k_marginal", "iwae_nll_marginal", "iwae_nll_marginal_se"}
+    assert out["test_elbo_se"] == pytest.approx(ev.mean_and_se(elbo)[1], abs=1e-9)
+    assert out["iwae_nll_marginal_se"] == pytest.approx(
+        ev.mean_and_se(ev.marginal_log_px(model, x, y, log_px, cfg))[1], abs=1e-9)
     # the spread across seeds: cfg.seed's estimates of all 40 images (spread_images 1000 > 40) and seeds 5, 6
     per_seed = torch.stack([log_px] + [ev.iwae_log_px(model, x, y, cfg.k, s, cfg.chunk) for s in (5, 6)])
     assert out["seed_spread_seeds"] == 3 and out["seed_spread_images"] == 40
@@ -282,6 +308,23 @@ def test_a_vae_is_scored_unconditionally(trained):
     assert out["iwae_nll"] == pytest.approx(-ev.iwae_log_px(model, x, None, 10, 3).double().mean().item(), abs=1e-9)
     assert out["iwae_nll"] != pytest.approx(-ev.iwae_log_px(model, x, y, 10, 3).double().mean().item(), abs=1e-6)
     assert "iwae_nll_marginal" not in out and "k_marginal" not in out
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_the_seed_spread_of_a_vae_needs_two_images(trained, n):
+    """The spread is re-estimated for a VAE too (label-free), from two images up, and the samples counted
+    are exactly those planned."""
+    model, x_all, y_all = trained("vae", 2)
+    cfg = EvalConfig(k=10, k_marginal=5, seed=3, chunk=64, spread_seeds=2)
+    told = []
+    out = ev.evaluate_model(model, x_all[:n], y_all[:n], cfg, show_progress=False, progress=told.append)
+    assert sum(told) == ev.planned_samples(n, cfg, conditional=False) == 10 * n * (1 if n == 1 else 3)
+    if n == 1:
+        assert "iwae_nll_seed_sd" not in out
+    else:
+        per_seed = torch.stack([ev.iwae_log_px(model, x_all[:2], None, 10, s) for s in (3, 4, 5)])
+        assert out["seed_spread_images"] == 2
+        assert out["iwae_nll_seed_sd"] == pytest.approx(ev.seed_spread(per_seed, 2), rel=1e-6)
 
 
 @pytest.mark.parametrize(("n", "spread_seeds", "spread_images", "conditional", "want"), [
@@ -308,6 +351,8 @@ def test_the_progress_bar_shows_the_planned_samples_and_is_cleared(trained, caps
     assert err.endswith("\r") and "\n" not in err  # cleared in place, never left as a line
     ev.evaluate_model(model, x_all[:70], y_all[:70], cfg, show_progress=False)
     assert capsys.readouterr().err == ""
+    ev.evaluate_model(model, x_all[:70], y_all[:70], cfg)  # shown unless asked not to
+    assert "IWAE:" in capsys.readouterr().err
 
 
 def test_seed_spread_predicts_the_spread_of_means_across_many_seeds(trained):

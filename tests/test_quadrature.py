@@ -298,3 +298,14 @@ def test_five_point_grid_and_its_subgrids_summed_by_hand(zdim):
     assert q.widen_delta() == pytest.approx(zdim * 0.909762222, abs=1e-8)
     assert q.mean_error() == pytest.approx(zdim * 0.932691947, abs=1e-8)
     assert q.error_bound() == pytest.approx(zdim * 0.932691947, abs=1e-8)
+
+
+def test_quad_log_px_defaults_are_the_pipelines():
+    """Called without a grid, the quadrature uses params.yaml's defaults (eval.quad_n, eval.quad_half_width)."""
+    import inspect
+
+    from vaebench.config import EvalConfig
+
+    sig = inspect.signature(quad_log_px).parameters
+    assert sig["n"].default == EvalConfig().quad_n == 800
+    assert sig["half_width"].default == EvalConfig().quad_half_width == 10.0

@@ -96,6 +96,9 @@ def test_curves_appear_whole_or_not_at_all(trained, mnist_file, tmp_path, monkey
     curves = {p.relative_to(live): p.read_bytes() for p in live.rglob("*") if p.is_file()}
     assert any(p.suffix == ".tsv" for p in curves) and all(len(b.splitlines()) == 4 for p, b in curves.items()
                                                           if p.suffix == ".tsv")  # header + 3 epochs
+    # the two curves under the names the report reads (vaebench/report.py::log_files) and dvc.yaml plots
+    assert {p.as_posix() for p in curves if p.suffix == ".tsv"} == {
+        "plots/metrics/train/elbo.tsv", "plots/metrics/heldout/elbo.tsv"}
 
     real_save, calls = tr.save_state, []
 
