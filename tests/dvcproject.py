@@ -46,10 +46,12 @@ def make_project(root: Path, params: dict) -> Path:
     root.mkdir()
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     shutil.copy(REPO / ".gitignore", root / ".gitignore")
+    shutil.copy(REPO / ".dvcignore", root / ".dvcignore.repo")  # after `dvc init`, which writes its own
     shutil.copytree(REPO / "vaebench", root / "vaebench", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(root, "git", "init", "-q", "-b", "main")
     run(root, "dvc", "init", "-q")
+    (root / ".dvcignore.repo").replace(root / ".dvcignore")
     run(root, "git", "add", "-A")
     run(root, "git", "commit", "-qm", "init")
     return root

@@ -61,7 +61,7 @@ RUN_PNGS = {
     "cvae-2/manifold_cvae-2.png": _px(3 * 6.6, 7.0),  # three digits
 }
 EXPECTED_PNGS = {**GRID_PNGS, **{f"runs/{k}": v for k, v in RUN_PNGS.items()}}
-TABLES = ("summary.json", "table.csv", "table.md", "nll_by_zdim.csv", "report.html")
+TABLES = ("summary.json", "table.csv", "table.md", "nll_by_zdim.csv", "report.html", "all_runs.json")
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +132,17 @@ def test_every_declared_output_is_written_and_returned(built, grid) -> None:
     assert {p for p in where.rglob("*") if p.is_file()} == expected
     # and the figures stage wrote exactly its figures, nothing else
     assert {p.relative_to(grid["figures"]).as_posix() for p in grid["figures"].rglob("*") if p.is_file()} == set(RUN_PNGS)
+
+
+def test_all_runs_json_holds_every_metrics_file_whole(built, grid) -> None:
+    """The per-run files are DVC-cached (they travel between machines); git keeps this copy of them."""
+    where, _ = built
+    copy = json.loads((where / "metrics" / "all_runs.json").read_text())
+    runs = sorted(grid["runs"].glob("*.json"))
+    assert sorted(copy["runs"]) == [p.stem for p in runs] and len(runs) == len(ITEMS)
+    for p in runs:
+        assert copy["runs"][p.stem] == json.loads(p.read_text())
+    assert "exact" not in copy  # built without the exact stage's folder (its copies: the exact-stage test)
 
 
 def test_the_report_links_every_run_figure(built, grid) -> None:
@@ -310,6 +321,7 @@ def test_many_sample_iwae_sits_beside_the_quadrature_with_its_gap(params, grid, 
             assert row["iwae_nll_exact_k"] == "" and "iwae_nll_exact_k" not in summary[m][f"z{z}"]
             continue
         ex = vio.read_json(exact_dir / f"{run_name(m, z)}.json")
+        assert json.loads((where / "metrics" / "all_runs.json").read_text())["exact"][run_name(m, z)] == ex
         assert int(row["exact_k"]) == params.exact.k
         assert float(row["iwae_nll_exact_k"]) == round(ex["iwae_nll"], 4)
         # the gap is to the quadrature, which both files computed identically

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import re
 import shutil
@@ -316,3 +317,102 @@ def test_optimizer_and_device_choices() -> None:
 def test_heldout_elbo_of_no_images_is_nan(trained) -> None:
     model, _ = load_checkpoint(trained[1])
     assert torch.isnan(torch.tensor(heldout_elbo(model, torch.zeros(0, 784), None, 0)))
+
+
+# ---------------------------------------------------------------- what fit says and leaves behind
+
+
+def test_the_plan_line_states_epochs_steps_and_the_time_they_take(mnist_file, tmp_path, monkeypatch) -> None:
+    """1,000 images in batches of 100: 10 steps an epoch. A step timed at 31 ms (pinned here: the timing
+    itself is tested above) gives 3 epochs x 10 steps x 0.031 s = 0.93 s, and 2 epochs 0.62 s."""
+    import vaebench.train as tr
+    from conftest import make_tiny_params
+
+    monkeypatch.setattr(tr, "seconds_per_step", lambda *a, **k: 0.031)
+    monkeypatch.setattr(tr, "_duration", lambda s: f"<{s:.4f}>")  # the seconds fit computed, unrounded
+    lines: list[str] = []
+    out = tmp_path / "m"
+    fit("vae", 2, make_tiny_params(train={"epochs": 3, "batch_size": 100}), mnist_file, out, log=lines.append,
+        progress=False)
+    assert ("training vae z=2: epochs 1-3 of 3, 10 steps of 100 images each; about <0.9300> "
+            "(a step timed at 31 ms)") in lines
+    # killed after epoch 2's state was saved: the rerun plans the 1 epoch left (10 steps, 0.31 s)
+    real_save, calls = tr.save_state, []
+
+    def killed_after_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_save(*args, **kwargs)
+
+    params = make_tiny_params(train={"epochs": 3, "batch_size": 100, "seed": 1})
+    monkeypatch.setattr(tr, "save_state", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        fit("vae", 2, params, mnist_file, tmp_path / "r", log=_quiet, progress=False)
+    monkeypatch.setattr(tr, "save_state", real_save)
+    lines.clear()
+    fit("vae", 2, params, mnist_file, tmp_path / "r", log=lines.append, progress=False)
+    assert "training vae z=2: epochs 3-3 of 3, 10 steps of 100 images each; about <0.3100> " \
+           "(a step timed at 31 ms)" in lines
+    # killed after the last epoch's state but before the checkpoint: nothing is left to plan or time
+    real_ckpt = tr.save_checkpoint
+
+    def killed_before_the_checkpoint(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr, "save_checkpoint", killed_before_the_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        fit("vae", 2, params, mnist_file, tmp_path / "f", log=_quiet, progress=False)
+    monkeypatch.setattr(tr, "save_checkpoint", real_ckpt)
+    lines.clear()
+    fit("vae", 2, params, mnist_file, tmp_path / "f", log=lines.append, progress=False)
+    assert not any(line.startswith("training ") for line in lines)
+    assert any("ran no epoch (0 of 3, resumed after epoch 3)" in line for line in lines)
+
+
+def test_fit_shows_a_progress_bar_unless_asked_not_to(mnist_file, tmp_path, capsys) -> None:
+    from conftest import make_tiny_params
+
+    fit("vae", 2, make_tiny_params(train={"epochs": 1}), mnist_file, tmp_path / "m", log=_quiet)
+    assert "vae z=2" in capsys.readouterr().err
+
+
+def test_leftover_curves_of_an_untrusted_state_are_not_carried_over(mnist_file, tmp_path) -> None:
+    from conftest import make_tiny_params
+
+    junk = tmp_path / "m.partial" / "live" / "plots" / "metrics" / "old.tsv"
+    junk.parent.mkdir(parents=True)
+    junk.write_text("step\told\n0\t1\n")  # no state.json beside it: nothing to resume from
+    live = tmp_path / "logs"
+    fit("vae", 2, make_tiny_params(train={"epochs": 1}), mnist_file, tmp_path / "m", live_dir=live, log=_quiet,
+        progress=False)
+    # exactly dvclive's summary and the two curves: no old file, no dvc.yaml or report of dvclive's own
+    assert sorted(p.relative_to(live).as_posix() for p in live.rglob("*") if p.is_file()) == [
+        "metrics.json", "plots/metrics/heldout/elbo.tsv", "plots/metrics/train/elbo.tsv"]
+
+
+def test_the_checkpoint_names_the_data_it_was_trained_on(mnist_file, tmp_path) -> None:
+    from conftest import make_tiny_params
+
+    params = make_tiny_params(train={"epochs": 1})
+    res = fit("vae", 2, params, mnist_file, tmp_path / "m", log=_quiet, progress=False)
+    _, meta = load_checkpoint(res.checkpoint)
+    data = load_mnist(mnist_file, params.data.train_subset, params.data.test_subset)
+    assert meta["data_manifest_sha256"] == data.manifest_sha256
+
+
+def test_the_heldout_curve_scores_the_configured_test_bits(mnist_file, tmp_path) -> None:
+    """The last point of the held-out curve is the final model's held-out ELBO on the test bits of
+    data.binarize (here `threshold`, not the default), for the first train.heldout images."""
+    from conftest import make_tiny_params
+
+    params = make_tiny_params(train={"epochs": 2, "heldout": 50}, data={"binarize": "threshold"})
+    res = fit("vae", 2, params, mnist_file, tmp_path / "m", log=_quiet, progress=False)
+    model, _ = load_checkpoint(res.checkpoint)
+    data = load_mnist(mnist_file, params.data.train_subset, params.data.test_subset)
+    bits = binarize_test(data.test_x, "threshold", params.data.test_seed)
+    assert res.history[-1]["heldout_elbo"] == heldout_elbo(model.eval(), bits[:50], None, params.train.seed)
+    assert res.history[-1]["heldout_elbo"] != heldout_elbo(
+        model, binarize_test(data.test_x, "dynamic", params.data.test_seed)[:50], None, params.train.seed)
+    one = heldout_elbo(model, bits[:1], None, 0)  # one image is a mean of one, not "no images"
+    assert math.isfinite(one) and math.isnan(heldout_elbo(model, bits[:0], None, 0))

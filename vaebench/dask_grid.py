@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -88,21 +89,32 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
         with Client(scheduler or cluster) as client:
             log(f"Dask: {len(order)} stages on {len(client.scheduler_info()['workers'])} worker(s); "
                 f"dashboard {client.dashboard_link}")
+            run_id = uuid.uuid4().hex[:8]  # a shared scheduler must not take another run's tasks for ours
             for stage in order:
                 futures[stage] = client.submit(run_stage, root, stage, threads, *(futures[d] for d in graph[stage]),
-                                               key=f"dvc-repro-{stage}", pure=False, priority=priority[stage])
+                                               key=f"dvc-repro-{stage}-{run_id}", pure=False,
+                                               priority=priority[stage])
             t0 = time.time()
+            first_error: BaseException | None = None
             try:
                 for future in as_completed(list(futures.values())):
-                    rec = future.result()  # re-raises StageFailed from the worker
+                    try:
+                        rec = future.result()  # re-raises StageFailed from the worker
+                    except Exception as e:
+                        # the stages that read the failed one's outputs never start (Dask passes the error
+                        # on); the others run to the end rather than be killed half-way with a dvc process
+                        # writing outputs and dvc.lock
+                        if first_error is None:
+                            first_error = e
+                            log(f"{e}".splitlines()[0] + "; waiting for the stages already started")
+                        continue
                     records.append(rec)
                     log(f"[{len(records)}/{len(order)}] {rec['stage']}: {rec['how']} in {rec['seconds']:.0f} s "
                         f"on {rec['host']} ({time.time() - t0:.0f} s elapsed)")
-            except BaseException:
-                client.cancel(list(futures.values()))  # a failed stage stops the rest: no half-built grid
-                raise
             finally:
                 futures.clear()  # release the results before the workers go, or Dask warns it lost them
+            if first_error is not None:
+                raise first_error
     finally:
         if cluster is not None:
             cluster.close()

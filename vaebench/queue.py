@@ -16,8 +16,8 @@ their environment from `dvc exp run --run-all`, so OMP_NUM_THREADS is set there.
 of a sequential `dvc repro`: training and scoring give the same bytes at any thread count (README,
 determinism), and each stage runs alone in its own copy.
 
-The queued experiments are named `vbq-<stage>` and removed once their results are in the run-cache
-(any of yours are left alone).
+The queued experiments are named `vbq-<stage>` and removed once their results are in the run-cache;
+experiments of yours already waiting in the queue make it refuse to start (`--run-all` would run them).
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ def run_on_queue(root: Path | str, jobs: int, threads: int | None = None, target
     """
     root = Path(root)
     threads = threads or threads_per_job(jobs)
+    # the queue's workers share the cores; a stage run alone here (a wave of one, the final repro) keeps
+    # torch's default, every core. (The quadrature pins itself to 2 threads whatever it is given.)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     graph = stage_graph(root)
     if targets:
@@ -92,27 +94,34 @@ def run_on_queue(root: Path | str, jobs: int, threads: int | None = None, target
                          f"{', '.join(outs)}); DVC's run-cache cannot hand them from the queue's copies back "
                          "to this workspace, so every such stage would run twice. Declare them cached in "
                          "dvc.yaml, or use `vaebench-grid dask`, which runs in this workspace.")
-    log(f"{len(graph)} stages in {len(plan)} waves; {jobs} at a time, {threads} thread(s) each")
     _remove_ours(root)  # leftovers of an interrupted run would be re-run by --run-all
+    theirs = [n for n, st in _queue_names(root).items() if st in ("Queued", "Running")]
+    if theirs:  # `--run-all` would run them too, at this command's thread count
+        raise QueueError(f"DVC's queue already holds {len(theirs)} experiment(s) of yours ({', '.join(theirs[:3])}); "
+                         "run or remove them first (`dvc queue status`, `dvc queue remove`)")
+    log(f"{len(graph)} stages in {len(plan)} waves; {jobs} at a time, {threads} thread(s) each")
     seconds: dict[str, float] = {}
     for i, wave in enumerate(plan[:-1] if len(plan) > 1 else plan):
         t0 = time.time()
         if len(wave) == 1:
-            _check(_dvc(root, "repro", wave[0], env=env), f"dvc repro {wave[0]}")
+            _check(_dvc(root, "repro", wave[0]), f"dvc repro {wave[0]}")
         else:
             for stage in wave:
-                _check(_dvc(root, "exp", "run", "--queue", "-n", exp_name(stage), stage, env=env),
-                       f"queueing {stage}")
+                _check(_dvc(root, "exp", "run", "--queue", "-n", exp_name(stage), stage), f"queueing {stage}")
             proc = _dvc(root, "exp", "run", "--run-all", "--jobs", str(jobs), env=env)
-            failed = _failed(root, wave)
-            if proc.returncode != 0 or failed:
-                raise QueueError(f"stage {failed[0] if failed else '?'} failed on the queue:\n"
-                                 f"{_log(root, failed[0]) if failed else (proc.stdout + proc.stderr)[-3000:]}")
+            # `--run-all` exits 0 even when an experiment failed: only a "Success" per stage counts
+            status = _queue_names(root)
+            bad = [s for s in wave if status.get(exp_name(s)) != "Success"]
+            if proc.returncode != 0 or bad:
+                first = bad[0] if bad else wave[0]
+                raise QueueError(f"stage {first} did not succeed on the queue (status "
+                                 f"{status.get(exp_name(first), 'unknown')}; {len(bad)} of {len(wave)} in this wave); "
+                                 f"its log:\n{_log(root, first)}\n{(proc.stdout + proc.stderr)[-1500:]}")
             _remove_ours(root)
         seconds[f"wave {i}"] = time.time() - t0
         log(f"wave {i}: {len(wave)} stage(s) in {seconds[f'wave {i}']:.0f} s ({', '.join(_short(wave))})")
     t0 = time.time()
-    out = _check(_dvc(root, "repro", *(targets or []), env=env), "the final dvc repro")
+    out = _check(_dvc(root, "repro", *(targets or [])), "the final dvc repro")
     seconds["final repro"] = time.time() - t0
     ran = [ln.split("'")[1] for ln in out.splitlines() if ln.startswith("Running stage '")]
     log(f"final dvc repro in {seconds['final repro']:.0f} s: restored from the run-cache, ran "
@@ -136,15 +145,13 @@ def _short(wave: list[str]) -> list[str]:
 
 
 def _queue_names(root: Path) -> dict[str, str]:
-    """{experiment name: status} of the queue's tasks (`dvc queue status`)."""
-    out = _dvc(root, "queue", "status").stdout
-    rows = [ln.split() for ln in out.splitlines()[1:] if ln.strip() and not ln.startswith("Worker")]
-    return {r[1]: r[-1] for r in rows if len(r) >= 3}
-
-
-def _failed(root: Path, wave: list[str]) -> list[str]:
-    status = _queue_names(root)
-    return [s for s in wave if status.get(exp_name(s)) == "Failed"]
+    """{experiment name: status} of the queue's tasks, from `dvc queue status`'s table
+    (`Task  Name  Created  Status`; no machine-readable form in dvc 3.67)."""
+    out = _check(_dvc(root, "queue", "status"), "dvc queue status")
+    rows = [ln.split() for ln in out.splitlines() if ln.strip()]
+    if rows and rows[0][:2] != ["Task", "Name"] and not rows[0][0].startswith("No"):
+        raise QueueError(f"unexpected `dvc queue status` output:\n{out[:500]}")
+    return {r[1]: r[-1] for r in rows[1:] if len(r) >= 4 and not r[0].startswith("Worker")}
 
 
 def _log(root: Path, stage: str) -> str:
@@ -156,6 +163,6 @@ def _remove_ours(root: Path) -> None:
     ours = [n for n in _queue_names(root) if n.startswith(PREFIX)]
     listed = _dvc(root, "exp", "ls", "--name-only").stdout.split()
     ours += [n for n in listed if n.startswith(PREFIX) and n not in ours]
-    if ours:
-        _dvc(root, "exp", "remove", *ours)
+    if ours:  # finished ones are experiments, unfinished ones queue entries: each command takes its own
         _dvc(root, "queue", "remove", *ours)
+        _dvc(root, "exp", "remove", *ours)

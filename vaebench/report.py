@@ -338,8 +338,16 @@ def build_report(params: Params, runs_dir: Path, logs_dir: Path, figures_dir: Pa
     run_figures = check_inputs(params, logs_dir, figures_dir)
 
     rows = table_rows(runs)
-    written = [out_dir / "summary.json", out_dir / "table.csv", out_dir / "nll_by_zdim.csv"]
+    written = [out_dir / "summary.json", out_dir / "table.csv", out_dir / "nll_by_zdim.csv", out_dir / "all_runs.json"]
     vio.write_json(written[0], summary(runs))
+    # every run's metrics files copied whole, committed to git: the files themselves are DVC-cached,
+    # so that they travel between machines through a DVC remote
+    names = [run_name(m, z) for m, z in grid_items(params)]
+    copies = {"runs": {n: vio.read_json(Path(runs_dir) / f"{n}.json") for n in names}}
+    if exact_dir is not None:
+        copies["exact"] = {n: vio.read_json(Path(exact_dir) / f"{n}.json")
+                           for n in (run_name(m, z) for m in params.grid.models for z in params.exact.zdims)}
+    vio.write_json(written[3], copies)
     vio.write_text(written[1], to_csv(rows, TABLE_COLUMNS))
     vio.write_text(written[2], to_csv(nll_by_zdim(runs, params.grid.zdims), NLL_BY_ZDIM_COLUMNS))
 

@@ -34,7 +34,7 @@ def stage_graph(root: Path | str) -> Graph:
 
 
 def uncached_outputs(root: Path | str) -> dict[str, list[str]]:
-    """{stage: its outputs declared `cache: false`} for the stages that have any.
+    """{stage: its plain outputs declared `cache: false`} for the stages that have any.
 
     DVC's run-cache cannot restore such a stage where its outputs are missing: a copy of the
     workspace (DVC's queue) or another machine cannot hand it over, and it runs again.
@@ -47,7 +47,8 @@ def uncached_outputs(root: Path | str) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     with Repo(root) as repo:
         for stage in repo.index.stages:
-            if rel := [o.def_path for o in stage.outs if not o.use_cache]:
+            # metrics and plots are kept as copies in the run-cache even when `cache: false`; plain outputs are not
+            if rel := [o.def_path for o in stage.outs if not o.use_cache and not (o.is_metric or o.is_plot)]:
                 name = stage.name if os.path.relpath(stage.dvcfile.path, root) == "dvc.yaml" else stage.addressing
                 out[name] = rel
     return out
