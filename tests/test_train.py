@@ -337,35 +337,31 @@ def test_the_plan_line_states_epochs_steps_and_the_time_they_take(mnist_file, tm
     assert ("training vae z=2: epochs 1-3 of 3, 10 steps of 100 images each; about <0.9300> "
             "(a step timed at 31 ms)") in lines
     # killed after epoch 2's state was saved: the rerun plans the 1 epoch left (10 steps, 0.31 s)
-    real_save, calls = tr.save_state, []
-
-    def killed_after_epoch_2(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        real_save(*args, **kwargs)
-
     params = make_tiny_params(train={"epochs": 3, "batch_size": 100, "seed": 1})
-    monkeypatch.setattr(tr, "save_state", killed_after_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        fit("vae", 2, params, mnist_file, tmp_path / "r", log=_quiet, progress=False)
-    monkeypatch.setattr(tr, "save_state", real_save)
-    lines.clear()
-    fit("vae", 2, params, mnist_file, tmp_path / "r", log=lines.append, progress=False)
+
+    def killed(name: str, on_call: int, folder: str) -> list[str]:
+        """Run fit until its `on_call`-th call of tr.<name> dies (a kill), then rerun it; the rerun's lines."""
+        real, calls = getattr(tr, name), []
+
+        def dies(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == on_call:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(tr, name, dies)
+        with pytest.raises(KeyboardInterrupt):
+            fit("vae", 2, params, mnist_file, tmp_path / folder, log=_quiet, progress=False)
+        monkeypatch.setattr(tr, name, real)
+        rerun: list[str] = []
+        fit("vae", 2, params, mnist_file, tmp_path / folder, log=rerun.append, progress=False)
+        return rerun
+
+    # killed when saving epoch 3's state: the rerun plans the 1 epoch left (10 steps, 0.31 s)
     assert "training vae z=2: epochs 3-3 of 3, 10 steps of 100 images each; about <0.3100> " \
-           "(a step timed at 31 ms)" in lines
-    # killed after the last epoch's state but before the checkpoint: nothing is left to plan or time
-    real_ckpt = tr.save_checkpoint
-
-    def killed_before_the_checkpoint(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(tr, "save_checkpoint", killed_before_the_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
-        fit("vae", 2, params, mnist_file, tmp_path / "f", log=_quiet, progress=False)
-    monkeypatch.setattr(tr, "save_checkpoint", real_ckpt)
-    lines.clear()
-    fit("vae", 2, params, mnist_file, tmp_path / "f", log=lines.append, progress=False)
+           "(a step timed at 31 ms)" in killed("save_state", 3, "r")
+    # killed after the last epoch's state, before the checkpoint: nothing is left to plan or time
+    lines = killed("save_checkpoint", 1, "f")
     assert not any(line.startswith("training ") for line in lines)
     assert any("ran no epoch (0 of 3, resumed after epoch 3)" in line for line in lines)
 
