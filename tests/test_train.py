@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import types
 import re
 import shutil
 from pathlib import Path
@@ -330,12 +331,19 @@ def test_the_plan_line_states_epochs_steps_and_the_time_they_take(mnist_file, tm
 
     monkeypatch.setattr(tr, "seconds_per_step", lambda *a, **k: 0.031)
     monkeypatch.setattr(tr, "_duration", lambda s: f"<{s:.4f}>")  # the seconds fit computed, unrounded
+    ticks = iter(range(1000))  # a clock that advances 1 s per reading: start, loop start, each epoch's end
+    monkeypatch.setattr(tr, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
     lines: list[str] = []
     out = tmp_path / "m"
     fit("vae", 2, make_tiny_params(train={"epochs": 3, "batch_size": 100}), mnist_file, out, log=lines.append,
         progress=False)
     assert ("training vae z=2: epochs 1-3 of 3, 10 steps of 100 images each; about <0.9300> "
             "(a step timed at 31 ms)") in lines
+    # after epoch 1: 1 s per epoch so far, 2 epochs left; after epoch 2: (3 - 1) s / 2 epochs x 1 left; then none
+    epochs = [ln for ln in lines if " epoch " in ln and "ELBO" in ln]
+    assert [ln.split("ELBO")[-1].split(")")[0].split("(")[-1] if "left" in ln else "" for ln in epochs] == [
+        "about <2.0000> left", "about <1.0000> left", ""]
+    assert epochs[-1].endswith(tuple("0123456789"))  # the last epoch's line ends with its ELBO
     # killed after epoch 2's state was saved: the rerun plans the 1 epoch left (10 steps, 0.31 s)
     params = make_tiny_params(train={"epochs": 3, "batch_size": 100, "seed": 1})
 
@@ -369,8 +377,14 @@ def test_the_plan_line_states_epochs_steps_and_the_time_they_take(mnist_file, tm
 def test_fit_shows_a_progress_bar_unless_asked_not_to(mnist_file, tmp_path, capsys) -> None:
     from conftest import make_tiny_params
 
-    fit("vae", 2, make_tiny_params(train={"epochs": 1}), mnist_file, tmp_path / "m", log=_quiet)
-    assert "vae z=2" in capsys.readouterr().err
+    fit("vae", 2, make_tiny_params(train={"epochs": 2}), mnist_file, tmp_path / "m", log=_quiet)
+    err = capsys.readouterr().err
+    # named by the run, counting epochs of the total, with the last epoch's ELBOs; erased when done
+    assert "vae z=2:" in err and "/2 [" in err and "epoch/s" in err or "s/epoch" in err, err
+    assert "train=-" in err and "heldout=-" in err, err
+    assert err.endswith("\r") and "\n" not in err
+    fit("vae", 2, make_tiny_params(train={"epochs": 2}), mnist_file, tmp_path / "n", log=_quiet, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_leftover_curves_of_an_untrusted_state_are_not_carried_over(mnist_file, tmp_path) -> None:
@@ -379,9 +393,12 @@ def test_leftover_curves_of_an_untrusted_state_are_not_carried_over(mnist_file, 
     junk = tmp_path / "m.partial" / "live" / "plots" / "metrics" / "old.tsv"
     junk.parent.mkdir(parents=True)
     junk.write_text("step\told\n0\t1\n")  # no state.json beside it: nothing to resume from
-    live = tmp_path / "logs"
+    live = tmp_path / "deep" / "logs" / "vae-2"  # its parents do not exist yet
     fit("vae", 2, make_tiny_params(train={"epochs": 1}), mnist_file, tmp_path / "m", live_dir=live, log=_quiet,
         progress=False)
+    # a second, finished run replaces the curves (not nested inside the old folder)
+    fit("vae", 2, make_tiny_params(train={"epochs": 1, "seed": 3}), mnist_file, tmp_path / "m2", live_dir=live,
+        log=_quiet, progress=False)
     # exactly dvclive's summary and the two curves: no old file, no dvc.yaml or report of dvclive's own
     assert sorted(p.relative_to(live).as_posix() for p in live.rglob("*") if p.is_file()) == [
         "metrics.json", "plots/metrics/heldout/elbo.tsv", "plots/metrics/train/elbo.tsv"]
@@ -412,3 +429,49 @@ def test_the_heldout_curve_scores_the_configured_test_bits(mnist_file, tmp_path)
         model, binarize_test(data.test_x, "dynamic", params.data.test_seed)[:50], None, params.train.seed)
     one = heldout_elbo(model, bits[:1], None, 0)  # one image is a mean of one, not "no images"
     assert math.isfinite(one) and math.isnan(heldout_elbo(model, bits[:0], None, 0))
+
+
+def test_the_train_elbo_is_the_mean_over_every_training_image_once(mnist_file, tmp_path, monkeypatch) -> None:
+    """Each epoch's train ELBO averages the per-image ELBOs the optimiser saw: every one of the 1,000
+    images once (10 batches of 100), the sum divided by 1,000."""
+    import vaebench.bounds as bounds
+    from conftest import make_tiny_params
+
+    real, seen = bounds.elbo, []
+
+    def recording(*args, **kwargs):
+        out = real(*args, **kwargs)
+        if torch.is_grad_enabled():  # a training step (the held-out ELBO runs without gradients)
+            seen.append(out.detach().double())
+        return out
+
+    monkeypatch.setattr(bounds, "elbo", recording)
+    monkeypatch.setattr("vaebench.train.seconds_per_step", lambda *a, **k: 0.01)  # its own steps are not the run's
+    res = fit("vae", 2, make_tiny_params(train={"epochs": 2, "batch_size": 100}), mnist_file, tmp_path / "m",
+              log=_quiet, progress=False)
+    assert [len(b) for b in seen] == [100] * 20
+    for epoch in range(2):
+        per_image = torch.cat(seen[10 * epoch:10 * epoch + 10])  # (1000,)
+        # float32 batch means summed in float64: equal to ~1e-8 relative; the +1/1000 of a wrong start is 1e-3
+        assert res.history[epoch]["train_elbo"] == pytest.approx(per_image.sum().item() / 1000, rel=0, abs=1e-4)
+
+
+def test_divergence_names_the_epoch_and_step_it_happened_at(mnist_file, tmp_path, monkeypatch) -> None:
+    import vaebench.bounds as bounds
+    from conftest import make_tiny_params
+
+    real, calls = bounds.elbo, []
+
+    def nan_at_step_13(*args, **kwargs):  # 10 steps an epoch: the 13th is epoch 2, step 3
+        out = real(*args, **kwargs)
+        if torch.is_grad_enabled():
+            calls.append(1)
+            if len(calls) == 13:
+                return out * float("nan")
+        return out
+
+    monkeypatch.setattr(bounds, "elbo", nan_at_step_13)
+    monkeypatch.setattr("vaebench.train.seconds_per_step", lambda *a, **k: 0.01)  # its own steps are not the run's
+    with pytest.raises(TrainingDiverged, match=r"vae z=2: loss is nan at epoch 2, step 3; "):
+        fit("vae", 2, make_tiny_params(train={"epochs": 3, "batch_size": 100}), mnist_file, tmp_path / "m",
+            log=_quiet, progress=False)
