@@ -331,12 +331,14 @@ def test_the_plan_line_states_epochs_steps_and_the_time_they_take(mnist_file, tm
 
     monkeypatch.setattr(tr, "seconds_per_step", lambda *a, **k: 0.031)
     monkeypatch.setattr(tr, "_duration", lambda s: f"<{s:.4f}>")  # the seconds fit computed, unrounded
-    ticks = iter(range(1000))  # a clock that advances 1 s per reading: start, loop start, each epoch's end
+    ticks = iter(range(100, 1000))  # a clock that advances 1 s per reading: start, loop start, each epoch's end
     monkeypatch.setattr(tr, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
     lines: list[str] = []
     out = tmp_path / "m"
-    fit("vae", 2, make_tiny_params(train={"epochs": 3, "batch_size": 100}), mnist_file, out, log=lines.append,
-        progress=False)
+    res = fit("vae", 2, make_tiny_params(train={"epochs": 3, "batch_size": 100}), mnist_file, out,
+              log=lines.append, progress=False)
+    # readings 100 (start) .. 105 (end): 5 s in all
+    assert res.seconds == 5.0 and lines[-1] == f"vae z=2: ran epochs 1-3 (3 of 3) in 5 s -> {out}"
     assert ("training vae z=2: epochs 1-3 of 3, 10 steps of 100 images each; about <0.9300> "
             "(a step timed at 31 ms)") in lines
     # after epoch 1: 1 s per epoch so far, 2 epochs left; after epoch 2: (3 - 1) s / 2 epochs x 1 left; then none
@@ -366,8 +368,10 @@ def test_the_plan_line_states_epochs_steps_and_the_time_they_take(mnist_file, tm
         return rerun
 
     # killed when saving epoch 3's state: the rerun plans the 1 epoch left (10 steps, 0.31 s)
+    rerun = killed("save_state", 3, "r")
     assert "training vae z=2: epochs 3-3 of 3, 10 steps of 100 images each; about <0.3100> " \
-           "(a step timed at 31 ms)" in killed("save_state", 3, "r")
+           "(a step timed at 31 ms)" in rerun
+    assert " ran epoch 3 (1 of 3, resumed after epoch 2) in " in rerun[-1]
     # killed after the last epoch's state, before the checkpoint: nothing is left to plan or time
     lines = killed("save_checkpoint", 1, "f")
     assert not any(line.startswith("training ") for line in lines)
@@ -475,3 +479,19 @@ def test_divergence_names_the_epoch_and_step_it_happened_at(mnist_file, tmp_path
     with pytest.raises(TrainingDiverged, match=r"vae z=2: loss is nan at epoch 2, step 3; "):
         fit("vae", 2, make_tiny_params(train={"epochs": 3, "batch_size": 100}), mnist_file, tmp_path / "m",
             log=_quiet, progress=False)
+
+
+def test_durations_read_in_seconds_minutes_and_hours() -> None:
+    from vaebench.train import _duration
+
+    assert [_duration(s) for s in (0.4, 119, 120, 7199, 7200)] == ["0 s", "119 s", "2 min", "120 min", "2.0 h"]
+    assert _duration(8820.72) == "2.5 h"  # 2.4502 h: an hour of 3,601 s would give 2.4
+
+
+def test_a_missing_cuda_device_is_named(monkeypatch) -> None:
+    from vaebench.train import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"^train.device is 'cuda' but no CUDA device is available$"):
+        resolve_device("cuda")
+    assert resolve_device("auto") == torch.device("cpu") == resolve_device("cpu")
