@@ -119,3 +119,27 @@ def test_iwae_seeds_prints_one_estimate_per_seed_and_the_spread(trained) -> None
     assert 0 < sd_10k < sd_pred < se
     # the prediction against what the three seeds' means did (an SD of 3 values: a wide band, 1% and 1e-7 tails)
     assert sd_pred / 10 < sd_means < 4 * sd_pred
+
+
+def test_grid_threads_times_both_layouts_and_states_their_ratio(mnist_file: Path, tmp_path: Path) -> None:
+    from conftest import make_tiny_params
+
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(to_dict(make_tiny_params())))
+    out = run("bench/grid_threads.py", "--epochs", "1", "--repeats", "1", "--params", str(params),
+              "--data", str(mnist_file)).stdout
+    two = float(re.search(r"2 workers x 1 thread:\s+([\d.]+) s", out).group(1))
+    one = float(re.search(r"1 worker x 2 threads:\s+([\d.]+) s", out).group(1))
+    ratio = float(re.search(r"1x2 takes ([\d.]+)x the time of 2x1", out).group(1))
+    assert two > 0 and one > 0 and ratio == pytest.approx(one / two, abs=0.01 + 0.05 * one / two)
+    assert "load before" in out  # the load beside every figure
+
+
+def test_burda_throughput_figures_agree_with_each_other() -> None:
+    out = run("bench/burda_throughput.py", "--seconds", "0.5").stdout
+    for batch in (20, 100, 256):
+        m = re.search(rf"batch {batch:3d}:\s+(\d+) steps/s,\s+([\d.]+) s per epoch; 3280 epochs\s+([\d.]+) h", out)
+        steps, epoch_s, hours = int(m.group(1)), float(m.group(2)), float(m.group(3))
+        assert epoch_s == pytest.approx(60000 / batch / steps, rel=0.05, abs=0.06)  # an epoch is 60,000 images
+        assert hours == pytest.approx(epoch_s * 3280 / 3600, rel=0.05, abs=0.06)
+    assert re.search(r"IWAE k=5000: [\d.]+ ms per image", out)
