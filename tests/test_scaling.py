@@ -198,3 +198,26 @@ def test_the_queue_refuses_stages_the_run_cache_cannot_hand_back(tmp_path: Path)
     with pytest.raises(QueueError, match=r"2 stage\(s\) to queue have outputs declared `cache: false` \(first: a@1"):
         run_on_queue(root, jobs=2, log=lambda s: None)
     assert not (root / "a1.txt").exists()
+
+
+@pytest.mark.slow
+def test_the_queue_runs_a_last_wave_of_many_targets_at_once(tmp_path: Path) -> None:
+    """`queue a@1 a@2`: the targets are the last wave; both are queued (not left to the final repro,
+    which would run them one after the other), and the final repro only restores them."""
+    root = tmp_path / "p"
+    root.mkdir()
+    run(root, "git", "init", "-q")
+    run(root, "dvc", "init", "-q")
+    (root / "src.txt").write_text("x\n")  # DVC keeps run records only for stages with a dependency
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"a": {
+        "matrix": {"i": [1, 2]}, "cmd": "echo ${item.i} > a${item.i}.txt", "deps": ["src.txt"],
+        "outs": ["a${item.i}.txt"]}}}))
+    run(root, "git", "add", "-A")
+    run(root, "git", "commit", "-qm", "init")
+    from vaebench.queue import run_on_queue
+
+    lines: list[str] = []
+    run_on_queue(root, jobs=2, targets=["a@1", "a@2"], log=lines.append)
+    assert any(ln.startswith("wave 0: 2 stage(s)") for ln in lines)
+    assert lines[-1].endswith("restored from the run-cache, ran nothing"), lines
+    assert (root / "a1.txt").read_text() == "1\n" and (root / "a2.txt").read_text() == "2\n"

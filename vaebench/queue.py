@@ -86,7 +86,7 @@ def run_on_queue(root: Path | str, jobs: int, threads: int | None = None, target
             raise ValueError(f"no such stage: {', '.join(unknown)} (stages: `dvc stage list`)")
         graph = _upstream_of(graph, targets)
     plan = waves(graph)
-    queued = [s for wave in plan[:-1] if len(wave) > 1 for s in wave]
+    queued = [s for wave in plan if len(wave) > 1 for s in wave]
     blocked = {s: o for s, o in uncached_outputs(root).items() if s in queued}
     if blocked:
         s, outs = sorted(blocked.items())[0]
@@ -101,7 +101,9 @@ def run_on_queue(root: Path | str, jobs: int, threads: int | None = None, target
                          "run or remove them first (`dvc queue status`, `dvc queue remove`)")
     log(f"{len(graph)} stages in {len(plan)} waves; {jobs} at a time, {threads} thread(s) each")
     seconds: dict[str, float] = {}
-    for i, wave in enumerate(plan[:-1] if len(plan) > 1 else plan):
+    # every wave of many stages is queued (the last too: `queue train@vae-2 train@vae-5` runs both at
+    # once); a last wave of one stage (the report) is left to the final repro
+    for i, wave in enumerate(plan[:-1] if len(plan[-1]) == 1 else plan):
         t0 = time.time()
         if len(wave) == 1:
             _check(_dvc(root, "repro", wave[0]), f"dvc repro {wave[0]}")
