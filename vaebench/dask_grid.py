@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from vaebench.stagegraph import Graph, stage_graph
+from vaebench.stagegraph import Graph, stage_graph, waves
 
 
 class StageFailed(RuntimeError):
@@ -79,7 +79,7 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
 
     root = str(Path(root).resolve())
     graph = stage_graph(root)
-    order = _topological(graph)
+    order = [s for wave in waves(graph) for s in wave]  # every stage after the stages it reads
     priority = downstream_counts(graph)
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                   dashboard_address=":0")
@@ -119,19 +119,3 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
         if cluster is not None:
             cluster.close()
     return records
-
-
-def _topological(graph: Graph) -> list[str]:
-    out: list[str] = []
-    seen: set[str] = set()
-
-    def visit(s: str) -> None:
-        if s not in seen:
-            seen.add(s)
-            for d in graph[s]:
-                visit(d)
-            out.append(s)
-
-    for s in sorted(graph):
-        visit(s)
-    return out

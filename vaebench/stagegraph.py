@@ -12,25 +12,26 @@ from pathlib import Path
 Graph = dict[str, tuple[str, ...]]  # stage name -> names of the stages whose outputs it reads
 
 
-def stage_graph(root: Path | str) -> Graph:
-    """{stage: the stages it needs}, matrix items expanded (`train@vae-2`), from `root`/dvc.yaml.
+def _name(stage, root: str) -> str:
+    """The name `dvc repro` takes in `root`, whatever this process's working directory: `train@vae-2` for
+    a stage of root/dvc.yaml, `sub/dvc.yaml:name` for one of another dvc.yaml."""
+    import os
 
-    Names are those `dvc repro` takes when run in `root` (whatever this process's working directory):
-    `train@vae-2` for a stage of root/dvc.yaml, `sub/dvc.yaml:name` for one of another dvc.yaml.
-    """
+    rel = os.path.relpath(stage.dvcfile.path, root)
+    return stage.name if rel == "dvc.yaml" else f"{rel}:{stage.name}"
+
+
+def stage_graph(root: Path | str) -> Graph:
+    """{stage: the stages it needs}, matrix items expanded (`train@vae-2`), from `root`/dvc.yaml."""
     import os
 
     from dvc.repo import Repo
 
     root = os.path.abspath(root)
-
-    def name(stage) -> str:
-        rel = os.path.relpath(stage.dvcfile.path, root)
-        return stage.name if rel == "dvc.yaml" else f"{rel}:{stage.name}"
-
     with Repo(root) as repo:
         graph = repo.index.graph  # networkx DiGraph; an edge u -> v means u reads an output of v
-        return {name(stage): tuple(sorted(name(dep) for dep in graph.successors(stage))) for stage in graph.nodes}
+        return {_name(stage, root): tuple(sorted(_name(dep, root) for dep in graph.successors(stage)))
+                for stage in graph.nodes}
 
 
 def uncached_outputs(root: Path | str) -> dict[str, list[str]]:
@@ -44,14 +45,10 @@ def uncached_outputs(root: Path | str) -> dict[str, list[str]]:
     from dvc.repo import Repo
 
     root = os.path.abspath(root)
-    out: dict[str, list[str]] = {}
     with Repo(root) as repo:
-        for stage in repo.index.stages:
-            # metrics and plots are kept as copies in the run-cache even when `cache: false`; plain outputs are not
-            if rel := [o.def_path for o in stage.outs if not o.use_cache and not (o.is_metric or o.is_plot)]:
-                name = stage.name if os.path.relpath(stage.dvcfile.path, root) == "dvc.yaml" else stage.addressing
-                out[name] = rel
-    return out
+        # metrics and plots are kept as copies in the run-cache even when `cache: false`; plain outputs are not
+        return {_name(stage, root): rel for stage in repo.index.stages
+                if (rel := [o.def_path for o in stage.outs if not o.use_cache and not (o.is_metric or o.is_plot)])}
 
 
 def waves(graph: Graph) -> list[list[str]]:
