@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "grid": {"models": ["vae", "cvae"], "zdims": [2, 3]},
     "data": {"source": "auto", "binarize": "dynamic", "test_seed": 1234, "train_subset": 1000, "test_subset": 300},
-    "model": {"hidden": 32},
+    "model": {"hidden": 32, "activation": "relu"},
     "train": {"optimizer": "rmsprop", "lr": 0.001, "batch_size": 100, "epochs": 1, "seed": 0, "heldout": 100,
               "device": "cpu"},
     "eval": {"k": 10, "k_marginal": 3, "seed": 0, "chunk": 50000, "spread_seeds": 2, "spread_images": 100,

@@ -76,7 +76,7 @@ def load_checkpoint(directory: str | Path, expect: dict[str, Any] | None = None)
         state = safetensors.torch.load(blob)
     except Exception as e:
         raise CheckpointError(f"{path}: not a valid safetensors file ({type(e).__name__}: {e})") from None
-    model = build_model(meta["model"], meta["zdim"], meta["hidden"])
+    model = build_model(meta["model"], meta["zdim"], meta["hidden"], meta.get("activation", "relu"))  # sidecars before 2026-11-26 had ReLUs only
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

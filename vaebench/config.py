@@ -20,6 +20,8 @@ from vaebench.errors import ConfigError
 
 MODELS = ("vae", "cvae")
 OPTIMIZERS = ("rmsprop", "adam")
+ACTIVATIONS = ("relu", "tanh")
+SCHEDULES = ("constant", "burda")
 BINARIZATIONS = ("dynamic", "static", "threshold")
 SOURCES = ("auto", "mirrors", "pypi")
 DEVICES = ("cpu", "cuda", "auto")
@@ -66,10 +68,13 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     hidden: int = 500
-    """Width H of both hidden ReLU layers of encoder and decoder (784 -> H -> H -> 2 zdim)."""
+    """Width H of both hidden layers of encoder and decoder (784 -> H -> H -> 2 zdim); Burda et al. 2016: 200."""
+    activation: str = "relu"
+    """Hidden units: `relu` (the thesis) or `tanh` (Burda et al. 2016)."""
 
     def __post_init__(self) -> None:
         _range(self.hidden, "model.hidden", 1, None)
+        _choice(self.activation, ACTIVATIONS, "model.activation")
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,14 @@ class TrainConfig:
     optimizer: str = "rmsprop"
     """`rmsprop` (the thesis) or `adam`."""
     lr: float = 1e-3
-    """Learning rate (> 0)."""
+    """Learning rate (> 0); with `schedule: burda`, the rate of the first stage."""
+    eps: float = 1e-8
+    """The optimiser's epsilon beside the root of the second moment (> 0): torch's default 1e-8 for both
+    optimisers; Burda et al. 2016 used 1e-4 with Adam."""
+    schedule: str = "constant"
+    """Learning rate over the epochs: `constant`, or `burda` (Burda et al. 2016, section 5): stage i = 0, 1, ...
+    runs 3^i epochs at lr * 10^(-i/7), so `epochs` must be a whole number of stages: 1, 4, 13, 40, 121,
+    364, 1093 or 3280 (the paper's 8 stages)."""
     batch_size: int = 128
     """Images per gradient step."""
     epochs: int = 40
@@ -93,11 +105,25 @@ class TrainConfig:
         _choice(self.optimizer, OPTIMIZERS, "train.optimizer")
         if not self.lr > 0:
             raise ConfigError(f"train.lr: must be > 0, got {self.lr!r}")
+        if not self.eps > 0:
+            raise ConfigError(f"train.eps: must be > 0, got {self.eps!r}")
+        _choice(self.schedule, SCHEDULES, "train.schedule")
         _range(self.seed, "train.seed", 0, SEED_MAX)
         _range(self.batch_size, "train.batch_size", 1, None)
         _range(self.epochs, "train.epochs", 1, None)
+        if self.schedule == "burda" and self.epochs not in BURDA_EPOCHS:
+            raise ConfigError(f"train.epochs: {self.epochs} is not a whole number of stages of the burda schedule "
+                              f"(allowed: {', '.join(map(str, BURDA_EPOCHS))})")
         _range(self.heldout, "train.heldout", 0, 10000)
         _choice(self.device, DEVICES, "train.device")
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of epoch `epoch` (0-based). A pure function of the epoch, so that a resumed run
+        sets the same rates as one that never stopped."""
+        if self.schedule == "constant":
+            return self.lr
+        stage = burda_stage(epoch)
+        return self.lr * 10.0 ** (-stage / 7)
 
 
 @dataclass(frozen=True)
@@ -174,6 +200,21 @@ class Params:
             raise ConfigError(
                 f"train.batch_size: {self.train.batch_size} is larger than the training data ({n_train} images)"
             )
+
+
+# ---------------------------------------------------------------- the staged schedule
+
+# Burda, Grosse & Salakhutdinov 2016, section 5: "for i = 0 ... 7, 3^i passes over the data with learning
+# rate 0.001 * 10^(-i/7)". BURDA_EPOCHS[s] = epochs of the first s + 1 stages = (3^(s+1) - 1) / 2.
+BURDA_EPOCHS = tuple((3 ** (s + 1) - 1) // 2 for s in range(8))  # (1, 4, 13, 40, 121, 364, 1093, 3280)
+
+
+def burda_stage(epoch: int) -> int:
+    """The stage i whose 3^i epochs contain the 0-based `epoch`: 0 -> 0, 1..3 -> 1, 4..12 -> 2, ..."""
+    stage = 0
+    while epoch >= (3 ** (stage + 1) - 1) // 2:
+        stage += 1
+    return stage
 
 
 # ---------------------------------------------------------------- checks shared with the CLI

@@ -11,21 +11,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaebench.config import MODELS
+from vaebench.config import ACTIVATIONS, MODELS
 
 PIXELS = 784
 N_LABELS = 10
 
 
-def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
-    """Three layers, two hidden ReLUs: n_in -> hidden -> hidden -> n_out, Xavier-initialised.
+def _unit(activation: str) -> nn.Module:
+    if activation == "relu":
+        return nn.ReLU(inplace=True)  # in place: one pass over each activation instead of a copy
+    if activation == "tanh":
+        return nn.Tanh()
+    raise ValueError(f"unknown activation {activation!r} (allowed: {', '.join(ACTIVATIONS)})")
+
+
+def mlp(n_in: int, hidden: int, n_out: int, activation: str = "relu") -> nn.Sequential:
+    """Three layers, two hidden units of `activation`: n_in -> hidden -> hidden -> n_out, Xavier-initialised.
 
     Xavier (Glorot & Bengio 2010) keeps activation variance roughly constant across layers,
-    which the thesis used against vanishing gradients; biases start at zero.
+    which the thesis used against vanishing gradients (it was derived for tanh, which Burda et al.
+    2016 use with the same uniform init); biases start at zero.
     """
-    net = nn.Sequential(  # in-place ReLUs: one pass over each activation instead of a copy
-        nn.Linear(n_in, hidden), nn.ReLU(inplace=True),
-        nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
+    net = nn.Sequential(
+        nn.Linear(n_in, hidden), _unit(activation),
+        nn.Linear(hidden, hidden), _unit(activation),
         nn.Linear(hidden, n_out),
     )
     for layer in net:
@@ -41,11 +50,11 @@ class VAE(nn.Module):
     With `n_labels` > 0 it is the CVAE: q(z|x, y) and p(x|z, y), y given as a one-hot vector.
     """
 
-    def __init__(self, zdim: int, hidden: int = 500, n_labels: int = 0) -> None:
+    def __init__(self, zdim: int, hidden: int = 500, n_labels: int = 0, activation: str = "relu") -> None:
         super().__init__()
-        self.zdim, self.hidden, self.n_labels = zdim, hidden, n_labels
-        self.encoder = mlp(PIXELS + n_labels, hidden, 2 * zdim)
-        self.decoder = mlp(zdim + n_labels, hidden, PIXELS)
+        self.zdim, self.hidden, self.n_labels, self.activation = zdim, hidden, n_labels, activation
+        self.encoder = mlp(PIXELS + n_labels, hidden, 2 * zdim, activation)
+        self.decoder = mlp(zdim + n_labels, hidden, PIXELS, activation)
 
     @property
     def conditional(self) -> bool:
@@ -80,7 +89,7 @@ class VAE(nn.Module):
         return self.encode(x, y)
 
 
-def build_model(model: str, zdim: int, hidden: int) -> VAE:
+def build_model(model: str, zdim: int, hidden: int, activation: str = "relu") -> VAE:
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r} (allowed: {', '.join(MODELS)})")
-    return VAE(zdim, hidden, n_labels=N_LABELS if model == "cvae" else 0)
+    return VAE(zdim, hidden, n_labels=N_LABELS if model == "cvae" else 0, activation=activation)

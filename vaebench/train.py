@@ -49,12 +49,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params: Any, lr: float, eps: float = 1e-8) -> torch.optim.Optimizer:
+    """torch's RMSprop (alpha 0.99) or Adam (betas 0.9, 0.999, as Burda et al. 2016 state), with `eps`."""
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
+        return torch.optim.RMSprop(params, lr=lr, eps=eps)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, eps=eps)
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's rate (the staged schedule changes it between epochs, never within one)."""
+    for group in opt.param_groups:
+        group["lr"] = lr
 
 
 def _noise(shape: tuple[int, ...], g: Draws, device: torch.device) -> torch.Tensor:
@@ -74,7 +81,7 @@ def seconds_per_step(model: VAE, tc: TrainConfig, x: torch.Tensor, y: torch.Tens
     """Wall time of one training step at this batch size, timed on a copy (the run's model, optimiser and
     random streams are untouched, so timing never changes the bytes); one untimed step warms up."""
     net = copy.deepcopy(model).train()
-    opt = make_optimizer(tc.optimizer, net.parameters(), tc.lr)
+    opt = make_optimizer(tc.optimizer, net.parameters(), tc.lr, tc.eps)
     xb, yb = x[: tc.batch_size], (None if y is None else y[: tc.batch_size])  # (b, 784), (b,)
     for i in range(steps + 1):
         if i == 1:
@@ -168,8 +175,8 @@ def fit(
     held_y = data.test_y[: tc.heldout].to(device) if conditional else None
 
     torch.manual_seed(stream_seed(Stream.INIT, tc.seed))  # Xavier init draws from the global RNG
-    model = build_model(model_name, zdim, params.model.hidden).to(device)
-    opt = make_optimizer(tc.optimizer, model.parameters(), tc.lr)
+    model = build_model(model_name, zdim, params.model.hidden, params.model.activation).to(device)
+    opt = make_optimizer(tc.optimizer, model.parameters(), tc.lr, tc.eps)
     fingerprint = {**run_fingerprint(model_name, zdim, params), "data_manifest_sha256": data.manifest_sha256}
 
     for d in (out_dir, partial):  # a run killed mid-write may have left temporaries behind
@@ -201,6 +208,7 @@ def fit(
     t_loop = time.perf_counter()
     for epoch in bar:
         model.train()
+        set_lr(opt, tc.lr_at(epoch))
         xb = binarize_train(data.train_x, params.data.binarize, tc.seed, epoch).to(device)  # (N, 784)
         g = Draws(Stream.EPOCH, tc.seed, epoch)
         perm = g.permutation(n).to(device)
@@ -214,7 +222,7 @@ def fit(
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"{model_name} z={zdim}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                    f"the learning rate ({tc.lr}) is the likely cause. The last good checkpoint is untouched."
+                    f"the learning rate ({tc.lr_at(epoch)}) is the likely cause. The last good checkpoint is untouched."
                 )
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,0 +1,70 @@
+"""The literature-grade pipeline (literature/): the paper's setting, and kept out of the default `dvc repro`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.dvcproject import REPO, TINY, make_project, run
+from vaebench.config import BURDA_EPOCHS, load_params
+
+LIT = REPO / "literature"
+
+
+def _stages(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())["stages"]
+
+
+def test_the_literature_stages_import_what_the_top_level_ones_do() -> None:
+    """Same commands, so the same modules: the top level's lists are checked against the imports
+    (test_pipeline.py); these must equal them, with the paths seen from literature/."""
+    root, lit = _stages(REPO / "dvc.yaml"), _stages(LIT / "dvc.yaml")
+    assert set(lit) == {"check", "train", "evaluate", "figures", "report"}
+    for name, stage in lit.items():
+        ours = sorted(d[3:] for d in stage["deps"] if d.startswith("../vaebench/"))
+        theirs = sorted(d for d in root[name]["deps"] if d.startswith("vaebench/"))
+        assert ours == theirs, name
+        assert stage.get("params", []) == root[name].get("params", []), name
+        assert stage["cmd"].split()[:2] == root[name]["cmd"].split()[:2], name
+
+
+def test_the_literature_params_are_the_papers_setting() -> None:
+    p = load_params(LIT / "params.yaml")
+    assert (p.model.hidden, p.model.activation, p.grid.zdims) == (200, "tanh", (50,))
+    assert (p.train.optimizer, p.train.eps, p.train.schedule, p.train.epochs) == ("adam", 1e-4, "burda", 3280)
+    assert p.train.epochs == BURDA_EPOCHS[7] and p.eval.k == 5000 and p.data.binarize == "dynamic"
+    # the rates the paper lists: 1e-3 for one epoch ... 1e-4 for the last 2187
+    assert p.train.lr_at(0) == 1e-3 and p.train.lr_at(p.train.epochs - 1) == pytest.approx(1e-4, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_the_literature_pipeline_runs_on_its_own_and_not_in_the_default_repro(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", TINY)
+    (project / "literature").mkdir(exist_ok=True)
+    shutil.copy(LIT / "dvc.yaml", project / "literature" / "dvc.yaml")
+    tiny_lit = {**TINY, "grid": {"models": ["vae", "cvae"], "zdims": [3]},
+                "model": {"hidden": 16, "activation": "tanh"},
+                "train": {**TINY["train"], "optimizer": "adam", "eps": 1e-4, "schedule": "burda", "epochs": 4},
+                "exact": {"zdims": [], "k": 25}}
+    (project / "literature" / "params.yaml").write_text(yaml.safe_dump(tiny_lit, sort_keys=False))
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "literature")
+
+    out = run(project, "dvc", "repro").stdout
+    assert "literature" not in out and not (project / "literature" / "models").exists()
+
+    out = run(project / "literature", "dvc", "repro").stdout
+    for item in ("vae-3", "cvae-3"):
+        assert f"Running stage 'train@{item}'" in out
+        sidecar = json.loads((project / "literature" / "models" / item / "model.json").read_text())
+        assert sidecar["activation"] == "tanh" and sidecar["train"]["schedule"] == "burda"
+    summary = json.loads((project / "literature" / "metrics" / "summary.json").read_text())
+    assert {"vae", "cvae"} <= set(summary)
+    # the top level is untouched by it and still up to date; `dvc metrics show` lists both summaries
+    assert "Running stage" not in run(project, "dvc", "repro").stdout
+    shown = run(project, "dvc", "metrics", "show", "--json").stdout
+    assert "literature/metrics/summary.json" in shown and "metrics/summary.json" in shown
