@@ -78,6 +78,13 @@ def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
         ({"data": {"source": "web"}}, r"^data\.source: 'web' is not one of"),
         ({"data": {"train_subset": 70000}}, r"^data\.train_subset: must be between 0 and 60000"),
         ({"model": {"hidden": 0}}, r"^model\.hidden: must be >= 1"),
+        ({"model": {"activation": "gelu"}}, r"^model\.activation: 'gelu' is not one of relu, tanh$"),
+        ({"train": {"eps": 0}}, r"^train\.eps: must be > 0, got 0"),
+        ({"train": {"schedule": "cosine"}}, r"^train\.schedule: 'cosine' is not one of constant, burda$"),
+        ({"train": {"schedule": "burda", "epochs": 41}}, r"^train\.epochs: 41 is not a whole number of stages"),
+        ({"train": {"schedule": "burda", "epochs": 3281}},
+         r"^train\.epochs: 3281 is not a whole number of stages of the burda schedule "
+         r"\(allowed: 1, 4, 13, 40, 121, 364, 1093, 3280\)$"),
         ({"model": "wide"}, r"^model: expected a mapping"),
         ([1, 2], r"^params: expected a mapping"),
     ],
@@ -157,3 +164,18 @@ def test_seeds_are_32_bit_words(seed_key: str) -> None:
     for bad in (-1, 2**32):
         with pytest.raises(ConfigError, match=rf"{section}\.{key}: must be between 0 and"):
             params_from_dict({section: {key: bad}})
+
+
+def test_the_burda_schedule_is_the_papers() -> None:
+    """Burda et al. 2016, section 5: stage i = 0..7 runs 3^i epochs at 1e-3 * 10^(-i/7); computed here by listing
+    the stages epoch by epoch, not by the closed form the config uses."""
+    from vaebench.config import BURDA_EPOCHS, TrainConfig
+
+    tc = TrainConfig(schedule="burda", epochs=3280, lr=1e-3)
+    expected = [1e-3 * 10 ** (-i / 7) for i in range(8) for _ in range(3 ** i)]
+    assert len(expected) == 3280 == BURDA_EPOCHS[-1]
+    assert [tc.lr_at(e) for e in range(3280)] == expected
+    assert BURDA_EPOCHS == (1, 4, 13, 40, 121, 364, 1093, 3280)
+    # a shorter run is the paper's first stages; the constant schedule never changes the rate
+    assert [TrainConfig(schedule="burda", epochs=13).lr_at(e) for e in range(13)] == expected[:13]
+    assert {TrainConfig(lr=0.02).lr_at(e) for e in range(0, 5000, 7)} == {0.02}

@@ -495,3 +495,40 @@ def test_a_missing_cuda_device_is_named(monkeypatch) -> None:
     with pytest.raises(RuntimeError, match=r"^train.device is 'cuda' but no CUDA device is available$"):
         resolve_device("cuda")
     assert resolve_device("auto") == torch.device("cpu") == resolve_device("cpu")
+
+
+def test_the_burda_setting_trains_tanh_units_with_adam_at_the_staged_rates(mnist_file, tiny_params, tmp_path, monkeypatch) -> None:
+    """The literature setting's pieces reach the loop: tanh units, Adam's epsilon, and the rate of each epoch
+    (read back from the resumable state the loop saves), and a resumed staged run ends with the bytes of an
+    unbroken one (the rate is a function of the epoch, not of the process)."""
+    import vaebench.train as tr
+
+    params = tiny_params(model={"activation": "tanh"},
+                         train={"optimizer": "adam", "eps": 1e-4, "schedule": "burda", "epochs": 4})
+    ref = tmp_path / "ref"
+    fit("vae", 2, params, mnist_file, ref, log=_quiet, progress=False)
+    model, meta = load_checkpoint(ref)
+    assert meta["activation"] == "tanh" and [type(m).__name__ for m in model.encoder] == \
+        ["Linear", "Tanh", "Linear", "Tanh", "Linear"]
+
+    seen: list[tuple[int, float, float]] = []
+    real_save = tr.save_state
+
+    def record(partial, model, opt, info):
+        seen.append((info["epoch"], opt.param_groups[0]["lr"], opt.param_groups[0]["eps"]))
+        real_save(partial, model, opt, info)
+
+    monkeypatch.setattr(tr, "save_state", record)
+    out = tmp_path / "run"
+    _interrupted(params, mnist_file, out, None, after=2, monkeypatch=monkeypatch)  # saves epochs 1, 2 through `record`
+    monkeypatch.setattr(tr, "save_state", record)
+    fit("vae", 2, params, mnist_file, out, log=_quiet, progress=False)  # resumes: epochs 3, 4
+    # epoch 1 at 1e-3, epochs 2-4 (stage 1) at 1e-3 * 10^(-1/7), before and after the resumption
+    stage1 = 1e-3 * 10 ** (-1 / 7)
+    assert seen == [(1, 1e-3, 1e-4), (2, stage1, 1e-4), (3, stage1, 1e-4), (4, stage1, 1e-4)]
+    assert (out / WEIGHTS).read_bytes() == (ref / WEIGHTS).read_bytes()
+    # and the schedule matters: a constant rate gives other weights
+    flat = tmp_path / "flat"
+    fit("vae", 2, tiny_params(model={"activation": "tanh"}, train={"optimizer": "adam", "eps": 1e-4, "epochs": 4}),
+        mnist_file, flat, log=_quiet, progress=False)
+    assert (flat / WEIGHTS).read_bytes() != (ref / WEIGHTS).read_bytes()
