@@ -45,7 +45,7 @@ def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"trian": {}}, r"^trian: unknown key \(allowed: grid, data, model, train, eval, exact\)"),
+        ({"trian": {}}, r"^trian: unknown key \(allowed: grid, data, model, train, eval, exact, variants\)"),
         ({"exact": {"zdims": [3]}}, r"^exact\.zdims: must be between 1 and 2, got 3"),
         ({"exact": {"k": 0}}, r"^exact\.k: must be >= 1, got 0"),
         ({"grid": {"zdims": [5, 10]}}, r"^exact\.zdims: 2 is not in grid\.zdims \(\[5, 10\]\)"),

@@ -43,8 +43,11 @@ class PriorEncoderFixedDecoder:
     IWAE estimate is exact for every k and every draw.
     """
 
+    categorical = False  # a Gaussian latent space
+
     def __init__(self, zdim: int, base: torch.Tensor, conditional: bool = False):
         self.zdim, self.base, self.conditional = zdim, base, conditional
+        self.width = zdim
 
     def encode(self, x, y=None):
         return torch.zeros(len(x), self.zdim), torch.zeros(len(x), self.zdim)

@@ -441,7 +441,7 @@ def test_the_train_elbo_is_the_mean_over_every_training_image_once(mnist_file, t
     import vaebench.bounds as bounds
     from conftest import make_tiny_params
 
-    real, seen = bounds.elbo, []
+    real, seen = bounds.beta_elbo, []
 
     def recording(*args, **kwargs):
         out = real(*args, **kwargs)
@@ -449,7 +449,7 @@ def test_the_train_elbo_is_the_mean_over_every_training_image_once(mnist_file, t
             seen.append(out.detach().double())
         return out
 
-    monkeypatch.setattr(bounds, "elbo", recording)
+    monkeypatch.setattr(bounds, "beta_elbo", recording)
     monkeypatch.setattr("vaebench.train.seconds_per_step", lambda *a, **k: 0.01)  # its own steps are not the run's
     res = fit("vae", 2, make_tiny_params(train={"epochs": 2, "batch_size": 100}), mnist_file, tmp_path / "m",
               log=_quiet, progress=False)
@@ -464,7 +464,7 @@ def test_divergence_names_the_epoch_and_step_it_happened_at(mnist_file, tmp_path
     import vaebench.bounds as bounds
     from conftest import make_tiny_params
 
-    real, calls = bounds.elbo, []
+    real, calls = bounds.beta_elbo, []
 
     def nan_at_step_13(*args, **kwargs):  # 10 steps an epoch: the 13th is epoch 2, step 3
         out = real(*args, **kwargs)
@@ -474,7 +474,7 @@ def test_divergence_names_the_epoch_and_step_it_happened_at(mnist_file, tmp_path
                 return out * float("nan")
         return out
 
-    monkeypatch.setattr(bounds, "elbo", nan_at_step_13)
+    monkeypatch.setattr(bounds, "beta_elbo", nan_at_step_13)
     monkeypatch.setattr("vaebench.train.seconds_per_step", lambda *a, **k: 0.01)  # its own steps are not the run's
     with pytest.raises(TrainingDiverged, match=r"vae z=2: loss is nan at epoch 2, step 3; "):
         fit("vae", 2, make_tiny_params(train={"epochs": 3, "batch_size": 100}), mnist_file, tmp_path / "m",

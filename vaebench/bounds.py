@@ -111,7 +111,17 @@ def elbo(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.
 
     Kingma & Welling 2014, eq. 10: L = -KL(q(z|x) || p(z)) + log p(x|z), z ~ q(z|x) (one sample, in `logits`).
     """
-    return bernoulli_log_lik(logits, x) - gaussian_kl(mu, logvar)
+    return beta_elbo(bernoulli_log_lik(logits, x), gaussian_kl(mu, logvar), 1.0)
+
+
+def beta_elbo(log_px_z: torch.Tensor, kl: torch.Tensor, beta: float) -> torch.Tensor:
+    """E_q[log p(x|z)] - beta KL(q(z|x) || p(z)), (...), (...) -> (...): the beta-VAE objective.
+
+    Higgins et al. 2017, eq. 4. beta = 1 is the ELBO (1.0 * kl is kl exactly, so the bytes are the VAE's);
+    beta > 1 buys a smaller rate (the KL) with a larger distortion (-log p(x|z)), beta < 1 the reverse
+    (Alemi et al. 2018). Only training uses beta != 1: every model is scored on the true bound.
+    """
+    return log_px_z - beta * kl
 
 
 def log_importance_weights(
@@ -133,3 +143,47 @@ def iwae_bound(log_w: torch.Tensor) -> torch.Tensor:
     L_1 is the ELBO; L_k rises with k towards log p(x) (their Theorem 1).
     """
     return log_mean_exp(log_w, -1)
+
+
+# ---------------------------------------------------------------- categorical latents
+# Shapes: N categorical variables of K classes; q's parameters are logits (..., N, K), a latent state is
+# one-hot (..., N, K) (or its relaxation), and the prior is uniform: p(z) = K^-N.
+
+
+def categorical_kl(logits: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || Uniform) = sum_n sum_k q_nk (log q_nk + log K), (..., N, K) -> (...): exact, not sampled."""
+    log_q = torch.log_softmax(logits, -1)
+    return (log_q.exp() * (log_q + math.log(logits.shape[-1]))).sum((-2, -1))
+
+
+def categorical_log_prob(onehot: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """log q(z|x) of one-hot states, (..., N, K) states and logits broadcastable -> (...)."""
+    return (onehot * torch.log_softmax(logits, -1)).sum((-2, -1))
+
+
+def uniform_categorical_log_prob(n_vars: int, classes: int) -> float:
+    """log p(z) = -N log K for every state of the uniform prior."""
+    return -n_vars * math.log(classes)
+
+
+def gumbel_softmax(logits: torch.Tensor, gumbel: torch.Tensor, tau: float) -> torch.Tensor:
+    """The relaxed one-hot sample softmax((logits + g) / tau), (..., N, K) -> (..., N, K), g ~ Gumbel(0, 1) given.
+
+    Jang, Gu & Poole 2017, eq. 1; Maddison, Mnih & Teh 2017 (the Concrete distribution). As tau -> 0 it tends
+    to the one-hot Gumbel-max sample (`one_hot_sample` with the same g); training only: evaluation scores the
+    discrete model with hard samples.
+    """
+    return torch.softmax((logits + gumbel) / tau, -1)
+
+
+def one_hot_sample(logits: torch.Tensor, gumbel: torch.Tensor) -> torch.Tensor:
+    """A hard sample of q by the Gumbel-max trick, one_hot(argmax(logits + g)), (..., N, K) -> (..., N, K) float."""
+    idx = (logits + gumbel).argmax(-1)
+    return torch.nn.functional.one_hot(idx, logits.shape[-1]).to(logits.dtype)
+
+
+def categorical_log_importance_weights(log_px_given_z: torch.Tensor, onehot: torch.Tensor,
+                                       logits: torch.Tensor) -> torch.Tensor:
+    """log w = log p(x|z) + log p(z) - log q(z|x) for hard states, (B, S), (B, S, N, K), (B, 1, N, K) -> (B, S)."""
+    n_vars, classes = logits.shape[-2:]
+    return log_px_given_z + uniform_categorical_log_prob(n_vars, classes) - categorical_log_prob(onehot, logits)

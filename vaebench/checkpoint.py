@@ -14,6 +14,7 @@ import safetensors.torch
 import torch
 
 from vaebench import io as vio
+from vaebench.config import ConfigError, Variant
 from vaebench.models import VAE, build_model
 from vaebench.errors import CheckpointError
 
@@ -76,7 +77,12 @@ def load_checkpoint(directory: str | Path, expect: dict[str, Any] | None = None)
         state = safetensors.torch.load(blob)
     except Exception as e:
         raise CheckpointError(f"{path}: not a valid safetensors file ({type(e).__name__}: {e})") from None
-    model = build_model(meta["model"], meta["zdim"], meta["hidden"], meta.get("activation", "relu"))  # sidecars before 2026-11-26 had ReLUs only
+    # sidecars before 2026-11-26 name neither: ReLU units, the plain VAE or CVAE
+    variant = Variant(**meta["variant"]) if isinstance(meta.get("variant"), dict) else None
+    try:
+        model = build_model(meta["model"], meta["zdim"], meta["hidden"], meta.get("activation", "relu"), variant)
+    except (TypeError, ValueError, ConfigError) as e:
+        raise CheckpointError(f"{directory / SIDECAR}: describes no model vaebench builds ({e})") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -21,11 +21,95 @@ from vaebench.errors import ConfigError
 MODELS = ("vae", "cvae")
 OPTIMIZERS = ("rmsprop", "adam")
 ACTIVATIONS = ("relu", "tanh")
+OBJECTIVES = ("elbo", "iwae")
+LATENTS = ("gaussian", "categorical")
+ENUM_MAX = 1_000_000  # latent states a categorical model's exact log p(x) may enumerate at most (eval.enum_max)
 SCHEDULES = ("constant", "burda")
 BINARIZATIONS = ("dynamic", "static", "threshold")
 SOURCES = ("auto", "mirrors", "pypi")
 DEVICES = ("cpu", "cuda", "auto")
 SEED_MAX = 2**32 - 1  # seeds are 32-bit words of a random stream's key (vaebench/streams.py)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One model family, as the pieces in which it differs from the thesis's VAE (all defaults: the VAE).
+
+    Training composes the pieces (train.py); evaluation never looks at them: every model is scored on its
+    true (beta = 1) ELBO, the IWAE bound with its own q as proposal, and an exact likelihood where the latent
+    space allows one (quadrature for 1-2 Gaussian dimensions, enumeration for small categorical spaces).
+    Refusals name the field; `variants.defs.<name>.` or the CLI option is put in front by the caller.
+    """
+
+    beta: float = 1.0
+    """Weight of the KL in the training objective, E_q[log p(x|z)] - beta KL (Higgins et al. 2017), > 0."""
+    objective: str = "elbo"
+    """Training bound: `elbo` (one sample, analytic KL) or `iwae`, the k-sample bound (Burda et al. 2016, eq. 8)."""
+    k: int = 1
+    """Importance samples per image of the `iwae` objective (>= 1; k = 1 is the ELBO with a sampled KL)."""
+    noise: float = 0.0
+    """Denoising (Im et al. 2017): each pixel of the encoder's binarised input is flipped with this probability,
+    in [0, 1), afresh every step; the decoder reconstructs the clean image. 0 = no corruption."""
+    latent: str = "gaussian"
+    """`gaussian` (zdim dimensions, N(0, I) prior) or `categorical`: zdim variables of `classes` classes each with
+    a uniform prior (Jang et al. 2017; Maddison et al. 2017), trained through the Gumbel-softmax relaxation."""
+    classes: int = 10
+    """K, classes of each categorical variable (>= 2; categorical latents only)."""
+    tau_start: float = 1.0
+    """Gumbel-softmax temperature of the first epoch (> 0; categorical only) ..."""
+    tau_end: float = 0.5
+    """... annealed geometrically to this one at the last epoch (> 0; Jang et al. 2017 anneal to 0.5)."""
+
+    def __post_init__(self) -> None:
+        if not self.beta > 0:
+            raise ConfigError(f"beta: must be > 0, got {self.beta!r}")
+        _choice(self.objective, OBJECTIVES, "objective")
+        _range(self.k, "k", 1, None)
+        if self.objective == "elbo" and self.k != 1:
+            raise ConfigError(f"k: {self.k} samples need `objective: iwae` (the ELBO objective takes one)")
+        if not 0 <= self.noise < 1:
+            raise ConfigError(f"noise: a flip probability must be in [0, 1), got {self.noise!r}")
+        _choice(self.latent, LATENTS, "latent")
+        _range(self.classes, "classes", 2, None)
+        for key in ("tau_start", "tau_end"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"{key}: must be > 0, got {getattr(self, key)!r}")
+        if self.latent == "categorical" and self.objective == "iwae":
+            raise ConfigError("objective: iwae is offered for gaussian latents only (a relaxed categorical IWAE "
+                              "needs the Concrete density of each sample; not implemented)")
+
+    def tau_at(self, epoch: int, epochs: int) -> float:
+        """Temperature of epoch `epoch` (0-based) of `epochs`: tau_start * (tau_end / tau_start)^(epoch / (epochs - 1))."""
+        if epochs <= 1:
+            return self.tau_start
+        return self.tau_start * (self.tau_end / self.tau_start) ** (epoch / (epochs - 1))
+
+    @property
+    def is_plain(self) -> bool:
+        return self == Variant()
+
+
+@dataclass(frozen=True)
+class VariantsConfig:
+    defs: dict[str, Variant] = field(default_factory=dict)
+    """Named variants: `name: {piece: value, ...}` with the pieces of `Variant` (the rest as the VAE).
+    Names: lower-case letters, digits and `_`, starting with a letter; not `vae` or `cvae`."""
+    runs: tuple[str, ...] = ()
+    """The variant runs the pipeline trains and scores, each `<name>-<size>`: `beta4-20` is variant beta4 with
+    20 latent dimensions, `cat10-2` a categorical variant with 2 variables."""
+
+    def __post_init__(self) -> None:
+        for name in self.defs:
+            if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in MODELS:
+                raise ConfigError(f"variants.defs.{name}: a variant's name is lower-case letters, digits and `_`, "
+                                  f"starting with a letter, and not {' or '.join(MODELS)}")
+        for run in self.runs:
+            name, size = split_run(run, "variants.runs")
+            if name not in self.defs:
+                raise ConfigError(f"variants.runs: {run!r} names no variant in variants.defs "
+                                  f"({', '.join(self.defs) or 'none defined'})")
+        if len(set(self.runs)) != len(self.runs):
+            raise ConfigError("variants.runs: lists a run twice")
 
 
 @dataclass(frozen=True)
@@ -146,6 +230,9 @@ class EvalConfig:
     """Quadrature points per latent axis for the exact log p(x) of 1- and 2-D models (0 = skip)."""
     quad_half_width: float = 10.0
     """The quadrature grid covers [-L, L] per axis of the N(0, I) prior."""
+    enum_max: int = 5000
+    """Exact log p(x) of a categorical model by enumerating its K^N latent states, when there are at most this
+    many (0 = skip; at most 1,000,000)."""
 
     def __post_init__(self) -> None:
         _range(self.k, "eval.k", 1, None)
@@ -158,6 +245,7 @@ class EvalConfig:
         _range(self.spread_seeds, "eval.spread_seeds", 0, None)
         # the variance is across seeds, per image; two images at least, so that the prediction averages more than one
         _range(self.spread_images, "eval.spread_images", 2, None)
+        _range(self.enum_max, "eval.enum_max", 0, ENUM_MAX)
 
 
 @dataclass(frozen=True)
@@ -181,6 +269,15 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     exact: ExactConfig = field(default_factory=ExactConfig)
+    variants: VariantsConfig = field(default_factory=VariantsConfig)
+
+    def variant(self, model: str) -> Variant:
+        """The pieces of a model name: the VAE's for `vae` and `cvae`, a variant's from variants.defs."""
+        if model in MODELS:
+            return PLAIN
+        if model in self.variants.defs:
+            return self.variants.defs[model]
+        raise ConfigError(f"model: {model!r} is not one of {', '.join(MODELS + tuple(self.variants.defs))}")
 
     def __post_init__(self) -> None:
         for z in self.exact.zdims:
@@ -229,6 +326,14 @@ def check_model(model: Any, key: str = "model") -> str:
     return _choice(model, MODELS, key)
 
 
+def split_run(run: Any, key: str = "run") -> tuple[str, int]:
+    """`beta4-20` -> ("beta4", 20): a run's model (or variant) name and its latent size."""
+    m = re.fullmatch(r"([a-z][a-z0-9_]*)-([1-9][0-9]*)", run) if isinstance(run, str) else None
+    if m is None:
+        raise ConfigError(f"{key}: {run!r} is not <name>-<latent size>, e.g. beta4-20")
+    return m.group(1), int(m.group(2))
+
+
 def check_zdim(zdim: Any, key: str = "zdim") -> int:
     return _range(zdim, key, 1, None)
 
@@ -254,6 +359,11 @@ def _range(value: Any, key: str, lo: int | None, hi: int | None) -> int:
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against the annotation `tp`; ints are accepted where floats are."""
     origin = get_origin(tp)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        (_, inner) = get_args(tp)
+        return {str(k): _build(inner, v, f"{key}.{k}") for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -307,6 +417,11 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             kwargs[name] = _build(tp, value, key)
         else:
             kwargs[name] = _coerce(value, tp, key)
+    if cls is Variant:  # its checks name the bare field: put the key's path in front
+        try:
+            return cls(**kwargs)
+        except ConfigError as e:
+            raise ConfigError(f"{prefix}.{e}") from None
     return cls(**kwargs)
 
 
@@ -337,3 +452,6 @@ def _plain(x: Any) -> Any:
         return [_plain(v) for v in x]
     return x
 
+
+
+PLAIN = Variant()  # the thesis's VAE (and CVAE): every piece at its default

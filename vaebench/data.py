@@ -288,3 +288,17 @@ def binarize_test(x: torch.Tensor, mode: str, seed: int) -> torch.Tensor:
     if mode == "threshold":
         return (x > 0.5).float()
     return Draws(Stream.TEST_BITS, seed).bernoulli(x)
+
+
+# ---------------------------------------------------------------- corruption (the denoising VAE)
+
+
+def flip_bits(x: torch.Tensor, rate: float, draws: Draws) -> torch.Tensor:
+    """Binary images x (..., 784) with each pixel flipped independently with probability `rate`.
+
+    The denoising criterion's noise (Im, Ahn, Memisevic & Bengio 2017, section 3: any corruption
+    distribution p(x~|x); for binary pixels, random bit flips are the symmetric salt-and-pepper noise,
+    which turns a 0 into 1 and a 1 into 0 alike). The flips are one uniform draw per pixel from `draws`.
+    """
+    flips = draws.bernoulli(torch.full(x.shape, rate)).to(x.device)
+    return (x - flips).abs()  # x xor flip, for 0/1 values

@@ -58,6 +58,13 @@ def encode_all(model: VAE, x: torch.Tensor, y: torch.Tensor | None) -> tuple[tor
     return params[:, : model.zdim], params[:, model.zdim:]
 
 
+@torch.no_grad()
+def encode_logits_all(model: VAE, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """q's logits for every image of a categorical model, (N, P) [and (N,)] -> (N, Nvars, K), in fixed blocks."""
+    return _fixed_rows(lambda xb, yb: model.encode_logits(xb, yb).flatten(-2), ENCODE_ROWS, x, y).unflatten(
+        -1, (model.zdim, model.classes))
+
+
 def decode_rows(model: VAE, z: torch.Tensor, y: torch.Tensor | None, rows: int) -> torch.Tensor:
     """Bernoulli logits of latents (R, D) [labels (R,)] -> (R, P), in calls of exactly `rows` rows."""
     return _fixed_rows(model.decode, rows, z, y)
@@ -72,6 +79,11 @@ def elbo_per_image(model: VAE, x: torch.Tensor, y: torch.Tensor | None, g: Draws
     whatever the block sizes and however many images follow it.
     """
     with torch.no_grad():
+        if model.categorical:  # the discrete model itself: a hard sample of q, and the exact categorical KL
+            logits_q = encode_logits_all(model, x, y)  # (N, Nvars, K)
+            z = bounds.one_hot_sample(logits_q, g.gumbel(tuple(logits_q.shape)).to(x.device))  # (N, Nvars, K)
+            logits = decode_rows(model, z.flatten(-2), y, DECODE_ROWS)  # (N, P)
+            return bounds.bernoulli_log_lik(logits, x) - bounds.categorical_kl(logits_q)
         mu, logvar = encode_all(model, x, y)  # (N, D) each
         eps = g.normal(tuple(mu.shape)).to(mu.device)  # (N, D)
         z = bounds.reparameterize(mu, logvar, eps)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from vaebench import bounds
 from vaebench.config import EvalConfig
-from vaebench.elbo import DECODE_ROWS, decode_rows, elbo_per_image, encode_all
+from vaebench.elbo import DECODE_ROWS, decode_rows, elbo_per_image, encode_all, encode_logits_all
 from vaebench.models import N_LABELS, VAE
 from vaebench.streams import Draws, Stream
 
@@ -42,29 +42,40 @@ def iwae_log_px(
     blocks of the decoder do not depend on it). `progress(n)` is told of each n images done.
     """
     n, out = len(x), []
-    mu_all, logvar_all = encode_all(model, x, y)  # (N, D) each: each image is encoded once
+    if model.categorical:
+        q_all = encode_logits_all(model, x, y)  # (N, Nvars, K): each image is encoded once
+    else:
+        mu_all, logvar_all = encode_all(model, x, y)  # (N, D) each: each image is encoded once
     s = min(k, DECODE_ROWS)  # samples decoded at once per image
     t = max(1, DECODE_ROWS // s)  # images decoded at once: every decoder call has t * s rows
     b = max(1, chunk // k) // t * t or t  # images per pass, a multiple of t: the same t-groups for any chunk
     for i in range(0, n, b):
         xb = x[i:i + b]  # (b, P)
         yb = None if y is None else y[i:i + b]  # (b,)
-        mu, logvar = mu_all[i:i + b], logvar_all[i:i + b]  # (b, D) each
-        eps = torch.stack([
-            Draws(Stream.IWAE, seed, i + j, 0 if y is None else 1 + int(yb[j])).normal((k, model.zdim))
-            for j in range(len(xb))
-        ]).to(mu.device)  # (b, k, D)
-        z = bounds.reparameterize(mu[:, None], logvar[:, None], eps)  # (b, k, D)
+        draws = [Draws(Stream.IWAE, seed, i + j, 0 if y is None else 1 + int(yb[j])) for j in range(len(xb))]
+        if model.categorical:  # hard one-hot samples of q (Gumbel-max): the discrete model, never its relaxation
+            q = q_all[i:i + b]  # (b, Nvars, K)
+            gumbel = torch.stack([d.gumbel((k, model.zdim, model.classes)) for d in draws]).to(q.device)
+            states = bounds.one_hot_sample(q[:, None], gumbel)  # (b, k, Nvars, K)
+            z = states.flatten(-2)  # (b, k, Nvars K)
+        else:
+            mu, logvar = mu_all[i:i + b], logvar_all[i:i + b]  # (b, D) each
+            eps = torch.stack([d.normal((k, model.zdim)) for d in draws]).to(mu.device)  # (b, k, D)
+            z = bounds.reparameterize(mu[:, None], logvar[:, None], eps)  # (b, k, D)
         log_w = torch.empty(len(xb), k)
         for c in range(0, len(xb), t):
             xt = xb[c:c + t]  # (t', P), t' <= t
             for a in range(0, k, s):
-                zs = z[c:c + t, a:a + s]  # (t', s', D)
+                zs = z[c:c + t, a:a + s]  # (t', s', width)
                 ys = None if yb is None else yb[c:c + t, None].expand(zs.shape[:2]).reshape(-1)  # (t' s',)
-                logits = decode_rows(model, zs.reshape(-1, model.zdim), ys, t * s).view(*zs.shape[:2], -1)
+                logits = decode_rows(model, zs.reshape(-1, model.width), ys, t * s).view(*zs.shape[:2], -1)
                 log_px_z = bounds.bernoulli_log_lik(logits, xt[:, None])  # (t', s')
-                log_w[c:c + t, a:a + s] = bounds.log_importance_weights(
-                    log_px_z, zs, mu[c:c + t, None], logvar[c:c + t, None])
+                if model.categorical:
+                    log_w[c:c + t, a:a + s] = bounds.categorical_log_importance_weights(
+                        log_px_z, states[c:c + t, a:a + s], q[c:c + t, None])
+                else:
+                    log_w[c:c + t, a:a + s] = bounds.log_importance_weights(
+                        log_px_z, zs, mu[c:c + t, None], logvar[c:c + t, None])
         out.append(bounds.iwae_bound(log_w))
         if progress is not None:
             progress(len(xb))
@@ -89,6 +100,23 @@ def seed_spread(per_seed: torch.Tensor, n_images: int) -> float:
     if per_seed.shape[0] < 2:
         raise ValueError("seed_spread needs estimates from at least two seeds")
     return math.sqrt(per_seed.double().var(0, unbiased=True).mean().item() / n_images)
+
+
+def categorical_diagnostics(logits: torch.Tensor) -> dict[str, Any]:
+    """Mean KL per categorical variable and active variables, from q's logits (N, Nvars, K).
+
+    Burda et al.'s activity, Cov_x(E_q[z_u]), for a one-hot variable: E_q[z_n] is q's probability vector,
+    and the variable's activity is the trace of its covariance over images, sum_k Var_x(q_nk).
+    """
+    log_q = torch.log_softmax(logits.double(), -1)
+    kl = (log_q.exp() * (log_q + math.log(logits.shape[-1]))).sum(-1).mean(0)  # (Nvars,)
+    probs = log_q.exp()
+    activity = probs.var(0, unbiased=True).sum(-1) if len(probs) > 1 else torch.zeros(logits.shape[1], dtype=torch.float64)
+    return {
+        "kl_per_dim": kl.tolist(),
+        "activity_per_dim": activity.tolist(),
+        "active_units": int((activity > ACTIVE_THRESHOLD).sum()),
+    }
 
 
 def latent_diagnostics(mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, Any]:
@@ -139,7 +167,12 @@ def evaluate_model(
 
     elbo = elbo_per_image(model, x, y, Draws(Stream.TEST_ELBO, cfg.seed))
     log_px = iwae_log_px(model, x, y, cfg.k, cfg.seed, cfg.chunk, done(cfg.k))
-    mu, logvar = encode_all(model, x, y)
+    if model.categorical:
+        logits_q = encode_logits_all(model, x, y)  # (N, Nvars, K)
+        kl, diagnostics = bounds.categorical_kl(logits_q), categorical_diagnostics(logits_q)
+    else:
+        mu, logvar = encode_all(model, x, y)
+        kl, diagnostics = bounds.gaussian_kl(mu, logvar), latent_diagnostics(mu, logvar)
     m_elbo, se_elbo = mean_and_se(elbo)
     m_iwae, se_iwae = mean_and_se(log_px)
     out: dict[str, Any] = {
@@ -150,8 +183,8 @@ def evaluate_model(
         "neg_elbo": -m_elbo,
         "iwae_nll": -m_iwae,
         "iwae_nll_se": se_iwae,
-        "kl": bounds.gaussian_kl(mu, logvar).double().mean().item(),
-        **latent_diagnostics(mu, logvar),
+        "kl": kl.double().mean().item(),
+        **diagnostics,
     }
     if n_spread:
         # image i's samples depend only on (seed, i, label), its encoding only on image i: seed `cfg.seed` on the first n_spread

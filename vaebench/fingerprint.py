@@ -24,6 +24,7 @@ def run_fingerprint(model: str, zdim: int, params: Params) -> dict[str, Any]:
         "zdim": zdim,
         "hidden": params.model.hidden,
         "activation": params.model.activation,
+        "variant": to_dict(params.variant(model)),
         "train": to_dict(params.train),
         "data": {k: v for k, v in to_dict(params.data).items() if k != "source"},
     }
@@ -61,7 +62,7 @@ def refuse_to_replace(ckpt: str | Path, model: str, zdim: int, params: Params, d
     except CheckpointError:
         raise CheckpointError(f"{ckpt}: holds a {SIDECAR} or {WEIGHTS} that is not a vaebench checkpoint; "
                               f"refusing to overwrite it ({how})") from None
-    have = {k: have.get(k) for k in ("model", "zdim", "hidden", "activation", "train", "data", "data_manifest_sha256")}
+    have = {k: have.get(k) for k in ("model", "zdim", "hidden", "activation", "variant", "train", "data", "data_manifest_sha256")}
     diff = first_difference(have, expected_sidecar(model, zdim, params, data))
     if diff is not None:
         key, was, now = diff

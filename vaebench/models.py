@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaebench.config import ACTIVATIONS, MODELS
+from vaebench.config import ACTIVATIONS, MODELS, PLAIN, Variant
 
 PIXELS = 784
 N_LABELS = 10
@@ -50,11 +50,22 @@ class VAE(nn.Module):
     With `n_labels` > 0 it is the CVAE: q(z|x, y) and p(x|z, y), y given as a one-hot vector.
     """
 
-    def __init__(self, zdim: int, hidden: int = 500, n_labels: int = 0, activation: str = "relu") -> None:
+    def __init__(self, zdim: int, hidden: int = 500, n_labels: int = 0, activation: str = "relu",
+                 classes: int = 0) -> None:
         super().__init__()
         self.zdim, self.hidden, self.n_labels, self.activation = zdim, hidden, n_labels, activation
-        self.encoder = mlp(PIXELS + n_labels, hidden, 2 * zdim, activation)
-        self.decoder = mlp(zdim + n_labels, hidden, PIXELS, activation)
+        self.classes = classes  # 0: zdim Gaussian dimensions; K >= 2: zdim categorical variables of K classes
+        self.encoder = mlp(PIXELS + n_labels, hidden, zdim * classes if classes else 2 * zdim, activation)
+        self.decoder = mlp(self.width + n_labels, hidden, PIXELS, activation)
+
+    @property
+    def categorical(self) -> bool:
+        return self.classes > 0
+
+    @property
+    def width(self) -> int:
+        """Features of a latent state as the decoder sees it: D, or N * K for a flattened one-hot state."""
+        return self.zdim * self.classes if self.categorical else self.zdim
 
     @property
     def conditional(self) -> bool:
@@ -70,12 +81,16 @@ class VAE(nn.Module):
         return torch.cat([h, onehot], -1)
 
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, 784) images [and (B,) labels] -> q's mean and log-variance, each (B, D)."""
+        """(B, 784) images [and (B,) labels] -> q's mean and log-variance, each (B, D) (Gaussian latents)."""
         mu, logvar = self.encoder(self._with_label(x, y)).chunk(2, -1)
         return mu, logvar
 
+    def encode_logits(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 784) images [and labels] -> q's logits (B, N, K) (categorical latents)."""
+        return self.encoder(self._with_label(x, y)).unflatten(-1, (self.zdim, self.classes))
+
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """(..., D) latents [and labels] -> (..., 784) Bernoulli logits.
+        """(..., D) latents, or (..., N * K) flattened categorical states, [and labels] -> (..., 784) Bernoulli logits.
 
         Labels are aligned on the leading dimensions: (B,) labels serve (B, S, D) latents.
         """
@@ -89,7 +104,11 @@ class VAE(nn.Module):
         return self.encode(x, y)
 
 
-def build_model(model: str, zdim: int, hidden: int, activation: str = "relu") -> VAE:
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r} (allowed: {', '.join(MODELS)})")
-    return VAE(zdim, hidden, n_labels=N_LABELS if model == "cvae" else 0, activation=activation)
+def build_model(model: str, zdim: int, hidden: int, activation: str = "relu", variant: Variant | None = None) -> VAE:
+    """`vae`, `cvae`, or a named variant of the VAE with its pieces in `variant` (only the latent family shapes the net)."""
+    if variant is None:
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r} (allowed: {', '.join(MODELS)}, or a variant with its pieces)")
+        variant = PLAIN
+    classes = variant.classes if variant.latent == "categorical" else 0
+    return VAE(zdim, hidden, n_labels=N_LABELS if model == "cvae" else 0, activation=activation, classes=classes)

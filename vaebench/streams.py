@@ -32,11 +32,14 @@ class Stream(enum.IntEnum):
     TEST_BITS = 6  # (data.test_seed): the one draw of the test bits every model is scored on
     TEST_ELBO = 7  # (eval.seed): noise of the test ELBO
     IWAE = 8  # (eval.seed, image index, label slot): one image's k importance samples; slot 0 = no label, 1 + y
+    CORRUPT = 9  # (train.seed, epoch): the denoising VAE's bit flips of one epoch's encoder inputs
+    TEST_CORRUPT = 10  # (eval.seed): the bit flips of the test images a denoising VAE restores
 
 
 ARITY = {
     Stream.INIT: 1, Stream.EPOCH: 2, Stream.HELDOUT_ELBO: 1, Stream.STATIC_BITS: 1,
     Stream.DYNAMIC_BITS: 2, Stream.TEST_BITS: 1, Stream.TEST_ELBO: 1, Stream.IWAE: 3,
+    Stream.CORRUPT: 2, Stream.TEST_CORRUPT: 1,
 }
 
 
@@ -71,6 +74,10 @@ class Draws:
         """0/1 float32 of p's shape, 1 with probability p (a uniform draw below p)."""
         u = self.rng.random(tuple(p.shape), dtype=np.float32)
         return torch.from_numpy(u < p.cpu().numpy()).float()
+
+    def gumbel(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Standard Gumbel draws -log(-log U), float32 (computed in float64: never infinite)."""
+        return torch.from_numpy(self.rng.gumbel(size=tuple(shape)).astype(np.float32))
 
     def permutation(self, n: int) -> torch.Tensor:
         """A random permutation of 0..n-1, int64."""

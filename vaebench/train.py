@@ -23,8 +23,8 @@ from tqdm.auto import tqdm
 from vaebench import bounds
 from vaebench import io as vio
 from vaebench.checkpoint import read_tensors, save_checkpoint, tensors_to_bytes
-from vaebench.config import Params, TrainConfig
-from vaebench.data import Mnist, binarize_test, binarize_train, load_mnist
+from vaebench.config import PLAIN, Params, TrainConfig, Variant
+from vaebench.data import Mnist, binarize_test, binarize_train, flip_bits, load_mnist
 from vaebench.elbo import elbo_per_image
 from vaebench.fingerprint import run_fingerprint
 from vaebench.models import VAE, build_model
@@ -77,17 +77,46 @@ def heldout_elbo(model: VAE, x: torch.Tensor, y: torch.Tensor | None, seed: int)
     return elbo_per_image(model, x, y, Draws(Stream.HELDOUT_ELBO, seed)).double().mean().item()
 
 
-def seconds_per_step(model: VAE, tc: TrainConfig, x: torch.Tensor, y: torch.Tensor | None, steps: int = 3) -> float:
+def training_bound(model: VAE, v: Variant, x_in: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None, g: Draws,
+                   device: torch.device, tau: float) -> torch.Tensor:
+    """The bound a variant trains on, per image, (b,): the pieces of `v` composed over one minibatch.
+
+    x_in (b, 784) is what the encoder sees (x itself, or its corruption for a denoising VAE), x (b, 784)
+    what the decoder must reconstruct; the noise comes from the epoch's stream `g` in a fixed order.
+    - Gaussian, `elbo`: one reparameterised sample, analytic KL weighted by beta (Kingma & Welling 2014,
+      eq. 10; Higgins et al. 2017, eq. 4). With beta = 1 and x_in = x: the thesis's VAE, byte for byte.
+    - Gaussian, `iwae`: k reparameterised samples, L_k (Burda et al. 2016, eq. 8); its gradient is theirs,
+      eq. 14, the importance-weighted average of the k single-sample gradients. beta does not enter.
+    - categorical: one Gumbel-softmax sample at temperature tau (Jang et al. 2017, eq. 1) through the
+      decoder, and the exact KL of q against the uniform prior, weighted by beta.
+    """
+    if model.categorical:
+        logits_q = model.encode_logits(x_in, y)  # (b, N, K)
+        z = bounds.gumbel_softmax(logits_q, g.gumbel(tuple(logits_q.shape)).to(device), tau)  # (b, N, K), relaxed
+        log_px_z = bounds.bernoulli_log_lik(model.decode(z.flatten(-2), y), x)  # (b,)
+        return bounds.beta_elbo(log_px_z, bounds.categorical_kl(logits_q), v.beta)
+    mu, logvar = model.encode(x_in, y)  # (b, D) each
+    if v.objective == "iwae":
+        eps = _noise((len(x), v.k, model.zdim), g, device)  # (b, k, D)
+        z = bounds.reparameterize(mu[:, None], logvar[:, None], eps)  # (b, k, D)
+        log_px_z = bounds.bernoulli_log_lik(model.decode(z, y), x[:, None])  # (b, k); (b,) labels serve (b, k, D)
+        return bounds.iwae_bound(bounds.log_importance_weights(log_px_z, z, mu[:, None], logvar[:, None]))
+    z = bounds.reparameterize(mu, logvar, _noise(tuple(mu.shape), g, device))  # (b, D)
+    return bounds.beta_elbo(bounds.bernoulli_log_lik(model.decode(z, y), x), bounds.gaussian_kl(mu, logvar), v.beta)
+
+
+def seconds_per_step(model: VAE, tc: TrainConfig, x: torch.Tensor, y: torch.Tensor | None, steps: int = 3,
+                     variant: Variant = PLAIN) -> float:
     """Wall time of one training step at this batch size, timed on a copy (the run's model, optimiser and
     random streams are untouched, so timing never changes the bytes); one untimed step warms up."""
     net = copy.deepcopy(model).train()
     opt = make_optimizer(tc.optimizer, net.parameters(), tc.lr, tc.eps)
     xb, yb = x[: tc.batch_size], (None if y is None else y[: tc.batch_size])  # (b, 784), (b,)
+    g = Draws(Stream.EPOCH, 0, 0)  # a throwaway stream: the run's own streams are not touched
     for i in range(steps + 1):
         if i == 1:
             t0 = time.perf_counter()
-        mu, logvar = net.encode(xb, yb)
-        loss = -bounds.elbo(xb, net.decode(bounds.reparameterize(mu, logvar, torch.zeros_like(mu)), yb), mu, logvar).mean()
+        loss = -training_bound(net, variant, xb, xb, yb, g, xb.device, variant.tau_start).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -175,7 +204,8 @@ def fit(
     held_y = data.test_y[: tc.heldout].to(device) if conditional else None
 
     torch.manual_seed(stream_seed(Stream.INIT, tc.seed))  # Xavier init draws from the global RNG
-    model = build_model(model_name, zdim, params.model.hidden, params.model.activation).to(device)
+    variant = params.variant(model_name)
+    model = build_model(model_name, zdim, params.model.hidden, params.model.activation, variant).to(device)
     opt = make_optimizer(tc.optimizer, model.parameters(), tc.lr, tc.eps)
     fingerprint = {**run_fingerprint(model_name, zdim, params), "data_manifest_sha256": data.manifest_sha256}
 
@@ -188,7 +218,7 @@ def fit(
     n, bs = len(train_x), tc.batch_size
     steps = -(-n // bs)  # ceil: the last batch may be smaller
     if start < tc.epochs:
-        t_step = seconds_per_step(model, tc, train_x, train_y if conditional else None)
+        t_step = seconds_per_step(model, tc, train_x, train_y if conditional else None, variant=variant)
         log(f"training {model_name} z={zdim}: epochs {start + 1}-{tc.epochs} of {tc.epochs}, {steps} steps of "
             f"{bs} images each; about {_duration(t_step * steps * (tc.epochs - start))} "
             f"(a step timed at {t_step * 1000:.0f} ms)")
@@ -212,13 +242,15 @@ def fit(
         xb = binarize_train(data.train_x, params.data.binarize, tc.seed, epoch).to(device)  # (N, 784)
         g = Draws(Stream.EPOCH, tc.seed, epoch)
         perm = g.permutation(n).to(device)
+        # a stream of its own: with noise = 0 nothing is drawn from it and the run is the VAE's, byte for byte
+        flips = Draws(Stream.CORRUPT, tc.seed, epoch) if variant.noise > 0 else None
+        tau = variant.tau_at(epoch, tc.epochs)
         total = 0.0
         for step, i in enumerate(range(0, n, bs)):
             idx = perm[i:i + bs]
             x, y = xb[idx], (train_y[idx] if conditional else None)  # (b, 784), (b,)
-            mu, logvar = model.encode(x, y)  # (b, D) each
-            z = bounds.reparameterize(mu, logvar, _noise(tuple(mu.shape), g, device))
-            loss = -bounds.elbo(x, model.decode(z, y), mu, logvar).mean()
+            x_in = x if flips is None else flip_bits(x, variant.noise, flips)  # the denoising VAE's encoder input
+            loss = -training_bound(model, variant, x_in, x, y, g, device, tau).mean()
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"{model_name} z={zdim}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
