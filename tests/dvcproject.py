@@ -21,6 +21,7 @@ TINY = {
     "eval": {"k": 10, "k_marginal": 3, "seed": 0, "chunk": 50000, "spread_seeds": 2, "spread_images": 100,
              "quad_n": 40, "quad_half_width": 6.0},
     "exact": {"zdims": [2], "k": 25},
+    "variants": {"defs": {}, "runs": []},  # tests/test_variants.py runs a grid with variants
 }
 ITEMS = [f"{m}-{z}" for m in TINY["grid"]["models"] for z in TINY["grid"]["zdims"]]
 

@@ -45,8 +45,15 @@ def _main(
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="Parameter file (see params.yaml).")]
 DataOpt = Annotated[Path, typer.Option("--data", help="MNIST file written by `vaebench download`.")]
-ModelOpt = Annotated[str, typer.Option("--model", help="vae or cvae.")]
-ZdimOpt = Annotated[int, typer.Option("--zdim", help="Latent dimension (>= 1).")]
+ModelOpt = Annotated[str, typer.Option("--model", help="vae, cvae, or a variant named in params.yaml (variants.defs).")]
+ZdimOpt = Annotated[int, typer.Option("--zdim", help="Latent dimension (>= 1); categorical variants: the number of variables.")]
+RunOpt = Annotated[str | None, typer.Option("--run", help="<model>-<size>, e.g. beta4-20: --model and --zdim in one.")]
+BetaOpt = Annotated[float | None, typer.Option("--beta", help="Variant piece: KL weight of the training objective (> 0).")]
+ObjectiveOpt = Annotated[str | None, typer.Option("--objective", help="Variant piece: elbo or iwae.")]
+KTrainOpt = Annotated[int | None, typer.Option("--k-train", help="Variant piece: samples of the iwae objective (>= 1).")]
+NoiseOpt = Annotated[float | None, typer.Option("--noise", help="Variant piece: bit-flip rate of the encoder's input, in [0, 1).")]
+LatentOpt = Annotated[str | None, typer.Option("--latent", help="Variant piece: gaussian or categorical.")]
+ClassesOpt = Annotated[int | None, typer.Option("--classes", help="Variant piece: classes K of each categorical variable (>= 2).")]
 CkptOpt = Annotated[Path | None, typer.Option("--ckpt", help="Checkpoint directory [models/<model>-<zdim>].")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars; one line per epoch.")]
 
@@ -73,11 +80,57 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _checked(model: str, zdim: int) -> None:
-    from vaebench.config import check_model, check_zdim
+# the CLI option of each variant piece, for refusals that name what the user typed
+PIECE_OPTIONS = {"beta": "--beta", "objective": "--objective", "k": "--k-train", "noise": "--noise",
+                 "latent": "--latent", "classes": "--classes"}
 
-    check_model(model, "--model")
+
+def _select(p: Any, model: str, zdim: int, run: str | None, pieces: dict[str, Any]) -> tuple[Any, str, int]:
+    """(params, model, zdim) of the run the options name: --run or --model/--zdim, and any variant pieces.
+
+    Pieces given on the command line make a variant of the named model, registered in the returned params
+    under a name that spells them (`vae_beta4`), so that its checkpoint, fingerprint and files are its own.
+    """
+    import dataclasses
+
+    from vaebench.config import ConfigError, VariantsConfig, check_zdim, split_run
+
+    if run is not None:
+        model, zdim = split_run(run, "--run")
     check_zdim(zdim, "--zdim")
+    try:
+        base = p.variant(model)
+    except ConfigError as e:
+        raise ConfigError(f"--model: {str(e).split(': ', 1)[1]}") from None
+    pieces = {k: v for k, v in pieces.items() if v is not None}
+    if not pieces:
+        return p, model, zdim
+    if model == "cvae":
+        raise ConfigError("--model: the variant pieces apply to the unconditional VAE and its variants, not cvae")
+    try:
+        variant = dataclasses.replace(base, **pieces)
+    except ConfigError as e:
+        field_name, rest = str(e).split(": ", 1)
+        raise ConfigError(f"{PIECE_OPTIONS.get(field_name, field_name)}: {rest}") from None
+    tag = "_".join(f"{k}{v}".replace(".", "p").replace("-", "m").lower() for k, v in sorted(pieces.items()))
+    name = f"{model}_{tag}"
+    variants = VariantsConfig(defs={**p.variants.defs, name: variant}, runs=p.variants.runs)
+    return dataclasses.replace(p, variants=variants), name, zdim
+
+
+def _exact_check(p: Any, model: str, zdim: int) -> None:
+    """`--exact`: refuse, in one line, a run whose exact likelihood vaebench cannot compute."""
+    from vaebench.config import ConfigError
+
+    v = p.variant(model)
+    if v.latent == "categorical":
+        states = v.classes ** zdim
+        if states > p.eval.enum_max:
+            raise ConfigError(f"--exact: {v.classes}^{zdim} = {states:,} latent states, more than eval.enum_max = "
+                              f"{p.eval.enum_max:,} allows enumerating")
+    elif zdim > 2 or p.eval.quad_n == 0:
+        raise ConfigError(f"--exact: the quadrature needs zdim <= 2 and eval.quad_n > 0 (zdim = {zdim}, "
+                          f"eval.quad_n = {p.eval.quad_n})")
 
 
 @app.command()
@@ -130,6 +183,13 @@ def train(
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace a checkpoint of another configuration in --out (refused otherwise).")] = False,
     quiet: QuietOpt = False,
+    run: RunOpt = None,
+    beta: BetaOpt = None,
+    objective: ObjectiveOpt = None,
+    k_train: KTrainOpt = None,
+    noise: NoiseOpt = None,
+    latent: LatentOpt = None,
+    classes: ClassesOpt = None,
 ) -> None:
     """Train one configuration (resumes from its last finished epoch after a crash)."""
     from vaebench.config import load_params, run_name
@@ -137,8 +197,8 @@ def train(
     from vaebench.fingerprint import refuse_to_replace
     from vaebench.train import fit
 
-    _checked(model, zdim)
-    p = load_params(params)
+    p, model, zdim = _select(load_params(params), model, zdim, run, dict(
+        beta=beta, objective=objective, k=k_train, noise=noise, latent=latent, classes=classes))
     out = out or Path("models") / run_name(model, zdim)
     mnist = load_mnist(data, p.data.train_subset, p.data.test_subset)
     if not overwrite:
@@ -160,16 +220,29 @@ def eval_(
     out: Annotated[Path | None, typer.Option("--out", help="Also write the metrics JSON here.")] = None,
     no_train: Annotated[bool, typer.Option("--no-train", help="Fail instead of training a missing checkpoint.")] = False,
     quiet: QuietOpt = False,
+    run: RunOpt = None,
+    exact: Annotated[bool | None, typer.Option(
+        "--exact/--no-exact", help="Require the exact NLL (refused where it cannot be computed) / skip it "
+                                   "[default: computed where the latent space allows]")] = None,
+    beta: BetaOpt = None,
+    objective: ObjectiveOpt = None,
+    k_train: KTrainOpt = None,
+    noise: NoiseOpt = None,
+    latent: LatentOpt = None,
+    classes: ClassesOpt = None,
 ) -> None:
-    """Score one configuration: test ELBO, IWAE NLL (+- s.e.), CVAE marginal, exact NLL for zdim <= 2."""
+    """Score one configuration: test ELBO, IWAE NLL (+- s.e.), CVAE marginal, exact NLL where it exists
+    (quadrature for zdim <= 2, enumeration for small categorical latent spaces)."""
     from vaebench import io as vio
     from vaebench.config import ConfigError, load_params, run_name
     from vaebench.runs import ensure_trained, load_current, load_data, score
 
-    _checked(model, zdim)
     if k is not None and k < 1:
         raise ConfigError(f"--k: must be >= 1, got {k}")
-    p = load_params(params)
+    p, model, zdim = _select(load_params(params), model, zdim, run, dict(
+        beta=beta, objective=objective, k=k_train, noise=noise, latent=latent, classes=classes))
+    if exact:
+        _exact_check(p, model, zdim)
     ckpt = ckpt or Path("models") / run_name(model, zdim)
     log = lambda s: typer.echo(s, err=True)  # noqa: E731
     mnist = load_data(p, data)
@@ -180,7 +253,7 @@ def eval_(
     t0 = time.perf_counter()
     # the weights' hash ties the numbers to the checkpoint they score (`vaebench runs` checks it)
     metrics = {"model": model, "zdim": zdim, "weights_sha256": meta["weights_sha256"],
-               **score(net, p, mnist, k=k, progress=not quiet)}
+               **score(net, p, mnist, k=k, progress=not quiet, variant=p.variant(model), exact=exact is not False)}
     log(f"evaluated {model} z={zdim} (k={metrics['k']}) in {time.perf_counter() - t0:.0f} s")
     if out is not None:
         vio.write_json(out, metrics)
@@ -223,13 +296,14 @@ def figures(
     data: DataOpt = Path("data/mnist.npz"),
     ckpt: CkptOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Directory for the figures [plots/runs/<model>-<zdim>].")] = None,
+    run: RunOpt = None,
 ) -> None:
-    """Draw one run's figures: prior samples, reconstructions, and for z = 2 the latent scatter and manifold."""
+    """Draw one run's figures: prior samples, reconstructions (a denoising VAE's from corrupted inputs), and
+    for a 2-D Gaussian latent the latent scatter and manifold."""
     from vaebench.config import load_params, run_name
     from vaebench.figures import draw_run
 
-    _checked(model, zdim)
-    p = load_params(params)
+    p, model, zdim = _select(load_params(params), model, zdim, run, {})
     name = run_name(model, zdim)
     written = draw_run(p, model, zdim, ckpt or Path("models") / name, data, out or Path("plots/runs") / name)
     typer.echo("\n".join(str(w) for w in written))

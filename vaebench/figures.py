@@ -17,7 +17,8 @@ from vaebench import plots
 from vaebench.plots import save_figure
 from vaebench.checkpoint import load_checkpoint
 from vaebench.config import Params, run_name
-from vaebench.data import binarize_test, load_mnist
+from vaebench.data import binarize_test, flip_bits, load_mnist
+from vaebench.streams import Draws, Stream
 from vaebench.elbo import encode_all
 from vaebench.models import N_LABELS, VAE
 
@@ -40,6 +41,10 @@ def prior_samples(model: VAE, rows: int = 10, cols: int = 10) -> np.ndarray:
     shows one "style" written as every digit.
     """
     g = torch.Generator().manual_seed(SAMPLE_SEED)
+    if model.categorical:  # uniform prior: each variable's class drawn uniformly, one-hot and flattened
+        idx = torch.randint(model.classes, (rows * cols, model.zdim), generator=g)
+        z = torch.nn.functional.one_hot(idx, model.classes).float().flatten(-2)  # (R C, N K)
+        return _pixels(model.decode(z), rows, cols)
     if model.conditional:
         z = torch.randn((cols, model.zdim), generator=g).expand(N_LABELS, cols, model.zdim)  # (10, C, D)
         return _pixels(model.decode(z, torch.arange(N_LABELS)), N_LABELS, cols)  # (10,) labels serve (10, C, D)
@@ -58,8 +63,27 @@ def reconstructions(model: VAE, x: torch.Tensor, y: torch.Tensor, rows: int, col
     rows = min(rows, len(x) // cols)
     n = rows * cols
     xb, yb = x[:n], (y[:n] if model.conditional else None)
-    mu, _ = model.encode(xb, yb)  # (n, D)
-    return xb.reshape(rows, cols, plots.SIDE, plots.SIDE).numpy(), _pixels(model.decode(mu, yb), rows, cols)
+    return xb.reshape(rows, cols, plots.SIDE, plots.SIDE).numpy(), _pixels(model.decode(code(model, xb, yb), yb), rows, cols)
+
+
+def code(model: VAE, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """The latent a reconstruction decodes: q's mean (Gaussian), or its most probable one-hot state (categorical)."""
+    if model.categorical:
+        logits = model.encode_logits(x, y)  # (n, N, K)
+        return torch.nn.functional.one_hot(logits.argmax(-1), model.classes).float().flatten(-2)  # (n, N K)
+    return model.encode(x, y)[0]  # (n, D)
+
+
+@torch.no_grad()
+def restorations(model: VAE, x: torch.Tensor, rate: float, seed: int, n: int = 16) -> np.ndarray:
+    """A denoising VAE at work on the first n test images: rows corrupted input, reconstruction, clean image,
+    (3, n, 28, 28). The corruption is the evaluation's (TEST_CORRUPT(eval.seed)), so the figure shows the
+    images its restore_nll scores."""
+    n = min(n, len(x))
+    noisy = flip_bits(x, rate, Draws(Stream.TEST_CORRUPT, seed))[:n]
+    recon = _pixels(model.decode(code(model, noisy, None)), n)
+    side = (n, plots.SIDE, plots.SIDE)
+    return np.stack([noisy.reshape(side).numpy(), recon, x[:n].reshape(side).numpy()])
 
 
 def manifold_z(n: int = MANIFOLD_N) -> torch.Tensor:
@@ -83,12 +107,13 @@ def manifold_images(model: VAE, q: torch.Tensor, digit: int | None) -> np.ndarra
 # ---------------------------------------------------------------- writing
 
 
-def run_figures(model: VAE, label: str, name: str, x: torch.Tensor, y: torch.Tensor, plots_dir: Path) -> list[Path]:
+def run_figures(model: VAE, label: str, name: str, x: torch.Tensor, y: torch.Tensor, plots_dir: Path,
+                noise: float = 0.0, seed: int = 0) -> list[Path]:
     """The per-run figures: prior samples, reconstructions, and for a 2-D latent its scatter and manifold.
 
     `x` (N, 784) are the binarised test images and `y` (N,) their labels (used by a CVAE, and to colour the scatter).
     """
-    z = model.zdim
+    z = model.zdim if not model.categorical else f"{model.zdim}x{model.classes}"
     if model.conditional:
         samples = plots.digit_grid(
             prior_samples(model), f"{label} z={z}: samples p(x|z, y), z ~ N(0, I) shared along each column",
@@ -100,6 +125,12 @@ def run_figures(model: VAE, label: str, name: str, x: torch.Tensor, y: torch.Ten
     originals, recons = reconstructions(model, x, y, *RECON_GRID)
     written.append(save_figure(plots.reconstruction_pairs(originals, recons, f"{label} z={z}: reconstructions"),
                                plots_dir / f"reconstructions_{name}.png"))
+    if noise > 0:
+        rows = restorations(model, x, noise, seed)
+        written.append(save_figure(
+            plots.digit_grid(rows, f"{label} z={z}: corrupted input ({noise:g} of bits flipped), its reconstruction, "
+                                   "the clean image", row_labels=["corrupted", "restored", "clean"]),
+            plots_dir / f"restorations_{name}.png"))
     if z == 2:
         mu, _ = encode_all(model, x, y if model.conditional else None)  # (N, 2)
         what = "q(z|x, y): the label is given, so z holds style and digits overlap" if model.conditional else "q(z|x)"
@@ -121,4 +152,5 @@ def draw_run(params: Params, model_name: str, zdim: int, ckpt: Path, data_path: 
     model, _ = load_checkpoint(ckpt, expect={"model": model_name, "zdim": zdim})
     data = load_mnist(data_path, test_subset=params.data.test_subset)
     x = binarize_test(data.test_x, params.data.binarize, params.data.test_seed)  # the bits every model was scored on
-    return run_figures(model, plots.MODEL_LABELS[model_name], run_name(model_name, zdim), x, data.test_y, Path(out_dir))
+    return run_figures(model, plots.MODEL_LABELS.get(model_name, model_name), run_name(model_name, zdim), x,
+                       data.test_y, Path(out_dir), params.variant(model_name).noise, params.eval.seed)

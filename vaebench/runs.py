@@ -10,8 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from vaebench.checkpoint import CheckpointError, load_checkpoint
-from vaebench.config import Params, check_model, check_zdim
-from vaebench.data import Mnist, binarize_test, load_mnist
+import torch
+
+from vaebench import bounds
+from vaebench.config import PLAIN, Params, Variant, check_zdim
+from vaebench.data import Mnist, binarize_test, flip_bits, load_mnist
+from vaebench.elbo import DECODE_ROWS, decode_rows, encode_all
+from vaebench.enumeration import enumerate_log_px, n_states
+from vaebench.streams import Draws, Stream
 from vaebench.evaluate import evaluate_model
 from vaebench.fingerprint import expected_sidecar, refuse_to_replace
 from vaebench.models import VAE
@@ -27,7 +33,7 @@ def load_data(params: Params, data_path: str | Path) -> Mnist:
 
 def load_current(model: str, zdim: int, params: Params, data: Mnist, ckpt: str | Path) -> tuple[VAE, dict]:
     """The checkpoint at `ckpt` if it was trained for exactly this configuration; CheckpointError otherwise."""
-    check_model(model)
+    params.variant(model)
     check_zdim(zdim)
     return load_checkpoint(ckpt, expect=expected_sidecar(model, zdim, params, data))
 
@@ -52,14 +58,33 @@ def ensure_trained(
     return load_current(model, zdim, params, data, ckpt)
 
 
-def score(model: VAE, params: Params, data: Mnist, k: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Test metrics of a trained model on the shared binarised test set; `k` overrides eval.k."""
+def score(model: VAE, params: Params, data: Mnist, k: int | None = None, progress: bool = True,
+          variant: Variant = PLAIN, exact: bool = True) -> dict[str, Any]:
+    """Test metrics of a trained model on the shared binarised test set; `k` overrides eval.k.
+
+    `exact`: also the exact log p(x) where the latent space allows it (quadrature for 1-2 Gaussian
+    dimensions, enumeration for small categorical spaces); the `exact` stage, which re-scores a model
+    with more samples only, turns it off. A variant adds what is its own: a denoising VAE's restoration
+    of corrupted test images.
+    """
     require_strict_mkl()
     ev = params.eval if k is None else replace(params.eval, k=k)
     x = binarize_test(data.test_x, params.data.binarize, params.data.test_seed)  # (N, 784), same bits for all
     # no timings in here: metrics must be byte-identical across identical runs
     metrics = evaluate_model(model, x, data.test_y, ev, show_progress=progress)
-    if model.zdim <= 2 and params.eval.quad_n > 0:
+    if not variant.is_plain:
+        # rate and distortion (Alemi et al. 2018): the mean KL and -E_q log p(x|z), so -ELBO = rate + distortion
+        metrics["rate"] = metrics["kl"]
+        metrics["distortion"] = metrics["neg_elbo"] - metrics["kl"]
+    if variant.noise > 0:
+        metrics.update(restoration(model, x, variant.noise, params.eval.seed))
+    if exact and model.categorical and 0 < n_states(model.zdim, model.classes) <= params.eval.enum_max:
+        log_px = enumerate_log_px(model, x)
+        metrics["exact_nll"] = -log_px.mean().item()
+        metrics["exact_nll_se"] = log_px.std().item() / len(log_px) ** 0.5
+        metrics["exact_states"] = n_states(model.zdim, model.classes)
+        metrics["iwae_gap_to_exact"] = metrics["iwae_nll"] - metrics["exact_nll"]
+    if exact and not model.categorical and model.zdim <= 2 and params.eval.quad_n > 0:
         y = data.test_y if model.conditional else None
         q = quadrature(model, x, y, params.eval.quad_half_width, params.eval.quad_n)
         metrics["quad_nll"] = -q.log_px.mean().item()
@@ -74,3 +99,17 @@ def score(model: VAE, params: Params, data: Mnist, k: int | None = None, progres
         metrics["quad_mean_error"] = q.mean_error()
         metrics["iwae_gap_to_quad"] = metrics["iwae_nll"] - metrics["quad_nll"]
     return metrics
+
+
+@torch.no_grad()
+def restoration(model: VAE, x: torch.Tensor, rate: float, seed: int) -> dict[str, Any]:
+    """How well a denoising VAE restores corrupted test images: -log p(x | z = mean of q(z|x~)) of each clean
+    image x given the code of its corruption x~ (each bit flipped with probability `rate`, stream
+    TEST_CORRUPT(eval.seed)), and the same from the clean image's own code, for scale. Nats per image."""
+    noisy = flip_bits(x, rate, Draws(Stream.TEST_CORRUPT, seed))
+    out = {"restore_noise": rate}
+    for key, inp in (("restore_nll", noisy), ("restore_nll_clean", x)):
+        mu, _ = encode_all(model, inp, None)  # (N, D)
+        ll = bounds.bernoulli_log_lik(decode_rows(model, mu, None, DECODE_ROWS), x).double()  # (N,)
+        out[key], out[f"{key}_se"] = -ll.mean().item(), ll.std().item() / len(ll) ** 0.5
+    return out

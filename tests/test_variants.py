@@ -1,0 +1,335 @@
+"""The variants: each piece pinned to a case computed by another route (DESIGN.md, Variants).
+
+- a variant whose pieces are all at their defaults trains the thesis's VAE byte for byte, checked against
+  a training loop written out here from the thesis's algorithm (not through fit's composition);
+- the k = 1 IWAE objective is the single-sample ELBO with a sampled KL;
+- enumeration equals brute force over states, and a discrete model's IWAE bound stays below its exact value;
+- the categorical KL, the Gumbel-softmax limit and the bit flips against hand-computed values;
+- refusals of bad pieces in params.yaml and on the command line, one line each.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from conftest import make_tiny_params
+from vaebench import bounds
+from vaebench.checkpoint import WEIGHTS, load_checkpoint
+from vaebench.cli import app
+from vaebench.config import ConfigError, Variant, params_from_dict
+from vaebench.data import binarize_test, binarize_train, flip_bits, load_mnist
+from vaebench.enumeration import all_states, enumerate_log_px
+from vaebench.evaluate import iwae_log_px, mean_and_se
+from vaebench.models import VAE, build_model
+from vaebench.streams import Draws, Stream, stream_seed
+from vaebench.train import fit, training_bound
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _with_variants(defs: dict, runs: list[str] = (), **sections) -> object:
+    base = make_tiny_params(**sections)
+    from vaebench.config import to_dict
+
+    d = to_dict(base)
+    d["variants"] = {"defs": defs, "runs": list(runs)}
+    return params_from_dict(d)
+
+
+# ---------------------------------------------------------------- the VAE, byte for byte
+
+
+def _thesis_loop(params, mnist_file) -> bytes:
+    """The thesis's training written out: Xavier init, per epoch a fresh binarisation and order, one
+    reparameterised sample, loss = -(log p(x|z) - KL), RMSprop. Returns the final weights' bytes."""
+    from vaebench.checkpoint import tensors_to_bytes
+
+    tc = params.train
+    data = load_mnist(mnist_file, params.data.train_subset, params.data.test_subset)
+    torch.manual_seed(stream_seed(Stream.INIT, tc.seed))
+    model = build_model("vae", 2, params.model.hidden)
+    opt = torch.optim.RMSprop(model.parameters(), lr=tc.lr)
+    n = len(data.train_x)
+    for epoch in range(tc.epochs):
+        xb = binarize_train(data.train_x, params.data.binarize, tc.seed, epoch)
+        g = Draws(Stream.EPOCH, tc.seed, epoch)
+        perm = g.permutation(n)
+        for i in range(0, n, tc.batch_size):
+            x = xb[perm[i:i + tc.batch_size]]
+            mu, logvar = model.encode(x)
+            z = mu + torch.exp(0.5 * logvar) * g.normal(tuple(mu.shape))
+            loss = -(bounds.bernoulli_log_lik(model.decode(z), x) - bounds.gaussian_kl(mu, logvar)).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return tensors_to_bytes(model.state_dict())
+
+
+@pytest.mark.parametrize("pieces", [
+    pytest.param({"beta": 1.0}, id="beta-1"),
+    pytest.param({"noise": 0.0}, id="zero-corruption"),
+    pytest.param({"tau_start": 3.0, "tau_end": 0.1}, id="temperature-of-a-gaussian"),
+])
+def test_a_variant_at_the_vaes_pieces_trains_the_thesis_vae_byte_for_byte(pieces, mnist_file, tmp_path) -> None:
+    params = _with_variants({"same": pieces}, train={"epochs": 2})
+    reference = _thesis_loop(params, mnist_file)
+    fit("vae", 2, params, mnist_file, tmp_path / "vae", log=_quiet, progress=False)
+    fit("same", 2, params, mnist_file, tmp_path / "same", log=_quiet, progress=False)
+    assert (tmp_path / "vae" / WEIGHTS).read_bytes() == reference
+    assert (tmp_path / "same" / WEIGHTS).read_bytes() == reference
+
+
+@pytest.mark.parametrize("pieces", [{"beta": 4.0}, {"noise": 0.2}, {"objective": "iwae", "k": 3}])
+def test_each_piece_changes_the_training(pieces, mnist_file, tmp_path) -> None:
+    params = _with_variants({"other": pieces}, train={"epochs": 1})
+    fit("vae", 2, params, mnist_file, tmp_path / "vae", log=_quiet, progress=False)
+    fit("other", 2, params, mnist_file, tmp_path / "other", log=_quiet, progress=False)
+    assert (tmp_path / "vae" / WEIGHTS).read_bytes() != (tmp_path / "other" / WEIGHTS).read_bytes()
+    _, meta = load_checkpoint(tmp_path / "other")
+    assert meta["variant"] == {**Variant().__dict__, **{k: float(v) if k in ("beta", "noise") else v
+                                                          for k, v in pieces.items()}}
+
+
+def test_beta_trades_rate_for_distortion(mnist_file, tmp_path) -> None:
+    """Higgins et al. 2017 / Alemi et al. 2018: a larger beta gives a smaller rate (KL) and a larger distortion."""
+    from vaebench.runs import load_data, score
+
+    params = _with_variants({"b_low": {"beta": 0.25}, "b_high": {"beta": 4.0}}, train={"epochs": 3})
+    data = load_data(params, mnist_file)
+    out = {}
+    for name in ("b_low", "b_high"):
+        fit(name, 5, params, mnist_file, tmp_path / name, log=_quiet, progress=False, data=data)
+        model, _ = load_checkpoint(tmp_path / name)
+        out[name] = score(model, params, data, progress=False, variant=params.variant(name))
+    low, high = out["b_low"], out["b_high"]
+    assert high["rate"] < low["rate"] and high["distortion"] > low["distortion"]
+    for m in (low, high):  # -ELBO = rate + distortion, the rate being the mean analytic KL
+        assert m["rate"] + m["distortion"] == pytest.approx(m["neg_elbo"], abs=1e-9)
+        assert m["rate"] == m["kl"]
+
+
+# ---------------------------------------------------------------- the IWAE objective
+
+
+def test_the_k1_iwae_objective_is_the_elbo_with_a_sampled_kl() -> None:
+    """L_1 = log p(x|z) + log p(z) - log q(z|x) at z ~ q: computed here in float64 from the formulas."""
+    torch.manual_seed(0)
+    model = VAE(3, hidden=16)
+    x = (torch.rand(7, 784) < 0.3).float()
+    got = training_bound(model, Variant(objective="iwae", k=1), x, x, None, Draws(Stream.EPOCH, 5, 1),
+                         torch.device("cpu"), 1.0)
+    with torch.no_grad():
+        mu, logvar = (t.double() for t in model.encode(x))
+        eps = Draws(Stream.EPOCH, 5, 1).normal((7, 3)).double()  # the same draws, in the same order
+        z = mu + torch.exp(0.5 * logvar) * eps
+        p = torch.sigmoid(model.decode(z.float()).double())
+        log_px_z = (x * p.log() + (1 - x) * (1 - p).log()).sum(-1)
+        log_pz = (-0.5 * (math.log(2 * math.pi) + z ** 2)).sum(-1)
+        log_qz = (-0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 / logvar.exp())).sum(-1)
+    assert got.detach().double() == pytest.approx(log_px_z + log_pz - log_qz, abs=2e-3)
+    # and it is not the analytic-KL ELBO of the same sample (the KL term differs)
+    analytic = training_bound(model, Variant(), x, x, None, Draws(Stream.EPOCH, 5, 1), torch.device("cpu"), 1.0)
+    assert not torch.allclose(got, analytic, atol=1e-3)
+
+
+def test_iwae_training_bound_rises_with_k() -> None:
+    """Burda et al. 2016, Theorem 1: E[L_k] is non-decreasing in k; over 200 images, L_20 > L_1 by far more than noise."""
+    torch.manual_seed(1)
+    model = VAE(4, hidden=16)
+    x = (torch.rand(200, 784) < 0.3).float()
+    with torch.no_grad():
+        l1, l20 = (training_bound(model, Variant(objective="iwae", k=k), x, x, None, Draws(Stream.EPOCH, 0, k),
+                                  torch.device("cpu"), 1.0).mean().item() for k in (1, 20))
+    assert l20 > l1 + 0.5  # measured: 0.93 nats for this untrained model
+
+
+# ---------------------------------------------------------------- categorical latents
+
+
+def test_categorical_kl_by_hand() -> None:
+    q = torch.tensor([[0.5, 0.25, 0.25], [1 / 3, 1 / 3, 1 / 3]], dtype=torch.float64)
+    want = sum(p * math.log(3 * p) for p in (0.5, 0.25, 0.25))  # the second variable is uniform: KL 0
+    assert bounds.categorical_kl(q.log()[None]).item() == pytest.approx(want, abs=1e-12)
+
+
+def test_gumbel_softmax_tends_to_the_gumbel_max_sample() -> None:
+    logits = torch.randn(50, 4, 6, generator=torch.Generator().manual_seed(3))
+    g = Draws(Stream.EPOCH, 1, 2).gumbel((50, 4, 6))
+    hard = bounds.one_hot_sample(logits, g)
+    assert torch.equal(hard.sum(-1), torch.ones(50, 4))
+    assert torch.allclose(bounds.gumbel_softmax(logits, g, 1e-3), hard, atol=1e-3)
+    # Gumbel-max samples follow q: class frequencies over 40,000 draws match softmax(logits) to ~0.005
+    p = torch.softmax(torch.tensor([1.0, 0.0, -1.0]), -1)
+    freq = bounds.one_hot_sample(p.log().expand(40_000, 1, 3), Draws(Stream.EPOCH, 9, 9).gumbel((40_000, 1, 3)))
+    assert freq.mean((0, 1)).tolist() == pytest.approx(p.tolist(), abs=0.01)
+
+
+def test_enumeration_equals_brute_force() -> None:
+    """log p(x) = log (1/K^N) sum_z p(x|z), summed here state by state in float64 from the Bernoulli formula."""
+    torch.manual_seed(2)
+    model = VAE(2, hidden=8, classes=3).eval()
+    x = (torch.rand(5, 784) < 0.4).float()
+    got = enumerate_log_px(model, x)
+    per_state = []
+    for idx in itertools.product(range(3), repeat=2):
+        z = torch.zeros(2, 3)
+        z[0, idx[0]] = z[1, idx[1]] = 1
+        with torch.no_grad():
+            p = torch.sigmoid(model.decode(z.flatten()[None]).double())[0]
+        per_state.append((x.double() * p.log() + (1 - x.double()) * (1 - p).log()).sum(-1))
+    brute = torch.logsumexp(torch.stack(per_state), 0) - math.log(9)
+    assert got.tolist() == pytest.approx(brute.tolist(), abs=1e-6)
+    assert all_states(2, 3).shape == (9, 2, 3)
+
+
+def test_a_discrete_models_iwae_bound_stays_below_its_exact_value(mnist_file, tmp_path) -> None:
+    """The IWAE bound of hard samples never beats the exact log p(x) beyond its standard error, and closes in
+    on it as k grows (Burda et al. 2016, Theorem 1)."""
+    params = _with_variants({"cat": {"latent": "categorical", "classes": 10}}, train={"epochs": 2})
+    fit("cat", 2, params, mnist_file, tmp_path / "cat", log=_quiet, progress=False)
+    model, meta = load_checkpoint(tmp_path / "cat")
+    assert model.categorical and (model.zdim, model.classes) == (2, 10)
+    data = load_mnist(mnist_file, 0, 300)
+    x = binarize_test(data.test_x, "dynamic", 1234)
+    exact = enumerate_log_px(model, x)
+    gaps = []
+    for k in (1, 10, 100):
+        est = iwae_log_px(model, x, None, k, seed=0)
+        diff, se = mean_and_se(est.double() - exact)
+        assert diff <= se, (k, diff, se)
+        gaps.append(-diff)
+    assert gaps[0] > gaps[1] > gaps[2] >= 0  # the bound tightens with k
+
+
+def test_the_discrete_models_elbo_uses_hard_samples_and_the_exact_kl(mnist_file, tmp_path) -> None:
+    from vaebench.elbo import elbo_per_image, encode_logits_all
+
+    torch.manual_seed(4)
+    model = VAE(2, hidden=8, classes=4).eval()
+    x = (torch.rand(6, 784) < 0.4).float()
+    got = elbo_per_image(model, x, None, Draws(Stream.TEST_ELBO, 0))
+    logits = encode_logits_all(model, x, None)
+    z = bounds.one_hot_sample(logits, Draws(Stream.TEST_ELBO, 0).gumbel((6, 2, 4)))
+    with torch.no_grad():
+        p = torch.sigmoid(model.decode(z.flatten(-2)).double())
+    log_px_z = (x * p.log() + (1 - x) * (1 - p).log()).sum(-1)
+    q = torch.softmax(logits.double(), -1)
+    kl = (q * (q * 4).log()).sum((-2, -1))
+    assert got.double().tolist() == pytest.approx((log_px_z - kl).tolist(), abs=1e-3)
+
+
+# ---------------------------------------------------------------- denoising
+
+
+def test_bit_flips_flip_the_stated_fraction_and_nothing_at_rate_zero() -> None:
+    x = (torch.rand(100, 784, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    assert torch.equal(flip_bits(x, 0.0, Draws(Stream.CORRUPT, 0, 0)), x)
+    y = flip_bits(x, 0.25, Draws(Stream.CORRUPT, 0, 0))
+    assert set(y.unique().tolist()) <= {0.0, 1.0}
+    assert (y != x).float().mean().item() == pytest.approx(0.25, abs=0.005)  # 78,400 pixels: sd 0.0015
+
+
+def test_a_denoising_vae_is_scored_on_clean_images_and_on_restoring_corrupted_ones(mnist_file, tmp_path) -> None:
+    from vaebench.runs import load_data, score
+
+    params = _with_variants({"dn": {"noise": 0.3}}, train={"epochs": 2})
+    data = load_data(params, mnist_file)
+    fit("dn", 5, params, mnist_file, tmp_path / "dn", log=_quiet, progress=False, data=data)
+    model, _ = load_checkpoint(tmp_path / "dn")
+    m = score(model, params, data, progress=False, variant=params.variant("dn"))
+    assert m["restore_noise"] == 0.3
+    # by hand: flip the scored test bits with the evaluation's stream, decode q's mean, Bernoulli in float64
+    x = binarize_test(data.test_x, params.data.binarize, params.data.test_seed)
+    noisy = flip_bits(x, 0.3, Draws(Stream.TEST_CORRUPT, params.eval.seed))
+    assert 0.29 < (noisy != x).float().mean().item() < 0.31
+    for key, inp in (("restore_nll", noisy), ("restore_nll_clean", x)):
+        with torch.no_grad():
+            p = torch.sigmoid(model.decode(model.encode(inp)[0]).double())
+        ll = (x * p.log() + (1 - x) * (1 - p).log()).sum(-1)
+        assert m[key] == pytest.approx(-ll.mean().item(), abs=1e-3)
+        assert m[f"{key}_se"] == pytest.approx(ll.std().item() / len(ll) ** 0.5, rel=1e-3)
+    # the clean-image scores are the VAE's estimators on the clean bits: the same keys as any run
+    assert {"neg_elbo", "iwae_nll", "kl", "rate", "distortion"} <= set(m)
+
+
+# ---------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize("pieces, message", [
+    ({"beta": 0}, r"^variants\.defs\.v\.beta: must be > 0, got 0\.0$"),
+    ({"objective": "iwae", "k": 0}, r"^variants\.defs\.v\.k: must be >= 1, got 0$"),
+    ({"k": 5}, r"^variants\.defs\.v\.k: 5 samples need `objective: iwae`"),
+    ({"noise": 1.0}, r"^variants\.defs\.v\.noise: a flip probability must be in \[0, 1\), got 1\.0$"),
+    ({"noise": -0.1}, r"^variants\.defs\.v\.noise: "),
+    ({"latent": "categorical", "classes": 1}, r"^variants\.defs\.v\.classes: must be >= 2, got 1$"),
+    ({"latent": "mixture"}, r"^variants\.defs\.v\.latent: 'mixture' is not one of gaussian, categorical$"),
+    ({"gamma": 2}, r"^variants\.defs\.v\.gamma: unknown key"),
+])
+def test_bad_pieces_in_params_are_refused_with_their_key(pieces, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        params_from_dict({"variants": {"defs": {"v": pieces}}})
+
+
+def test_bad_runs_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^variants\.runs: 'b-x' is not <name>-<latent size>"):
+        params_from_dict({"variants": {"defs": {"b": {}}, "runs": ["b-x"]}})
+    with pytest.raises(ConfigError, match=r"^variants\.runs: 'c-2' names no variant in variants\.defs \(b\)"):
+        params_from_dict({"variants": {"defs": {"b": {}}, "runs": ["c-2"]}})
+    with pytest.raises(ConfigError, match=r"^variants\.defs\.vae: a variant's name"):
+        params_from_dict({"variants": {"defs": {"vae": {}}}})
+
+
+def _tiny_params_file(tmp_path: Path, defs: dict) -> Path:
+    from vaebench.config import to_dict
+
+    d = to_dict(make_tiny_params(train={"epochs": 1}))
+    d["variants"] = {"defs": defs, "runs": []}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(d))
+    return path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--beta", "0"], "error: --beta: must be > 0, got 0.0"),
+    (["train", "--objective", "iwae", "--k-train", "0"], "error: --k-train: must be >= 1, got 0"),
+    (["train", "--noise", "1"], "error: --noise: a flip probability must be in [0, 1), got 1.0"),
+    (["train", "--latent", "categorical", "--classes", "1"], "error: --classes: must be >= 2, got 1"),
+    (["train", "--model", "cvae", "--beta", "2"], "error: --model: the variant pieces apply to the unconditional VAE"),
+    (["train", "--model", "nope"], "error: --model: 'nope' is not one of vae, cvae, cat"),
+    (["train", "--run", "cat_2"], "error: --run: 'cat_2' is not <name>-<latent size>"),
+    (["eval", "--run", "cat-5", "--exact"],
+     "error: --exact: 10^5 = 100,000 latent states, more than eval.enum_max = 5,000 allows enumerating"),
+    (["eval", "--model", "vae", "--zdim", "3", "--exact"], "error: --exact: the quadrature needs zdim <= 2"),
+])
+def test_the_cli_refuses_bad_pieces_in_one_line(args, message, tmp_path, mnist_file) -> None:
+    params = _tiny_params_file(tmp_path, {"cat": {"latent": "categorical", "classes": 10}})
+    res = CliRunner().invoke(app, [*args, "--params", str(params), "--data", str(mnist_file),
+                                   *(["--out", str(tmp_path / "o")] if args[0] == "train" else [])])
+    assert res.exit_code == 2, res.output
+    assert res.output.strip().splitlines()[-1].startswith(message), res.output
+
+
+def test_the_cli_trains_and_scores_a_variant_given_by_its_pieces(tmp_path, mnist_file) -> None:
+    params = _tiny_params_file(tmp_path, {})
+    res = CliRunner().invoke(app, ["train", "--zdim", "2", "--latent", "categorical", "--classes", "4",
+                                   "--params", str(params), "--data", str(mnist_file), "--quiet",
+                                   "--out", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    _, meta = load_checkpoint(tmp_path / "m")
+    assert meta["model"] == "vae_classes4_latentcategorical" and meta["variant"]["classes"] == 4
+    res = CliRunner().invoke(app, ["eval", "--zdim", "2", "--latent", "categorical", "--classes", "4", "--no-train",
+                                   "--exact", "--json", "--quiet", "--params", str(params), "--data", str(mnist_file),
+                                   "--ckpt", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.output[res.output.index("{"):])
+    assert m["exact_states"] == 16 and m["iwae_nll"] >= m["exact_nll"] - 3 * m["exact_nll_se"]
