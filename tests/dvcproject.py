@@ -19,7 +19,7 @@ TINY = {
     "train": {"optimizer": "rmsprop", "lr": 0.001, "batch_size": 100, "epochs": 1, "seed": 0, "heldout": 100,
               "device": "cpu"},
     "eval": {"k": 10, "k_marginal": 3, "seed": 0, "chunk": 50000, "spread_seeds": 2, "spread_images": 100,
-             "quad_n": 40, "quad_half_width": 6.0},
+             "quad_n": 40, "quad_half_width": 6.0, "enum_max": 5000},
     "exact": {"zdims": [2], "k": 25},
     "variants": {"defs": {}, "runs": []},  # tests/test_variants.py runs a grid with variants
 }

@@ -251,16 +251,16 @@ def test_subgrid_error_estimates_are_what_they_claim():
                          for xi in x], dtype=torch.float64)
     for est in (q.log_px, q.coarse, q.inner):
         assert torch.allclose(est, want, rtol=0, atol=TOL)
-    assert q.error_bound() < 1e-3
+    assert q.worst_image_error() < 1e-3
     # when the grid misses the posterior, the estimates say so
     narrow = quadrature(model, x, half_width=4.5, n=180)  # inner band stops at 2.5 < 3.5: truncation shows
-    assert narrow.error_bound() > 1.0
+    assert narrow.worst_image_error() > 1.0
     # the mean's terms against the definitions, computed here in float64 from the three estimates
     assert narrow.widen_delta() == pytest.approx((narrow.log_px.double() - narrow.inner.double()).mean().abs().item(), abs=1e-9)
     assert narrow.refine_delta() == pytest.approx((narrow.log_px.double() - narrow.coarse.double()).mean().abs().item(), abs=1e-9)
     assert narrow.mean_error() == narrow.refine_delta() + narrow.widen_delta() and narrow.widen_delta() > 0.1
     coarse_grid = quadrature(model, x, half_width=10.0, n=40)  # h = 0.5, wider than the posterior sd
-    assert coarse_grid.error_bound() > 10 * q.error_bound()
+    assert coarse_grid.worst_image_error() > 10 * q.worst_image_error()
 
 
 # ---------------------------------------------------------------- a grid small enough to sum by hand
@@ -297,7 +297,7 @@ def test_five_point_grid_and_its_subgrids_summed_by_hand(zdim):
     assert q.refine_delta() == pytest.approx(zdim * 0.022929725, abs=1e-8)
     assert q.widen_delta() == pytest.approx(zdim * 0.909762222, abs=1e-8)
     assert q.mean_error() == pytest.approx(zdim * 0.932691947, abs=1e-8)
-    assert q.error_bound() == pytest.approx(zdim * 0.932691947, abs=1e-8)
+    assert q.worst_image_error() == pytest.approx(zdim * 0.932691947, abs=1e-8)
 
 
 def test_quad_log_px_defaults_are_the_pipelines():

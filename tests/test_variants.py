@@ -333,3 +333,35 @@ def test_the_cli_trains_and_scores_a_variant_given_by_its_pieces(tmp_path, mnist
     assert res.exit_code == 0, res.output
     m = json.loads(res.output[res.output.index("{"):])
     assert m["exact_states"] == 16 and m["iwae_nll"] >= m["exact_nll"] - 3 * m["exact_nll_se"]
+
+
+# ---------------------------------------------------------------- in the pipeline
+
+
+@pytest.mark.slow
+def test_variant_runs_are_dvc_matrix_items_scored_like_the_grid(tmp_path: Path) -> None:
+    """A tiny pipeline with two variants: readable stage names, each stage declaring exactly the modules its
+    command imports, the variant metrics, and nothing stale after a second `dvc repro`."""
+    from tests.dvcproject import TINY, make_project, run
+    from tests.test_pipeline import _imported_modules
+
+    params = {**TINY, "grid": {"models": ["vae"], "zdims": [2]},
+              "variants": {"defs": {"cat3": {"latent": "categorical", "classes": 3}, "dn": {"noise": 0.2}},
+                           "runs": ["cat3-2", "dn-2"]}}
+    project = make_project(tmp_path / "p", params)
+    out = run(project, "dvc", "repro").stdout
+    for stage in ("train-variant", "evaluate-variant", "figures-variant"):
+        for item in ("cat3-2", "dn-2"):
+            assert f"Running stage '{stage}@{item}'" in out
+    cat = json.loads((project / "metrics/runs/cat3-2.json").read_text())
+    dn = json.loads((project / "metrics/runs/dn-2.json").read_text())
+    assert cat["model"] == "cat3" and cat["exact_states"] == 9 and "quad_nll" not in cat
+    assert cat["iwae_nll"] >= cat["exact_nll"] - 3 * cat["exact_nll_se"]
+    assert dn["restore_noise"] == 0.2 and "quad_nll" in dn  # a 2-D Gaussian variant gets its quadrature
+    assert (project / "plots/runs/dn-2/restorations_dn-2.png").exists()
+    assert (project / "plots/runs/cat3-2/samples_cat3-2.png").exists()
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    for name in ("train-variant@cat3-2", "evaluate-variant@cat3-2", "figures-variant@dn-2"):
+        declared = {d["path"] for d in lock[name]["deps"] if d["path"].startswith("vaebench/")}
+        assert _imported_modules(project, lock[name]["cmd"]) == declared, name
+    assert "Running stage" not in run(project, "dvc", "repro").stdout

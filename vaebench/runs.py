@@ -93,7 +93,7 @@ def score(model: VAE, params: Params, data: Mnist, k: int | None = None, progres
         # integration error estimates, not bounds: the worst image's change on the sub-grids, and the
         # mean's change on each (bench/quad_convergence.py: a grid twice as fine moved 716 of 10,000
         # VAE images by more than their own estimate; the mean moved 20x less than estimated)
-        metrics["quad_error_bound"] = q.error_bound()
+        metrics["quad_error_bound"] = q.worst_image_error()
         metrics["quad_refine_delta"] = q.refine_delta()
         metrics["quad_widen_delta"] = q.widen_delta()
         metrics["quad_mean_error"] = q.mean_error()
