@@ -333,6 +333,11 @@ def test_the_cli_trains_and_scores_a_variant_given_by_its_pieces(tmp_path, mnist
     assert res.exit_code == 0, res.output
     m = json.loads(res.output[res.output.index("{"):])
     assert m["exact_states"] == 16 and m["iwae_nll"] >= m["exact_nll"] - 3 * m["exact_nll_se"]
+    # `vaebench runs` names it for what it is, not a stale grid run
+    res = CliRunner().invoke(app, ["runs", "--params", str(params), "--models", str(tmp_path), "--data", str(mnist_file)])
+    assert res.exit_code == 0, res.output
+    row = next(ln for ln in res.output.splitlines() if ln.startswith("m "))
+    assert "not in params.yaml: variant 'vae_classes4_latentcategorical'" in row
 
 
 # ---------------------------------------------------------------- in the pipeline

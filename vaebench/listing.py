@@ -22,6 +22,8 @@ def _status(folder: Path, meta: dict[str, Any], params: Params, data_sha: str | 
     another run, missing weights; `(data not checked)` when there is no data manifest to compare with."""
     if not (folder / WEIGHTS).exists():
         return f"broken: no {WEIGHTS}"
+    if meta["model"] not in ("vae", "cvae") and meta["model"] not in params.variants.defs:
+        return f"not in params.yaml: variant {meta['model']!r} (given by its pieces on the command line, or removed)"
     want = json.loads(json.dumps({**run_fingerprint(meta["model"], meta["zdim"], params),  # tuples -> lists
                                   **({"data_manifest_sha256": data_sha} if data_sha else {})}))
     have = {k: meta.get(k) for k in want}
@@ -47,7 +49,7 @@ def _numbers(metrics_file: Path, weights_sha: str) -> tuple[str, str]:
 def list_runs(params: Params, models_dir: Path, metrics_dir: Path, data_path: Path = Path("data/mnist.npz")) -> str:
     """A table of every checkpoint folder under `models_dir`, grid items first, then any other folder."""
     models_dir = Path(models_dir)
-    grid = [run_name(m, z) for m in params.grid.models for z in params.grid.zdims]
+    grid = [run_name(m, z) for m in params.grid.models for z in params.grid.zdims] + list(params.variants.runs)
     found = sorted(p.parent.name for p in models_dir.glob(f"*/{SIDECAR}")) if models_dir.is_dir() else []
     partial = sorted(p.name for p in models_dir.glob("*.partial")) if models_dir.is_dir() else []
     manifest = manifest_path(data_path)
