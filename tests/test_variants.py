@@ -333,6 +333,11 @@ def test_the_cli_trains_and_scores_a_variant_given_by_its_pieces(tmp_path, mnist
     assert res.exit_code == 0, res.output
     m = json.loads(res.output[res.output.index("{"):])
     assert m["exact_states"] == 16 and m["iwae_nll"] >= m["exact_nll"] - 3 * m["exact_nll_se"]
+    # the printed table names the enumeration and the rate/distortion split
+    res = CliRunner().invoke(app, ["eval", "--zdim", "2", "--latent", "categorical", "--classes", "4", "--no-train",
+                                   "--quiet", "--params", str(params), "--data", str(mnist_file), "--ckpt", str(tmp_path / "m")])
+    assert f"exact NLL (enumeration of 16 states)  {m['exact_nll']:.2f} ± {m['exact_nll_se']:.2f}" in res.output
+    assert f"{m['rate']:.2f}, {m['distortion']:.2f}" in res.output
     # `vaebench runs` names it for what it is, not a stale grid run
     res = CliRunner().invoke(app, ["runs", "--params", str(params), "--models", str(tmp_path), "--data", str(mnist_file)])
     assert res.exit_code == 0, res.output

@@ -277,6 +277,15 @@ def format_metrics(m: dict[str, Any]) -> str:
                                                   f"seeds on {m['seed_spread_images']} images)"))
     if "quad_nll" in m:
         rows.append(("exact NLL (quadrature)", f"{m['quad_nll']:.2f}"))
+    if "exact_nll" in m:
+        rows.append((f"exact NLL (enumeration of {m['exact_states']:,} states)",
+                     f"{m['exact_nll']:.2f} ± {m['exact_nll_se']:.2f}"))
+    if "rate" in m:
+        rows.append(("rate, distortion (-ELBO = their sum)", f"{m['rate']:.2f}, {m['distortion']:.2f}"))
+    if "restore_nll" in m:
+        rows.append((f"restoration NLL ({m['restore_noise']:g} of bits flipped)",
+                     f"{m['restore_nll']:.2f} ± {m['restore_nll_se']:.2f} (from the clean image: "
+                     f"{m['restore_nll_clean']:.2f})"))
     thesis = thesis_value(m["model"], m["zdim"])
     if thesis is not None:
         rows.append(("the thesis (its 'quality')", f"{thesis:g}  (compare with test -ELBO; see README)"))
