@@ -153,6 +153,47 @@ def test_iwae_training_bound_rises_with_k() -> None:
     assert l20 > l1 + 0.5  # measured: 0.93 nats for this untrained model
 
 
+def _grads(model: VAE, bound: torch.Tensor) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    (-bound.mean()).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_dreg_has_the_iwae_value_and_decoder_gradient_and_its_own_encoder_gradient() -> None:
+    torch.manual_seed(5)
+    model = VAE(3, hidden=16)
+    x = (torch.rand(6, 784) < 0.3).float()
+    draws = lambda: Draws(Stream.EPOCH, 2, 3)  # noqa: E731 - the same noise for both objectives
+    iwae = training_bound(model, Variant(objective="iwae", k=4), x, x, None, draws(), torch.device("cpu"), 1.0)
+    g_iwae = _grads(model, iwae)
+    dreg = training_bound(model, Variant(objective="dreg", k=4), x, x, None, draws(), torch.device("cpu"), 1.0)
+    g_dreg = _grads(model, dreg)
+    assert torch.equal(dreg.detach(), iwae.detach())
+    for name in g_iwae:
+        if name.startswith("decoder."):
+            assert torch.allclose(g_dreg[name], g_iwae[name], rtol=1e-4, atol=1e-5), name  # float32 sums in another order
+    assert not torch.allclose(g_dreg["encoder.4.bias"], g_iwae["encoder.4.bias"], atol=1e-4)
+
+
+def test_dreg_encoder_gradient_vanishes_when_q_is_the_posterior() -> None:
+    """Tucker et al. 2019: the DReG encoder gradient has zero variance when q is the exact posterior; with a
+    decoder that ignores z and q = p(z) = the posterior, every sample's encoder gradient is exactly zero,
+    while the IWAE's own encoder gradient (with q's score term) is not."""
+    torch.manual_seed(6)
+    model = VAE(3, hidden=16)
+    with torch.no_grad():
+        for layer in (model.encoder[4], model.decoder[4]):
+            layer.weight.zero_()
+        model.encoder[4].bias.zero_()  # q = N(0, I) = p(z) for every image; logits = the decoder's bias
+    x = (torch.rand(6, 784) < 0.3).float()
+    for objective, zero in (("dreg", True), ("iwae", False)):
+        b = training_bound(model, Variant(objective=objective, k=5), x, x, None, Draws(Stream.EPOCH, 0, 1),
+                           torch.device("cpu"), 1.0)
+        g = _grads(model, b)
+        enc = torch.cat([g[n].flatten() for n in g if n.startswith("encoder.")])
+        assert (enc.abs().max().item() == 0.0) == zero, (objective, enc.abs().max().item())
+
+
 # ---------------------------------------------------------------- categorical latents
 
 
@@ -272,6 +313,7 @@ def test_a_denoising_vae_is_scored_on_clean_images_and_on_restoring_corrupted_on
     ({"noise": 1.0}, r"^variants\.defs\.v\.noise: a flip probability must be in \[0, 1\), got 1\.0$"),
     ({"noise": -0.1}, r"^variants\.defs\.v\.noise: "),
     ({"latent": "categorical", "classes": 1}, r"^variants\.defs\.v\.classes: must be >= 2, got 1$"),
+    ({"latent": "categorical", "objective": "dreg", "k": 2}, r"^variants\.defs\.v\.objective: dreg is offered"),
     ({"latent": "mixture"}, r"^variants\.defs\.v\.latent: 'mixture' is not one of gaussian, categorical$"),
     ({"gamma": 2}, r"^variants\.defs\.v\.gamma: unknown key"),
 ])

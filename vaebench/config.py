@@ -21,7 +21,7 @@ from vaebench.errors import ConfigError
 MODELS = ("vae", "cvae")
 OPTIMIZERS = ("rmsprop", "adam")
 ACTIVATIONS = ("relu", "tanh")
-OBJECTIVES = ("elbo", "iwae")
+OBJECTIVES = ("elbo", "iwae", "dreg")
 LATENTS = ("gaussian", "categorical")
 ENUM_MAX = 1_000_000  # latent states a categorical model's exact log p(x) may enumerate at most (eval.enum_max)
 SCHEDULES = ("constant", "burda")
@@ -44,9 +44,10 @@ class Variant:
     beta: float = 1.0
     """Weight of the KL in the training objective, E_q[log p(x|z)] - beta KL (Higgins et al. 2017), > 0."""
     objective: str = "elbo"
-    """Training bound: `elbo` (one sample, analytic KL) or `iwae`, the k-sample bound (Burda et al. 2016, eq. 8)."""
+    """Training bound: `elbo` (one sample, analytic KL), `iwae`, the k-sample bound (Burda et al. 2016, eq. 8),
+    or `dreg`: the same bound with the doubly reparameterised gradient for the encoder (Tucker et al. 2019)."""
     k: int = 1
-    """Importance samples per image of the `iwae` objective (>= 1; k = 1 is the ELBO with a sampled KL)."""
+    """Importance samples per image of the `iwae`/`dreg` objective (>= 1; k = 1 is the ELBO with a sampled KL)."""
     noise: float = 0.0
     """Denoising (Im et al. 2017): each pixel of the encoder's binarised input is flipped with this probability,
     in [0, 1), afresh every step; the decoder reconstructs the clean image. 0 = no corruption."""
@@ -66,7 +67,7 @@ class Variant:
         _choice(self.objective, OBJECTIVES, "objective")
         _range(self.k, "k", 1, None)
         if self.objective == "elbo" and self.k != 1:
-            raise ConfigError(f"k: {self.k} samples need `objective: iwae` (the ELBO objective takes one)")
+            raise ConfigError(f"k: {self.k} samples need `objective: iwae` or `dreg` (the ELBO objective takes one)")
         if not 0 <= self.noise < 1:
             raise ConfigError(f"noise: a flip probability must be in [0, 1), got {self.noise!r}")
         _choice(self.latent, LATENTS, "latent")
@@ -74,9 +75,9 @@ class Variant:
         for key in ("tau_start", "tau_end"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"{key}: must be > 0, got {getattr(self, key)!r}")
-        if self.latent == "categorical" and self.objective == "iwae":
-            raise ConfigError("objective: iwae is offered for gaussian latents only (a relaxed categorical IWAE "
-                              "needs the Concrete density of each sample; not implemented)")
+        if self.latent == "categorical" and self.objective != "elbo":
+            raise ConfigError(f"objective: {self.objective} is offered for gaussian latents only (a relaxed "
+                              "categorical IWAE needs the Concrete density of each sample; not implemented)")
 
     def tau_at(self, epoch: int, epochs: int) -> float:
         """Temperature of epoch `epoch` (0-based) of `epochs`: tau_start * (tau_end / tau_start)^(epoch / (epochs - 1))."""

@@ -96,13 +96,47 @@ def training_bound(model: VAE, v: Variant, x_in: torch.Tensor, x: torch.Tensor, 
         log_px_z = bounds.bernoulli_log_lik(model.decode(z.flatten(-2), y), x)  # (b,)
         return bounds.beta_elbo(log_px_z, bounds.categorical_kl(logits_q), v.beta)
     mu, logvar = model.encode(x_in, y)  # (b, D) each
-    if v.objective == "iwae":
+    if v.objective in ("iwae", "dreg"):
         eps = _noise((len(x), v.k, model.zdim), g, device)  # (b, k, D)
         z = bounds.reparameterize(mu[:, None], logvar[:, None], eps)  # (b, k, D)
         log_px_z = bounds.bernoulli_log_lik(model.decode(z, y), x[:, None])  # (b, k); (b,) labels serve (b, k, D)
-        return bounds.iwae_bound(bounds.log_importance_weights(log_px_z, z, mu[:, None], logvar[:, None]))
+        log_w = bounds.log_importance_weights(log_px_z, z, mu[:, None], logvar[:, None])  # (b, k)
+        if v.objective == "iwae":
+            return bounds.iwae_bound(log_w)
+        return _dreg(model, x, y, z, mu, logvar, log_w)
     z = bounds.reparameterize(mu, logvar, _noise(tuple(mu.shape), g, device))  # (b, D)
     return bounds.beta_elbo(bounds.bernoulli_log_lik(model.decode(z, y), x), bounds.gaussian_kl(mu, logvar), v.beta)
+
+
+def _dreg(model: VAE, x: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor, mu: torch.Tensor,
+          logvar: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
+    """L_k (b,) whose gradient is the doubly reparameterised one (Tucker, Lawson, Gu & Maddison 2019, eq. 5).
+
+    Decoder: sum_i w~_i grad log w_i, the IWAE's own (the latents held fixed). Encoder: sum_i w~_i^2
+    d log w_i / d z_i dz_i/dphi, with q's parameters held fixed inside log q (its score term, which only
+    adds variance, dropped). Built as two surrogates whose gradients reach one side each: the decoder's
+    from log w at detached latents, the encoder's through the latents into a decoder with detached
+    weights. The value returned is L_k itself (the surrogates enter with their values subtracted).
+    """
+    from torch.func import functional_call
+
+    w = torch.softmax(log_w.detach(), -1)  # (b, k): normalised importance weights, constants
+    zd = z.detach()
+    dec_side = bounds.log_importance_weights(bounds.bernoulli_log_lik(model.decode(zd, y), x[:, None]), zd,
+                                             mu.detach()[:, None], logvar.detach()[:, None])
+    frozen = {name: p.detach() for name, p in model.decoder.named_parameters()}
+    logits = functional_call(model.decoder, frozen, (model._with_label(z, _labels_for(y, z)),))
+    enc_side = bounds.log_importance_weights(bounds.bernoulli_log_lik(logits, x[:, None]), z,
+                                             mu.detach()[:, None], logvar.detach()[:, None])
+    surrogate = (w * dec_side).sum(-1) + (w.square() * enc_side).sum(-1)  # (b,)
+    return bounds.iwae_bound(log_w).detach() + (surrogate - surrogate.detach())  # exactly L_k: x - x = 0
+
+
+def _labels_for(y: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor | None:
+    """(b,) labels expanded to z's leading dimensions (b, k), as VAE.decode aligns them."""
+    if y is None:
+        return None
+    return y[:, None].expand(z.shape[:-1])
 
 
 def seconds_per_step(model: VAE, tc: TrainConfig, x: torch.Tensor, y: torch.Tensor | None, steps: int = 3,
