@@ -19,11 +19,15 @@ from dvcproject import ITEMS, TINY, make_project, run
 pytestmark = pytest.mark.slow
 
 
+REPORT_PNGS = ("nll_vs_zdim.png", "training_curves.png", "active_units.png", "rate_distortion.png", "nll_by_family.png")
+
+
 def declared_outputs(root: Path) -> list[Path]:
     """Every output, metric and plot that `dvc.yaml` declares for this grid, as files or directories."""
     paths = [root / "data/mnist.npz", root / "data/mnist.json", root / "metrics/summary.json",
              root / "metrics/table.md", root / "metrics/table.csv", root / "metrics/report.html",
-             *(root / "plots" / f for f in ("nll_vs_zdim.png", "training_curves.png", "active_units.png"))]
+             root / "metrics/variants.md", root / "metrics/variants.csv",  # written without variant runs too
+             *(root / "plots" / f for f in REPORT_PNGS)]
     for item in ITEMS:
         paths += [root / "models" / item / "model.safetensors", root / "models" / item / "model.json",
                   root / "logs" / item / "plots" / "metrics", root / "metrics" / "runs" / f"{item}.json",
@@ -51,7 +55,8 @@ def test_every_declared_output_exists(project: Path) -> None:
         assert path.exists(), path
         if path.is_file():
             assert path.stat().st_size > 0, path
-    assert len(list((project / "plots").rglob("*.png"))) == 3 + 2 * len(ITEMS) + 2 * 2  # grid, per run, z=2 extras
+    # the report's, per run, z=2 extras
+    assert len(list((project / "plots").rglob("*.png"))) == len(REPORT_PNGS) + 2 * len(ITEMS) + 2 * 2
 
 
 def test_tables_hold_one_finite_row_per_item(project: Path) -> None:

@@ -45,7 +45,7 @@ class Curve:
 # ---------------------------------------------------------------- helpers
 
 
-def _figure(width: float, height: float) -> Figure:
+def figure_of_size(width: float, height: float) -> Figure:
     # constrained layout keeps labels inside a figure of fixed size (unlike bbox_inches="tight")
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
@@ -110,7 +110,7 @@ def nll_vs_zdim(runs: Sequence[Mapping[str, Any]], thesis: Sequence[tuple[str, i
     (model, zdim, value) triples. A CVAE gets both its conditional -log p(x|y) and its
     marginal -log p(x), since only the latter compares with a VAE's -log p(x).
     """
-    fig = _figure(10.0, 5.5)
+    fig = figure_of_size(10.0, 5.5)
     ax = fig.add_subplot()
     handles = []  # in drawing order, model by model (errorbar handles would otherwise sort last)
     for model, group in _by_model(runs).items():
@@ -154,7 +154,7 @@ def nll_vs_zdim(runs: Sequence[Mapping[str, Any]], thesis: Sequence[tuple[str, i
 def training_curves(curves: Mapping[str, Sequence[Curve]]) -> Figure:
     """Train (solid) and held-out (dashed) ELBO per epoch; one panel per model, one colour per zdim."""
     models = list(curves)
-    fig = _figure(6.5 * max(1, len(models)), 5.0)
+    fig = figure_of_size(6.5 * max(1, len(models)), 5.0)
     axes = fig.subplots(1, max(1, len(models)), squeeze=False)[0]
     colors = zdim_colors([c.zdim for cs in curves.values() for c in cs])
     for ax, model in zip(axes, models):
@@ -198,7 +198,7 @@ def digit_grid(images: np.ndarray, title: str, row_labels: Sequence[str] | None 
                ylabel: str | None = None, xlabel: str | None = None) -> Figure:
     """A grid of digits (R, C, 28, 28) in [0, 1]; rows may be labelled (a CVAE's digit per row)."""
     r, c = images.shape[:2]
-    fig = _figure(6.0, 6.0 * r / c + 0.7)
+    fig = figure_of_size(6.0, 6.0 * r / c + 0.7)
     ax = fig.add_subplot()
     _show_mosaic(ax, images)
     if row_labels is not None:
@@ -215,7 +215,7 @@ def digit_grid(images: np.ndarray, title: str, row_labels: Sequence[str] | None 
 def reconstruction_pairs(originals: np.ndarray, recons: np.ndarray, title: str) -> Figure:
     """Test digits (left) and their reconstructions at the same grid positions (right), each (R, C, 28, 28)."""
     r, c = originals.shape[:2]
-    fig = _figure(11.0, 5.5 * r / c + 0.9)
+    fig = figure_of_size(11.0, 5.5 * r / c + 0.9)
     left, right = fig.subplots(1, 2)
     _show_mosaic(left, originals)
     left.set_title("binarised test digits (input)", fontsize=10)
@@ -227,7 +227,7 @@ def reconstruction_pairs(originals: np.ndarray, recons: np.ndarray, title: str) 
 
 def latent_scatter(mu: np.ndarray, labels: np.ndarray, title: str) -> Figure:
     """Latent means (N, 2) of test images, coloured by digit, over circles at 1 and 2 prior s.d."""
-    fig = _figure(7.5, 6.5)
+    fig = figure_of_size(7.5, 6.5)
     ax = fig.add_subplot()
     # draw in a fixed shuffled order, so no digit class is painted over all the others
     order = np.random.default_rng(0).permutation(len(mu))
@@ -256,7 +256,7 @@ def manifold(panels: Mapping[str, np.ndarray], z_values: np.ndarray, title: str)
     """
     names = list(panels)
     # a 20 x 20 mosaic is 581 px wide: 6.6 in at 100 dpi leaves each panel ~600 px, no pixel dropped
-    fig = _figure(6.6 * len(names), 7.0)
+    fig = figure_of_size(6.6 * len(names), 7.0)
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     n = len(z_values)
     ticks = sorted({0, n // 4, n - 1 - n // 4, n - 1})  # symmetric about 0 (an even n has no centre cell)
@@ -281,7 +281,7 @@ def active_units(runs: Sequence[Mapping[str, Any]], threshold: float) -> Figure:
     `threshold` is the activity Cov_x(E_q[z_u]) above which evaluate.py counted a unit as active.
     """
     groups = _by_model(runs)
-    fig = _figure(5.0 * (len(groups) + 1), 4.8)
+    fig = figure_of_size(5.0 * (len(groups) + 1), 4.8)
     axes = fig.subplots(1, len(groups) + 1, squeeze=False)[0]
     colors = zdim_colors([r["zdim"] for r in runs])
     for ax, (model, group) in zip(axes, groups.items()):
@@ -323,7 +323,13 @@ def save_figure(fig: Figure, path: Path) -> Path:
     return path
 
 
-def figure_names(name: str, zdim: int) -> list[str]:
-    """The files vaebench/figures.py draws for run `name`, in the order the report shows them."""
-    kinds = ("samples", "reconstructions", *(("latent", "manifold") if zdim == 2 else ()))
+def figure_names(name: str, zdim: int, categorical: bool = False, restorations: bool = False) -> list[str]:
+    """The files vaebench/figures.py draws for run `name`, in the order the report shows them.
+
+    Every run: prior samples and reconstructions; a denoising run (`restorations`): its restorations
+    of corrupted images; a 2-D Gaussian latent (not a categorical one of 2 variables): the latent
+    scatter and the decoded manifold.
+    """
+    kinds = ("samples", "reconstructions", *(("restorations",) if restorations else ()),
+             *(("latent", "manifold") if zdim == 2 and not categorical else ()))
     return [f"{kind}_{name}.png" for kind in kinds]

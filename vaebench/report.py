@@ -9,16 +9,17 @@ Outputs (every one written atomically through vaebench.io, so a kill never leave
 - `nll_by_zdim.csv`: one row per latent size, one column per curve, for `dvc plots`;
 - the grid's PNG figures (drawn by vaebench.plots; the per-run ones come from the `figures`
   stage, vaebench/figures.py), byte-identical across runs of the same inputs;
+- the variants' summary keys, table and figures (vaebench/variants_report.py);
 - `report.html`: all of it on one self-contained page (vaebench/html_report.py).
 
-Every input is checked before anything is written: a missing one is a ReportError that names
-the file and the `dvc repro` stage that makes it.
+Every input is checked before anything is written (vaebench/report_inputs.py): a missing one is a
+ReportError that names the file and the `dvc repro` stage that makes it. Numbers and cells are
+written by vaebench/tables.py, the same way in every product.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -31,12 +32,15 @@ import yaml
 from vaebench import io as vio
 from vaebench import plots
 from vaebench.config import Params, run_name, to_dict
-from vaebench.data import SHAPES, manifest_path
+from vaebench.data import manifest_path
 from vaebench.errors import ReportError
 from vaebench.evaluate import ACTIVE_THRESHOLD
 from vaebench.plots import figure_names, save_figure
 from vaebench.html_report import loaded_sources, machine, sources_sha256, write_html
 from vaebench.references import COMPARISON_NOTE, REFERENCES, THESIS_POINTS, thesis_value
+from vaebench.report_inputs import load_run, n_test_images, read_metrics, require_figures
+from vaebench.tables import md_row, num, pm, summary, to_csv
+from vaebench.variants_report import load_variants, variant_summary, write_variants
 
 # ---------------------------------------------------------------- inputs
 
@@ -46,56 +50,20 @@ def grid_items(params: Params) -> list[tuple[str, int]]:
     return [(m, z) for m in params.grid.models for z in params.grid.zdims]
 
 
-REQUIRED_KEYS = ("model", "zdim", "n_images", "k", "test_elbo", "test_elbo_se", "neg_elbo", "iwae_nll",
-                 "iwae_nll_se", "kl", "kl_per_dim", "activity_per_dim", "active_units")
-CVAE_KEYS = ("k_marginal", "iwae_nll_marginal", "iwae_nll_marginal_se")
-QUAD_KEYS = ("quad_nll", "quad_nll_se", "quad_error_bound", "quad_mean_error", "iwae_gap_to_quad")
-
-
-def read_metrics(path: Path, keys: Sequence[str], what: str, hint: str) -> dict[str, Any]:
-    """A stage's metrics JSON holding `keys`; a missing, unreadable or incomplete file is a ReportError ending in `hint`."""
-    if not path.exists():
-        raise ReportError(f"{path}: missing {what}; {hint}")
-    try:
-        metrics = vio.read_json(path)
-    except (OSError, ValueError) as e:
-        raise ReportError(f"{path}: unreadable ({e}); {hint}") from None
-    if not isinstance(metrics, dict):
-        raise ReportError(f"{path}: not a run's metrics (a JSON object); {hint}")
-    missing = [k for k in keys if k not in metrics]
-    if missing:
-        raise ReportError(f"{path}: no key {missing[0]!r}; {hint}")
-    return metrics
-
-
-def load_run(path: Path, model: str, zdim: int, n_images: int) -> dict[str, Any]:
-    """One run's metrics JSON, checked to be this grid item's, scored on the current test set."""
-    hint = f"run `dvc repro evaluate@{run_name(model, zdim)}`"
-    run = read_metrics(path, REQUIRED_KEYS + (CVAE_KEYS if model == "cvae" else ()), "run metrics", hint)
-    if "quad_nll" in run:  # a quadrature's numbers come together (a file from before quad_mean_error lacks it)
-        read_metrics(path, QUAD_KEYS, "run metrics", hint)
-    if (run["model"], run["zdim"]) != (model, zdim):
-        raise ReportError(f"{path}: holds {run['model']} z={run['zdim']}, not {model} z={zdim}; {hint}")
-    if run["n_images"] != n_images:
-        # a stale file: scored on another test subset, so not comparable with the others
-        raise ReportError(f"{path}: scored on {run['n_images']} test images, not the "
-                          f"{n_images} of data.test_subset; {hint}")
-    return run
-
-
 def load_runs(params: Params, runs_dir: Path) -> list[dict[str, Any]]:
-    n_images = params.data.test_subset or SHAPES["test_labels"][0]  # test_subset = 0: all of them
+    n_images = n_test_images(params)
     return [load_run(Path(runs_dir) / f"{run_name(m, z)}.json", m, z, n_images) for m, z in grid_items(params)]
 
 
-EXACT_KEYS = ("k", "iwae_nll", "iwae_nll_se", "quad_nll")
+EXACT_KEYS = ("k", "iwae_nll", "iwae_nll_se")
 
 
 def attach_exact(params: Params, runs: Sequence[dict[str, Any]], exact_dir: Path) -> None:
     """Add the `exact` stage's many-sample IWAE (exact.k) to the runs of exact.zdims, beside their quadrature.
 
-    The quadrature of that stage must equal the run's own (same model, grid and images): a mismatch
-    means one of the two files is stale, and the gap would compare different things.
+    The stage runs `eval --no-exact`: the exact value is the run's own quadrature (metrics/runs/), and
+    the gap is measured to it. A file from before that still holds a quadrature must agree with the
+    run's (same model, grid and images): a mismatch means one of the two files is stale.
     """
     by_item = {(r["model"], r["zdim"]): r for r in runs}
     for m, z in ((m, z) for m in params.grid.models for z in params.exact.zdims):
@@ -106,13 +74,16 @@ def attach_exact(params: Params, runs: Sequence[dict[str, Any]], exact_dir: Path
         run = by_item[(m, z)]
         if ex["k"] != params.exact.k:
             raise ReportError(f"{path}: IWAE with k={ex['k']}, not exact.k={params.exact.k}; {hint}")
-        if "quad_nll" not in run or not math.isclose(ex["quad_nll"], run["quad_nll"], rel_tol=0, abs_tol=1e-6):
+        if "quad_nll" not in run:
+            raise ReportError(f"{path}: evaluate@{name} has no quadrature to measure its gap to; "
+                              f"run `dvc repro evaluate@{name}`")
+        if "quad_nll" in ex and not math.isclose(ex["quad_nll"], run["quad_nll"], rel_tol=0, abs_tol=1e-6):
             raise ReportError(f"{path}: its quadrature ({ex['quad_nll']}) is not the one of "
-                              f"evaluate@{name} ({run.get('quad_nll')}); {hint}")
+                              f"evaluate@{name} ({run['quad_nll']}); {hint}")
         run["exact_k"] = ex["k"]
         run["iwae_nll_exact_k"] = ex["iwae_nll"]
         run["iwae_nll_exact_k_se"] = ex["iwae_nll_se"]
-        run["iwae_gap_to_quad_exact_k"] = ex["iwae_nll"] - ex["quad_nll"]
+        run["iwae_gap_to_quad_exact_k"] = ex["iwae_nll"] - run["quad_nll"]
         if "iwae_nll_seed_sd" in ex:  # absent when the stage ran with eval.spread_seeds = 0
             run["iwae_nll_exact_k_seed_sd"] = ex["iwae_nll_seed_sd"]
 
@@ -131,11 +102,7 @@ def check_inputs(params: Params, logs_dir: Path, figures_dir: Path) -> list[Path
         for path in log_files(logs_dir, name):
             if not path.exists():
                 raise ReportError(f"{path}: missing; run `dvc repro train@{name}`")
-        for fig in figure_names(name, z):
-            path = Path(figures_dir) / name / fig
-            if not path.exists():
-                raise ReportError(f"{path}: missing; run `dvc repro figures@{name}`")
-            figures.append(path)
+        figures += require_figures(figures_dir, name, figure_names(name, z))
     return figures
 
 
@@ -155,31 +122,6 @@ def read_curve(zdim: int, train_tsv: Path, heldout_tsv: Path) -> plots.Curve:
 
 
 # ---------------------------------------------------------------- numbers and tables
-
-
-def _num(x: Any) -> int | float | None:
-    """A JSON- and CSV-stable number: ints as they are, floats to 4 decimals, non-finite as None."""
-    if isinstance(x, (bool, np.bool_)):
-        raise TypeError(f"not a number: {x!r}")
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    x = float(x)
-    return round(x, 4) if math.isfinite(x) else None
-
-
-SUMMARY_KEYS = ("test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "iwae_nll_seed_sd", "kl", "active_units",
-                "iwae_nll_marginal", "iwae_nll_marginal_se", "quad_nll", "quad_nll_se", "quad_error_bound",
-                "iwae_gap_to_quad", "quad_mean_error", "exact_k", "iwae_nll_exact_k", "iwae_nll_exact_k_se",
-                "iwae_nll_exact_k_seed_sd", "iwae_gap_to_quad_exact_k")
-
-
-def summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, int | float | None]]]:
-    """{model: {"z<zdim>": {metric: number}}}: DVC shows it flat as `vae.z25.iwae_nll`."""
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for r in runs:
-        leaf = {k: _num(r[k]) for k in SUMMARY_KEYS if k in r}
-        out.setdefault(r["model"], {})[f"z{r['zdim']}"] = leaf
-    return out
 
 
 TABLE_COLUMNS = ("model", "zdim", "n_images", "neg_elbo", "neg_elbo_se", "iwae_target", "iwae_nll", "iwae_nll_se",
@@ -204,31 +146,21 @@ def table_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "model": r["model"],
             "zdim": r["zdim"],
             "n_images": r["n_images"],
-            "neg_elbo": _num(r["neg_elbo"]),
-            "neg_elbo_se": _num(r["test_elbo_se"]),  # the se of a mean does not change with its sign
+            "neg_elbo": num(r["neg_elbo"]),
+            "neg_elbo_se": num(r["test_elbo_se"]),  # the se of a mean does not change with its sign
             "iwae_target": "-log p(x|y)" if cvae else "-log p(x)",
-            "iwae_nll": _num(r["iwae_nll"]),
-            "iwae_nll_se": _num(r["iwae_nll_se"]),
+            "iwae_nll": num(r["iwae_nll"]),
+            "iwae_nll_se": num(r["iwae_nll_se"]),
             "k": r["k"],
-            "iwae_nll_marginal": _num(r["iwae_nll_marginal"]) if cvae else None,
-            "iwae_nll_marginal_se": _num(r["iwae_nll_marginal_se"]) if cvae else None,
+            "iwae_nll_marginal": num(r["iwae_nll_marginal"]) if cvae else None,
+            "iwae_nll_marginal_se": num(r["iwae_nll_marginal_se"]) if cvae else None,
             "k_marginal": r["k_marginal"] if cvae else None,
-            "quad_mean_error": _num(r["quad_mean_error"]) if "quad_nll" in r else None,
-            **{key: (_num(r[key]) if key in r else None) for key in OPTIONAL_NUMBERS},
+            "quad_mean_error": num(r["quad_mean_error"]) if "quad_nll" in r else None,
+            **{key: (num(r[key]) if key in r else None) for key in OPTIONAL_NUMBERS},
             "active_units": r["active_units"],
             "thesis": thesis_value(r["model"], r["zdim"]),
         })
     return rows
-
-
-def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """CSV with a header; None is an empty cell; '\\n' line ends on every platform."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    for row in rows:
-        w.writerow(["" if row.get(c) is None else row[c] for c in columns])
-    return buf.getvalue()
 
 
 def nll_by_zdim(runs: Sequence[Mapping[str, Any]], zdims: Sequence[int]) -> list[dict[str, Any]]:
@@ -239,11 +171,11 @@ def nll_by_zdim(runs: Sequence[Mapping[str, Any]], zdims: Sequence[int]) -> list
         vae, cvae = by_item.get(("vae", z), {}), by_item.get(("cvae", z), {})
         rows.append({
             "zdim": z,
-            "vae_neg_elbo": _num(vae["neg_elbo"]) if vae else None,
-            "vae_iwae_nll": _num(vae["iwae_nll"]) if vae else None,
-            "cvae_neg_elbo": _num(cvae["neg_elbo"]) if cvae else None,
-            "cvae_iwae_nll": _num(cvae["iwae_nll"]) if cvae else None,
-            "cvae_iwae_nll_marginal": _num(cvae["iwae_nll_marginal"]) if cvae else None,
+            "vae_neg_elbo": num(vae["neg_elbo"]) if vae else None,
+            "vae_iwae_nll": num(vae["iwae_nll"]) if vae else None,
+            "cvae_neg_elbo": num(cvae["neg_elbo"]) if cvae else None,
+            "cvae_iwae_nll": num(cvae["iwae_nll"]) if cvae else None,
+            "cvae_iwae_nll_marginal": num(cvae["iwae_nll_marginal"]) if cvae else None,
         })
     return rows
 
@@ -252,20 +184,9 @@ NLL_BY_ZDIM_COLUMNS = ("zdim", "vae_neg_elbo", "vae_iwae_nll", "cvae_neg_elbo", 
                        "cvae_iwae_nll_marginal")
 
 
-def _pm(value: float | None, se: float | None) -> str:
-    if value is None:
-        return ""
-    return f"{value:.2f}" if se is None else f"{value:.2f} ± {se:.2f}"
-
-
-def _md_row(cells: Sequence[str]) -> str:
-    # a bare "|" (as in p(x|y)) would end the cell: escape it
-    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-
 def _exact_cell(r: Mapping[str, Any]) -> str:
     """The exact-NLL cell of table.md: quadrature ± se (IWAE gaps at k [and exact.k]; grid error), or nothing."""
-    cell = _pm(r["quad_nll"], r["quad_nll_se"])
+    cell = pm(r["quad_nll"], r["quad_nll_se"])
     if r["quad_mean_error"] is None:
         return cell
     gaps = f"IWAE gap {r['iwae_gap_to_quad']:.2f} at k={r['k']}"
@@ -296,20 +217,20 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
         "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in rows:
-        marginal = (f"{_pm(r['iwae_nll_marginal'], r['iwae_nll_marginal_se'])} ({r['k_marginal']})"
+        marginal = (f"{pm(r['iwae_nll_marginal'], r['iwae_nll_marginal_se'])} ({r['k_marginal']})"
                     if r["iwae_nll_marginal"] is not None else "")
         cells = [
             plots.MODEL_LABELS.get(r["model"], r["model"]),
             str(r["zdim"]),
-            _pm(r["neg_elbo"], r["neg_elbo_se"]),
-            f"{_pm(r['iwae_nll'], r['iwae_nll_se'])} ({r['k']}"
+            pm(r["neg_elbo"], r["neg_elbo_se"]),
+            f"{pm(r['iwae_nll'], r['iwae_nll_se'])} ({r['k']}"
             + (f"; sd {r['iwae_nll_seed_sd']:.3f}" if r["iwae_nll_seed_sd"] is not None else "") + ")",
             marginal,
             _exact_cell(r),
             f"{r['active_units']} / {r['zdim']}",
             "" if r["thesis"] is None else f"{r['thesis']:g}",
         ]
-        lines.append(_md_row(cells))
+        lines.append(md_row(cells))
     lines += [
         "",
         "## Published reference points",
@@ -317,7 +238,7 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
         "| source | setup | test NLL (nats) | compares to our |",
         "|---|---|---|---|",
     ]
-    lines += [_md_row([ref.source, ref.setup, ref.nll, ref.compares_to]) for ref in REFERENCES]
+    lines += [md_row([ref.source, ref.setup, ref.nll, ref.compares_to]) for ref in REFERENCES]
     lines += ["", COMPARISON_NOTE, "", "## Figures", ""]
     lines += [f"![{Path(f).stem}]({f})" for f in figures]
     return "\n".join(lines) + "\n"
@@ -325,7 +246,7 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
 
 def build_report(params: Params, runs_dir: Path, logs_dir: Path, figures_dir: Path, data_path: Path,
                  out_dir: Path, plots_dir: Path, exact_dir: Path | None = None) -> list[Path]:
-    """Write the summary, the tables and the grid's figures; return the files written.
+    """Write the summary, the tables and the grid's figures, and the variants' (variants_report.py); return the files written.
 
     `figures_dir` holds the `figures` stage's per-run folders (figures_dir/<run>/*.png), linked
     from the tables and embedded in the HTML page; `exact_dir` holds the `exact` stage's metrics
@@ -336,13 +257,15 @@ def build_report(params: Params, runs_dir: Path, logs_dir: Path, figures_dir: Pa
     if exact_dir is not None:
         attach_exact(params, runs, exact_dir)
     run_figures = check_inputs(params, logs_dir, figures_dir)
+    variant_runs, variant_figures = load_variants(params, runs_dir, figures_dir)
 
     rows = table_rows(runs)
     written = [out_dir / "summary.json", out_dir / "table.csv", out_dir / "nll_by_zdim.csv", out_dir / "all_runs.json"]
-    vio.write_json(written[0], summary(runs))
+    # a variant's name is never a grid model's (config refuses `vae`, `cvae`): their keys cannot collide
+    vio.write_json(written[0], {**summary(runs), **variant_summary(variant_runs)})
     # every run's metrics files copied whole, committed to git: the files themselves are DVC-cached,
     # so that they travel between machines through a DVC remote
-    names = [run_name(m, z) for m, z in grid_items(params)]
+    names = [run_name(m, z) for m, z in grid_items(params)] + list(params.variants.runs)
     copies = {"runs": {n: vio.read_json(Path(runs_dir) / f"{n}.json") for n in names}}
     if exact_dir is not None:
         copies["exact"] = {n: vio.read_json(Path(exact_dir) / f"{n}.json")
@@ -363,9 +286,14 @@ def build_report(params: Params, runs_dir: Path, logs_dir: Path, figures_dir: Pa
     links = [Path(os.path.relpath(f, out_dir)).as_posix() for f in (*figures, *run_figures)]
     md = table_markdown(rows, params, links)
     vio.write_text(out_dir / "table.md", md)
+    variants_md, variant_files = write_variants(params, runs, variant_runs, variant_figures, out_dir, plots_dir)
     # the same report as one page with the figures inside: opens offline, mailed or moved alone
+    # machine() first: it imports vaebench.numerics, which must be counted in the code hash whether or not
+    # the process had imported it before (a second build in one process gave another hash)
+    about = machine()
     provenance = {"report code sha256": sources_sha256(loaded_sources()),
                   "code of each number": "dvc.lock (md5 of every module its stage imports)",
-                  "data manifest sha256": vio.sha256_file(manifest_path(data_path)), **machine()}
-    write_html(out_dir / "report.html", md, out_dir, provenance, yaml.safe_dump(to_dict(params), sort_keys=False))
-    return [*written, out_dir / "table.md", out_dir / "report.html", *figures]
+                  "data manifest sha256": vio.sha256_file(manifest_path(data_path)), **about}
+    write_html(out_dir / "report.html", md + "\n" + variants_md, out_dir, provenance,
+               yaml.safe_dump(to_dict(params), sort_keys=False))
+    return [*written, out_dir / "table.md", out_dir / "report.html", *figures, *variant_files]

@@ -1,0 +1,63 @@
+"""How the report writes numbers: stable JSON/CSV numbers, the flat summary, CSV files and Markdown cells.
+
+Shared by the grid's tables (report.py) and the variants' (variants_report.py), so that a number is
+rounded, and a cell written, the same way in every product.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+# the metrics summary.json keeps of each run (where the run has them), in `dvc metrics diff` order
+SUMMARY_KEYS = ("test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "iwae_nll_seed_sd", "kl", "active_units",
+                "iwae_nll_marginal", "iwae_nll_marginal_se", "quad_nll", "quad_nll_se", "quad_error_bound",
+                "iwae_gap_to_quad", "quad_mean_error", "exact_k", "iwae_nll_exact_k", "iwae_nll_exact_k_se",
+                "iwae_nll_exact_k_seed_sd", "iwae_gap_to_quad_exact_k")
+
+
+def num(x: Any) -> int | float | None:
+    """A JSON- and CSV-stable number: ints as they are, floats to 4 decimals, non-finite as None."""
+    if isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"not a number: {x!r}")
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    x = float(x)
+    return round(x, 4) if math.isfinite(x) else None
+
+
+def summary(runs: Sequence[Mapping[str, Any]], keys: Sequence[str] = SUMMARY_KEYS,
+            ) -> dict[str, dict[str, dict[str, int | float | None]]]:
+    """{model: {"z<zdim>": {metric: number}}}: DVC shows it flat as `vae.z25.iwae_nll`."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in runs:
+        leaf = {k: num(r[k]) for k in keys if k in r}
+        out.setdefault(r["model"], {})[f"z{r['zdim']}"] = leaf
+    return out
+
+
+def to_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """CSV with a header; None is an empty cell; '\\n' line ends on every platform."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for row in rows:
+        w.writerow(["" if row.get(c) is None else row[c] for c in columns])
+    return buf.getvalue()
+
+
+def pm(value: float | None, se: float | None) -> str:
+    """A Markdown cell `value ± se` to 2 decimals; empty without a value."""
+    if value is None:
+        return ""
+    return f"{value:.2f}" if se is None else f"{value:.2f} ± {se:.2f}"
+
+
+def md_row(cells: Sequence[str]) -> str:
+    # a bare "|" (as in p(x|y)) would end the cell: escape it
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"

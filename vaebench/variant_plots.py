@@ -1,0 +1,144 @@
+"""The variants' figures: the rate-distortion plane and the likelihood of each model family by latent size.
+
+Pure like vaebench/plots.py: plain rows in (the rows of vaebench/variants_report.py: run, model,
+setting, latent, size, classes, rate, distortion, iwae_nll, iwae_nll_se, k, exact_method,
+exact_nll), a matplotlib Figure of fixed size out; nothing here reads or writes files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from vaebench.plots import MODEL_COLORS, MODEL_LABELS, NATS, figure_of_size
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+
+Row = Mapping[str, Any]
+
+
+def family_styles(families: Sequence[str]) -> dict[str, tuple[Any, str]]:
+    """A colour and a marker per family, in the order given; the VAE keeps its colour of the grid's figures.
+
+    tab10's first two colours are the VAE's and the CVAE's: the variants take the other eight, so that
+    no variant is mistaken for either.
+    """
+    others = colormaps["tab10"].colors[2:]
+    styles, i = {}, 0
+    for j, fam in enumerate(families):
+        if fam in MODEL_COLORS:
+            color = MODEL_COLORS[fam]
+        else:
+            color, i = others[i % len(others)], i + 1
+        styles[fam] = (color, MARKERS[j % len(MARKERS)])
+    return styles
+
+
+def latent_label(r: Row) -> str:
+    """`z=20` for a Gaussian latent, `2×10` (N variables × K classes) for a categorical one."""
+    return f"{r['size']}×{r['classes']}" if r["latent"] == "categorical" else f"z={r['size']}"
+
+
+def _family_label(r: Row) -> str:
+    return f"{MODEL_LABELS[r['model']]} (the grid's runs)" if r["model"] in MODEL_LABELS else f"{r['model']}: {r['setting']}"
+
+
+def _by_family(rows: Sequence[Row]) -> dict[str, list[Row]]:
+    """Rows grouped by model family (first-seen order), each group sorted by latent size."""
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        groups.setdefault(r["model"], []).append(r)
+    return {m: sorted(g, key=lambda r: r["size"]) for m, g in groups.items()}
+
+
+def _empty(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=12, color="gray")
+
+
+def rate_distortion(rows: Sequence[Row], reference: Row | None = None, note: str = "") -> Figure:
+    """Every run as a point (rate, distortion), one colour and marker per family, labelled by its latent size.
+
+    -ELBO = rate + distortion (Alemi et al. 2018), so the runs with the same ELBO lie on a line of slope -1:
+    the dashed one goes through `reference` (a VAE row), and a run below it has the better ELBO.
+    """
+    fig = figure_of_size(10.0, 6.5)
+    ax = fig.add_subplot()
+    groups = _by_family(rows)
+    styles = family_styles(list(groups))
+    handles = []
+    for fam, group in groups.items():
+        color, marker = styles[fam]
+        handles += ax.plot([r["rate"] for r in group], [r["distortion"] for r in group], ls="none", marker=marker,
+                           color=color, ms=8, label=_family_label(group[0]))
+        for r in group:
+            ax.annotate(latent_label(r), (r["rate"], r["distortion"]), xytext=(6, 4), textcoords="offset points",
+                        fontsize=7, color=color)
+    if reference is not None:
+        c = reference["rate"] + reference["distortion"]
+        # across the whole axes as the points set them, which the line must not widen
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        xs = np.array([x0, x1])
+        handles += ax.plot(xs, c - xs, ls="--", color="gray", lw=1,
+                           label=f"rate + distortion = {c:.1f}, the -ELBO of {reference['run']}")
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+    if not rows:
+        _empty(ax, "no runs")
+    ax.set_xlabel(f"rate: mean KL(q(z|x) || p(z)) ({NATS})")
+    ax.set_ylabel(f"distortion: -E_q log p(x|z) ({NATS})")
+    ax.set_title("Rate-distortion plane (Alemi et al. 2018): -ELBO = rate + distortion; below the dashed line, "
+                 "a better ELBO" + (f"\n{note}" if note else ""), fontsize=10)
+    ax.grid(alpha=0.3)
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)
+    return fig
+
+
+def nll_by_family(rows: Sequence[Row], note: str = "") -> Figure:
+    """IWAE NLL ± s.e. against latent size, one line per family; exact NLLs (quadrature, enumeration) as crosses.
+
+    Gaussian latents against their dimension; categorical ones, whose size is N variables of K classes
+    and not comparable with a dimension, in a second panel against N.
+    """
+    panels = [("gaussian", "latent dimension (number of latent units)", "Gaussian latents"),
+              ("categorical", "categorical variables N (K classes each, K in the legend's setting)", "categorical latents")]
+    panels = [p for p in panels if p[0] == "gaussian" or any(r["latent"] == p[0] for r in rows)]
+    fig = figure_of_size(8.0 * len(panels), 6.0)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    groups = _by_family(rows)
+    styles = family_styles(list(groups))
+    for ax, (latent, xlabel, title) in zip(axes, panels):
+        handles = []
+        for fam, group in groups.items():
+            group = [r for r in group if r["latent"] == latent]
+            if not group:
+                continue
+            color, marker = styles[fam]
+            sizes = [r["size"] for r in group]
+            handles.append(ax.errorbar(sizes, [r["iwae_nll"] for r in group], yerr=[r["iwae_nll_se"] for r in group],
+                                       fmt="-" + marker, color=color, ms=6, capsize=3, label=_family_label(group[0])))
+            exact = [r for r in group if r["exact_nll"] is not None]
+            ax.plot([r["size"] for r in exact], [r["exact_nll"] for r in exact], "x", color=color, ms=10, mew=2)
+        if any(r["exact_nll"] is not None and r["latent"] == latent for r in rows):
+            method = "quadrature" if latent == "gaussian" else "enumeration of all K^N states"
+            handles.append(Line2D([], [], ls="none", marker="x", color="black", ms=10, mew=2,
+                                  label=f"exact NLL ({method})"))
+        sizes = sorted({r["size"] for r in rows if r["latent"] == latent})
+        if sizes:
+            ax.set_xticks(sizes)
+        else:
+            _empty(ax, "no runs")
+        ks = sorted({r["k"] for r in rows if r["latent"] == latent})
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"IWAE NLL, -log p(x) ({NATS}, lower is better)")
+        ax.set_title(f"{title}: IWAE NLL (k={', '.join(map(str, ks))}) ± s.e." + (f"\n{note}" if note else ""),
+                     fontsize=10)
+        ax.grid(alpha=0.3)
+        if handles:
+            ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize=8, ncol=2)
+    return fig
