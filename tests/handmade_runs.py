@@ -24,7 +24,7 @@ PARAMS = {
     "variants": {
         "defs": {"beta4": {"beta": 4.0}, "iwae5": {"objective": "iwae", "k": 5}, "denoise": {"noise": 0.2},
                  "cat10": {"latent": "categorical", "classes": 10}},
-        "runs": ["beta4-20", "iwae5-20", "denoise-20", "cat10-1", "cat10-2"],
+        "runs": ["beta4-20", "iwae5-20", "denoise-20", "denoise-2", "cat10-1", "cat10-2"],
     },
 }
 
@@ -37,10 +37,11 @@ NUMBERS = {
     ("beta4", 20): (104.0, 0.3, 99.0, 0.3, 12.5, 5),
     ("iwae5", 20): (101.0, 0.3, 93.8, 0.3, 28.0, 14),
     ("denoise", 20): (103.0, 0.3, 97.0, 0.3, 22.0, 9),
+    ("denoise", 2): (150.0, 0.5, 145.0, 0.5, 5.0, 2),
     ("cat10", 1): (200.0, 0.8, 195.0, 0.8, 2.2, 1),
     ("cat10", 2): (180.0, 0.7, 170.0, 0.7, 4.0, 2),
 }
-QUAD = {("vae", 2): 135.0, ("cvae", 2): 116.5}  # exact NLL by quadrature of the 2-D grid runs
+QUAD = {("vae", 2): 135.0, ("cvae", 2): 116.5, ("denoise", 2): 143.0}  # exact NLL by quadrature of the 2-D grid runs
 ENUMERATED = {("cat10", 1): 194.0, ("cat10", 2): 168.5}  # exact NLL by enumeration
 RESTORE = {"denoise": (88.0, 0.4, 80.0, 0.35)}  # restore_nll, its se, restore_nll_clean, its se
 EXACT_K_IWAE = {"vae": 135.4, "cvae": 116.8}  # the exact stage's k = 5000 IWAE NLL of the z = 2 runs

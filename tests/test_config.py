@@ -79,7 +79,8 @@ def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
         ({"data": {"train_subset": 70000}}, r"^data\.train_subset: must be between 0 and 60000"),
         ({"model": {"hidden": 0}}, r"^model\.hidden: must be >= 1"),
         ({"model": {"activation": "gelu"}}, r"^model\.activation: 'gelu' is not one of relu, tanh$"),
-        ({"train": {"eps": 0}}, r"^train\.eps: must be > 0, got 0"),
+        ({"train": {"eps": 0}}, r"^train\.eps: must be > 0 and finite, got 0"),
+        ({"train": {"eps": float("inf")}}, r"^train\.eps: must be > 0 and finite, got inf"),  # YAML's .inf
         ({"train": {"schedule": "cosine"}}, r"^train\.schedule: 'cosine' is not one of constant, burda$"),
         ({"train": {"schedule": "burda", "epochs": 41}}, r"^train\.epochs: 41 is not a whole number of stages"),
         ({"train": {"schedule": "burda", "epochs": 3281}},

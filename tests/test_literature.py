@@ -68,3 +68,22 @@ def test_the_literature_pipeline_runs_on_its_own_and_not_in_the_default_repro(tm
     assert "Running stage" not in run(project, "dvc", "repro").stdout
     shown = run(project, "dvc", "metrics", "show", "--json").stdout
     assert "literature/metrics/summary.json" in shown and "metrics/summary.json" in shown
+
+
+def test_the_grid_engines_never_schedule_the_literature_pipeline(tmp_path: Path) -> None:
+    """vaebench-grid (queue, dask, --part) schedules what `dvc repro` at the top level runs: DVC's index holds
+    every dvc.yaml of the repository, the literature's trainings of hours among them."""
+    from vaebench.stagegraph import stage_graph
+
+    project = make_project(tmp_path / "p", TINY)
+    (project / "literature").mkdir()
+    shutil.copy(LIT / "dvc.yaml", project / "literature" / "dvc.yaml")
+    shutil.copy(LIT / "params.yaml", project / "literature" / "params.yaml")
+    graph = stage_graph(project)
+    assert "train@vae-2" in graph and "report" in graph
+    assert not [s for s in graph if "literature" in s]
+    # seen from literature/, its own stages come with the top-level stages they need, and nothing else
+    lit = stage_graph(project / "literature")
+    assert {"train@vae-50", "report"} <= set(lit)
+    assert set(lit["train@vae-50"]) == {"check", "../dvc.yaml:download"}
+    assert {s for s in lit if s.startswith("../")} == {"../dvc.yaml:check", "../dvc.yaml:download"}

@@ -520,9 +520,10 @@ def test_the_burda_setting_trains_tanh_units_with_adam_at_the_staged_rates(mnist
 
     monkeypatch.setattr(tr, "save_state", record)
     out = tmp_path / "run"
-    _interrupted(params, mnist_file, out, None, after=2, monkeypatch=monkeypatch)  # saves epochs 1, 2 through `record`
+    # killed after epoch 1 (stage 0), resumed into stage 1: the rate comes from the epoch, not the saved state
+    _interrupted(params, mnist_file, out, None, after=1, monkeypatch=monkeypatch)  # saves epoch 1 through `record`
     monkeypatch.setattr(tr, "save_state", record)
-    fit("vae", 2, params, mnist_file, out, log=_quiet, progress=False)  # resumes: epochs 3, 4
+    fit("vae", 2, params, mnist_file, out, log=_quiet, progress=False)  # resumes: epochs 2-4
     # epoch 1 at 1e-3, epochs 2-4 (stage 1) at 1e-3 * 10^(-1/7), before and after the resumption
     stage1 = 1e-3 * 10 ** (-1 / 7)
     assert seen == [(1, 1e-3, 1e-4), (2, stage1, 1e-4), (3, stage1, 1e-4), (4, stage1, 1e-4)]

@@ -78,7 +78,7 @@ def _thesis_loop(params, mnist_file) -> bytes:
 @pytest.mark.parametrize("pieces", [
     pytest.param({"beta": 1.0}, id="beta-1"),
     pytest.param({"noise": 0.0}, id="zero-corruption"),
-    pytest.param({"tau_start": 3.0, "tau_end": 0.1}, id="temperature-of-a-gaussian"),
+    pytest.param({"beta": 1, "noise": 0.0, "objective": "elbo", "k": 1, "latent": "gaussian"}, id="every-default-spelled-out"),
 ])
 def test_a_variant_at_the_vaes_pieces_trains_the_thesis_vae_byte_for_byte(pieces, mnist_file, tmp_path) -> None:
     params = _with_variants({"same": pieces}, train={"epochs": 2})
@@ -173,6 +173,27 @@ def test_dreg_has_the_iwae_value_and_decoder_gradient_and_its_own_encoder_gradie
         if name.startswith("decoder."):
             assert torch.allclose(g_dreg[name], g_iwae[name], rtol=1e-4, atol=1e-5), name  # float32 sums in another order
     assert not torch.allclose(g_dreg["encoder.4.bias"], g_iwae["encoder.4.bias"], atol=1e-4)
+
+
+def test_dreg_with_one_sample_is_the_sticking_the_landing_gradient() -> None:
+    """k = 1: w~ = 1, so DReG's gradient is that of log p(x, z) - log q(z; q's parameters held fixed) at the
+    reparameterised z, for every parameter (Roeder, Wu & Duvenaud 2017), written out here directly."""
+    torch.manual_seed(7)
+    model = VAE(3, hidden=16)
+    x = (torch.rand(6, 784) < 0.3).float()
+    dreg = training_bound(model, Variant(objective="dreg", k=1), x, x, None, Draws(Stream.EPOCH, 4, 4),
+                          torch.device("cpu"), 1.0)
+    g_dreg = _grads(model, dreg)
+    mu, logvar = model.encode(x)
+    z = mu + torch.exp(0.5 * logvar) * Draws(Stream.EPOCH, 4, 4).normal((6, 1, 3))[:, 0]
+    p = torch.sigmoid(model.decode(z))
+    log_pxz = (x * p.log() + (1 - x) * (1 - p).log()).sum(-1) - 0.5 * (math.log(2 * math.pi) + z ** 2).sum(-1)
+    mu_d, lv_d = mu.detach(), logvar.detach()
+    log_q = -0.5 * (math.log(2 * math.pi) + lv_d + (z - mu_d) ** 2 / lv_d.exp()).sum(-1)
+    g_stl = _grads(model, log_pxz - log_q)
+    for name in g_stl:
+        assert torch.allclose(g_dreg[name], g_stl[name], rtol=1e-3, atol=1e-4), name
+    assert g_dreg["encoder.4.bias"].abs().max() > 1e-3  # the encoder does get a gradient
 
 
 def test_dreg_encoder_gradient_vanishes_when_q_is_the_posterior() -> None:
@@ -303,17 +324,65 @@ def test_a_denoising_vae_is_scored_on_clean_images_and_on_restoring_corrupted_on
     assert {"neg_elbo", "iwae_nll", "kl", "rate", "distortion"} <= set(m)
 
 
+def test_a_categorical_denoising_vae_restores_from_its_most_probable_state(mnist_file, tmp_path) -> None:
+    from vaebench.runs import load_data, score
+
+    params = _with_variants({"cdn": {"latent": "categorical", "classes": 4, "noise": 0.2}}, train={"epochs": 1})
+    data = load_data(params, mnist_file)
+    fit("cdn", 2, params, mnist_file, tmp_path / "cdn", log=_quiet, progress=False, data=data)
+    model, _ = load_checkpoint(tmp_path / "cdn")
+    m = score(model, params, data, progress=False, variant=params.variant("cdn"))
+    x = binarize_test(data.test_x, params.data.binarize, params.data.test_seed)
+    noisy = flip_bits(x, 0.2, Draws(Stream.TEST_CORRUPT, params.eval.seed))
+    with torch.no_grad():
+        state = torch.nn.functional.one_hot(model.encode_logits(noisy).argmax(-1), 4).float().flatten(-2)
+        p = torch.sigmoid(model.decode(state).double())
+    assert m["restore_nll"] == pytest.approx(-(x * p.log() + (1 - x) * (1 - p).log()).sum(-1).mean().item(), abs=1e-3)
+    assert m["exact_states"] == 16 and m["iwae_gap_to_exact"] >= -2 * m["iwae_gap_to_exact_se"]
+
+
+@pytest.mark.parametrize("pieces", [{"noise": 0.3}, {"latent": "categorical", "classes": 5}],
+                         ids=["denoising", "categorical"])
+def test_a_resumed_variant_ends_with_the_bytes_of_an_unbroken_one(pieces, mnist_file, tmp_path, monkeypatch) -> None:
+    """The flips and the temperature are functions of the epoch: a run killed after epoch 1 and resumed
+    continues with the same draws and the same annealing."""
+    import vaebench.train as tr
+
+    params = _with_variants({"v": pieces}, train={"epochs": 3})
+    fit("v", 2, params, mnist_file, tmp_path / "ref", log=_quiet, progress=False)
+    real, calls = tr.save_state, []
+
+    def dies(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(tr, "save_state", dies)
+    with pytest.raises(KeyboardInterrupt):
+        fit("v", 2, params, mnist_file, tmp_path / "run", log=_quiet, progress=False)
+    monkeypatch.setattr(tr, "save_state", real)
+    result = fit("v", 2, params, mnist_file, tmp_path / "run", log=_quiet, progress=False)
+    assert result.resumed_from == 1
+    assert (tmp_path / "run" / WEIGHTS).read_bytes() == (tmp_path / "ref" / WEIGHTS).read_bytes()
+
+
 # ---------------------------------------------------------------- refusals
 
 
 @pytest.mark.parametrize("pieces, message", [
-    ({"beta": 0}, r"^variants\.defs\.v\.beta: must be > 0, got 0\.0$"),
+    ({"beta": 0}, r"^variants\.defs\.v\.beta: must be > 0 and finite, got 0\.0$"),
     ({"objective": "iwae", "k": 0}, r"^variants\.defs\.v\.k: must be >= 1, got 0$"),
     ({"k": 5}, r"^variants\.defs\.v\.k: 5 samples need `objective: iwae`"),
     ({"noise": 1.0}, r"^variants\.defs\.v\.noise: a flip probability must be in \[0, 1\), got 1\.0$"),
     ({"noise": -0.1}, r"^variants\.defs\.v\.noise: "),
     ({"latent": "categorical", "classes": 1}, r"^variants\.defs\.v\.classes: must be >= 2, got 1$"),
     ({"latent": "categorical", "objective": "dreg", "k": 2}, r"^variants\.defs\.v\.objective: dreg is offered"),
+    ({"objective": "iwae", "k": 5, "beta": 4}, r"^variants\.defs\.v\.beta: 4\.0 weights the KL of the ELBO objective"),
+    ({"classes": 5}, r"^variants\.defs\.v\.classes: applies to categorical latents only"),
+    ({"tau_end": 0.1}, r"^variants\.defs\.v\.tau_end: applies to categorical latents only"),
+    ({"beta": float("inf")}, r"^variants\.defs\.v\.beta: must be > 0 and finite, got inf"),
+    ({"latent": "categorical", "tau_start": 0}, r"^variants\.defs\.v\.tau_start: must be > 0 and finite"),
     ({"latent": "mixture"}, r"^variants\.defs\.v\.latent: 'mixture' is not one of gaussian, categorical$"),
     ({"gamma": 2}, r"^variants\.defs\.v\.gamma: unknown key"),
 ])
@@ -327,6 +396,8 @@ def test_bad_runs_are_refused() -> None:
         params_from_dict({"variants": {"defs": {"b": {}}, "runs": ["b-x"]}})
     with pytest.raises(ConfigError, match=r"^variants\.runs: 'c-2' names no variant in variants\.defs \(b\)"):
         params_from_dict({"variants": {"defs": {"b": {}}, "runs": ["c-2"]}})
+    with pytest.raises(ConfigError, match=r"^variants\.runs: lists b-2 twice$"):
+        params_from_dict({"variants": {"defs": {"b": {}}, "runs": ["b-2", "b-3", "b-2"]}})
     with pytest.raises(ConfigError, match=r"^variants\.defs\.vae: a variant's name"):
         params_from_dict({"variants": {"defs": {"vae": {}}}})
 
@@ -342,13 +413,16 @@ def _tiny_params_file(tmp_path: Path, defs: dict) -> Path:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--beta", "0"], "error: --beta: must be > 0, got 0.0"),
+    (["train", "--beta", "0"], "error: --beta: must be > 0 and finite, got 0.0"),
+    (["train", "--classes", "4"], "error: --classes: applies to categorical latents only"),
     (["train", "--objective", "iwae", "--k-train", "0"], "error: --k-train: must be >= 1, got 0"),
     (["train", "--noise", "1"], "error: --noise: a flip probability must be in [0, 1), got 1.0"),
     (["train", "--latent", "categorical", "--classes", "1"], "error: --classes: must be >= 2, got 1"),
     (["train", "--model", "cvae", "--beta", "2"], "error: --model: the variant pieces apply to the unconditional VAE"),
     (["train", "--model", "nope"], "error: --model: 'nope' is not one of vae, cvae, cat"),
     (["train", "--run", "cat_2"], "error: --run: 'cat_2' is not <name>-<latent size>"),
+    (["train", "--run", "nope-2"], "error: --run: 'nope' is not one of vae, cvae, cat"),
+    (["train", "--run", "cat-2", "--model", "cvae"], "error: --run: names the model and the latent size itself"),
     (["eval", "--run", "cat-5", "--exact"],
      "error: --exact: 10^5 = 100,000 latent states, more than eval.enum_max = 5,000 allows enumerating"),
     (["eval", "--model", "vae", "--zdim", "3", "--exact"], "error: --exact: the quadrature needs zdim <= 2"),

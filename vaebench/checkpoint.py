@@ -78,8 +78,8 @@ def load_checkpoint(directory: str | Path, expect: dict[str, Any] | None = None)
     except Exception as e:
         raise CheckpointError(f"{path}: not a valid safetensors file ({type(e).__name__}: {e})") from None
     # sidecars before 2026-11-26 name neither: ReLU units, the plain VAE or CVAE
-    variant = Variant(**meta["variant"]) if isinstance(meta.get("variant"), dict) else None
     try:
+        variant = Variant(**meta["variant"]) if isinstance(meta.get("variant"), dict) else None
         model = build_model(meta["model"], meta["zdim"], meta["hidden"], meta.get("activation", "relu"), variant)
     except (TypeError, ValueError, ConfigError) as e:
         raise CheckpointError(f"{directory / SIDECAR}: describes no model vaebench builds ({e})") from None

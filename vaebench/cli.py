@@ -45,11 +45,13 @@ def _main(
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="Parameter file (see params.yaml).")]
 DataOpt = Annotated[Path, typer.Option("--data", help="MNIST file written by `vaebench download`.")]
-ModelOpt = Annotated[str, typer.Option("--model", help="vae, cvae, or a variant named in params.yaml (variants.defs).")]
-ZdimOpt = Annotated[int, typer.Option("--zdim", help="Latent dimension (>= 1); categorical variants: the number of variables.")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", help="vae, cvae, or a variant named in params.yaml (variants.defs) [default: vae].")]
+ZdimOpt = Annotated[int | None, typer.Option(
+    "--zdim", help="Latent dimension (>= 1); categorical variants: the number of variables [default: 25].")]
 RunOpt = Annotated[str | None, typer.Option("--run", help="<model>-<size>, e.g. beta4-20: --model and --zdim in one.")]
 BetaOpt = Annotated[float | None, typer.Option("--beta", help="Variant piece: KL weight of the training objective (> 0).")]
-ObjectiveOpt = Annotated[str | None, typer.Option("--objective", help="Variant piece: elbo or iwae.")]
+ObjectiveOpt = Annotated[str | None, typer.Option("--objective", help="Variant piece: elbo, iwae or dreg.")]
 KTrainOpt = Annotated[int | None, typer.Option("--k-train", help="Variant piece: samples of the iwae objective (>= 1).")]
 NoiseOpt = Annotated[float | None, typer.Option("--noise", help="Variant piece: bit-flip rate of the encoder's input, in [0, 1).")]
 LatentOpt = Annotated[str | None, typer.Option("--latent", help="Variant piece: gaussian or categorical.")]
@@ -85,7 +87,8 @@ PIECE_OPTIONS = {"beta": "--beta", "objective": "--objective", "k": "--k-train",
                  "latent": "--latent", "classes": "--classes"}
 
 
-def _select(p: Any, model: str, zdim: int, run: str | None, pieces: dict[str, Any]) -> tuple[Any, str, int]:
+def _select(p: Any, model: str | None, zdim: int | None, run: str | None,
+            pieces: dict[str, Any]) -> tuple[Any, str, int]:
     """(params, model, zdim) of the run the options name: --run or --model/--zdim, and any variant pieces.
 
     Pieces given on the command line make a variant of the named model, registered in the returned params
@@ -95,13 +98,18 @@ def _select(p: Any, model: str, zdim: int, run: str | None, pieces: dict[str, An
 
     from vaebench.config import ConfigError, VariantsConfig, check_zdim, split_run
 
+    option = "--model"
     if run is not None:
+        if model is not None or zdim is not None:
+            raise ConfigError("--run: names the model and the latent size itself; drop --model and --zdim")
         model, zdim = split_run(run, "--run")
+        option = "--run"
+    model, zdim = model or "vae", 25 if zdim is None else zdim
     check_zdim(zdim, "--zdim")
     try:
         base = p.variant(model)
     except ConfigError as e:
-        raise ConfigError(f"--model: {str(e).split(': ', 1)[1]}") from None
+        raise ConfigError(f"{option}: {str(e).split(': ', 1)[1]}") from None
     pieces = {k: v for k, v in pieces.items() if v is not None}
     if not pieces:
         return p, model, zdim
@@ -174,8 +182,8 @@ def download(
 @app.command()
 @clean_errors
 def train(
-    model: ModelOpt = "vae",
-    zdim: ZdimOpt = 25,
+    model: ModelOpt = None,
+    zdim: ZdimOpt = None,
     params: ParamsOpt = Path("params.yaml"),
     data: DataOpt = Path("data/mnist.npz"),
     out: Annotated[Path | None, typer.Option("--out", help="Checkpoint directory [models/<model>-<zdim>].")] = None,
@@ -210,8 +218,8 @@ def train(
 @app.command("eval")
 @clean_errors
 def eval_(
-    zdim: ZdimOpt = 25,
-    model: ModelOpt = "vae",
+    zdim: ZdimOpt = None,
+    model: ModelOpt = None,
     k: Annotated[int | None, typer.Option("--k", help="Importance samples (overrides eval.k).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
     params: ParamsOpt = Path("params.yaml"),
@@ -299,20 +307,27 @@ def format_metrics(m: dict[str, Any]) -> str:
 @app.command()
 @clean_errors
 def figures(
-    model: ModelOpt = "vae",
-    zdim: ZdimOpt = 25,
+    model: ModelOpt = None,
+    zdim: ZdimOpt = None,
     params: ParamsOpt = Path("params.yaml"),
     data: DataOpt = Path("data/mnist.npz"),
     ckpt: CkptOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Directory for the figures [plots/runs/<model>-<zdim>].")] = None,
     run: RunOpt = None,
+    beta: BetaOpt = None,
+    objective: ObjectiveOpt = None,
+    k_train: KTrainOpt = None,
+    noise: NoiseOpt = None,
+    latent: LatentOpt = None,
+    classes: ClassesOpt = None,
 ) -> None:
     """Draw one run's figures: prior samples, reconstructions (a denoising VAE's from corrupted inputs), and
     for a 2-D Gaussian latent the latent scatter and manifold."""
     from vaebench.config import load_params, run_name
     from vaebench.figures import draw_run
 
-    p, model, zdim = _select(load_params(params), model, zdim, run, {})
+    p, model, zdim = _select(load_params(params), model, zdim, run, dict(
+        beta=beta, objective=objective, k=k_train, noise=noise, latent=latent, classes=classes))
     name = run_name(model, zdim)
     written = draw_run(p, model, zdim, ckpt or Path("models") / name, data, out or Path("plots/runs") / name)
     typer.echo("\n".join(str(w) for w in written))

@@ -9,6 +9,7 @@ falls back to a default.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ OPTIMIZERS = ("rmsprop", "adam")
 ACTIVATIONS = ("relu", "tanh")
 OBJECTIVES = ("elbo", "iwae", "dreg")
 LATENTS = ("gaussian", "categorical")
-ENUM_MAX = 1_000_000  # latent states a categorical model's exact log p(x) may enumerate at most (eval.enum_max)
+ENUM_MAX = 100_000  # latent states a categorical model's exact log p(x) may enumerate at most (eval.enum_max):
+# the decoded states are held at once, (S, 784) in float32 and float64, about 1 GB at 100,000
 SCHEDULES = ("constant", "burda")
 BINARIZATIONS = ("dynamic", "static", "threshold")
 SOURCES = ("auto", "mirrors", "pypi")
@@ -62,19 +64,26 @@ class Variant:
     """... annealed geometrically to this one at the last epoch (> 0; Jang et al. 2017 anneal to 0.5)."""
 
     def __post_init__(self) -> None:
-        if not self.beta > 0:
-            raise ConfigError(f"beta: must be > 0, got {self.beta!r}")
+        if not (self.beta > 0 and math.isfinite(self.beta)):
+            raise ConfigError(f"beta: must be > 0 and finite, got {self.beta!r}")
         _choice(self.objective, OBJECTIVES, "objective")
         _range(self.k, "k", 1, None)
         if self.objective == "elbo" and self.k != 1:
             raise ConfigError(f"k: {self.k} samples need `objective: iwae` or `dreg` (the ELBO objective takes one)")
+        if self.objective != "elbo" and self.beta != 1:
+            raise ConfigError(f"beta: {self.beta} weights the KL of the ELBO objective; the {self.objective} "
+                              "bound has no KL term to weight")
         if not 0 <= self.noise < 1:
             raise ConfigError(f"noise: a flip probability must be in [0, 1), got {self.noise!r}")
         _choice(self.latent, LATENTS, "latent")
         _range(self.classes, "classes", 2, None)
         for key in ("tau_start", "tau_end"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"{key}: must be > 0, got {getattr(self, key)!r}")
+            if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):
+                raise ConfigError(f"{key}: must be > 0 and finite, got {getattr(self, key)!r}")
+        if self.latent == "gaussian":  # pieces a Gaussian latent ignores would only rename the run
+            for key in ("classes", "tau_start", "tau_end"):
+                if getattr(self, key) != getattr(Variant, key):
+                    raise ConfigError(f"{key}: applies to categorical latents only (this variant's latent is gaussian)")
         if self.latent == "categorical" and self.objective != "elbo":
             raise ConfigError(f"objective: {self.objective} is offered for gaussian latents only (a relaxed "
                               "categorical IWAE needs the Concrete density of each sample; not implemented)")
@@ -109,8 +118,9 @@ class VariantsConfig:
             if name not in self.defs:
                 raise ConfigError(f"variants.runs: {run!r} names no variant in variants.defs "
                                   f"({', '.join(self.defs) or 'none defined'})")
-        if len(set(self.runs)) != len(self.runs):
-            raise ConfigError("variants.runs: lists a run twice")
+        twice = sorted({r for r in self.runs if self.runs.count(r) > 1})
+        if twice:
+            raise ConfigError(f"variants.runs: lists {twice[0]} twice")
 
 
 @dataclass(frozen=True)
@@ -190,8 +200,8 @@ class TrainConfig:
         _choice(self.optimizer, OPTIMIZERS, "train.optimizer")
         if not self.lr > 0:
             raise ConfigError(f"train.lr: must be > 0, got {self.lr!r}")
-        if not self.eps > 0:
-            raise ConfigError(f"train.eps: must be > 0, got {self.eps!r}")
+        if not (self.eps > 0 and math.isfinite(self.eps)):
+            raise ConfigError(f"train.eps: must be > 0 and finite, got {self.eps!r}")
         _choice(self.schedule, SCHEDULES, "train.schedule")
         _range(self.seed, "train.seed", 0, SEED_MAX)
         _range(self.batch_size, "train.batch_size", 1, None)
@@ -233,7 +243,7 @@ class EvalConfig:
     """The quadrature grid covers [-L, L] per axis of the N(0, I) prior."""
     enum_max: int = 5000
     """Exact log p(x) of a categorical model by enumerating its K^N latent states, when there are at most this
-    many (0 = skip; at most 1,000,000)."""
+    many (0 = skip; at most 100,000)."""
 
     def __post_init__(self) -> None:
         _range(self.k, "eval.k", 1, None)

@@ -65,6 +65,16 @@ def encode_logits_all(model: VAE, x: torch.Tensor, y: torch.Tensor | None) -> to
         -1, (model.zdim, model.classes))
 
 
+@torch.no_grad()
+def code_all(model: VAE, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """The latent each image's reconstruction decodes, (N, P) -> (N, width): q's mean for a Gaussian latent,
+    q's most probable state, one-hot and flattened (N, Nvars K), for a categorical one."""
+    if model.categorical:
+        logits = encode_logits_all(model, x, y)  # (N, Nvars, K)
+        return torch.nn.functional.one_hot(logits.argmax(-1), model.classes).to(logits.dtype).flatten(-2)
+    return encode_all(model, x, y)[0]
+
+
 def decode_rows(model: VAE, z: torch.Tensor, y: torch.Tensor | None, rows: int) -> torch.Tensor:
     """Bernoulli logits of latents (R, D) [labels (R,)] -> (R, P), in calls of exactly `rows` rows."""
     return _fixed_rows(model.decode, rows, z, y)

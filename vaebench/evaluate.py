@@ -143,7 +143,7 @@ def planned_samples(n_images: int, cfg: EvalConfig, conditional: bool) -> int:
 
 def evaluate_model(
     model: VAE, x: torch.Tensor, labels: torch.Tensor, cfg: EvalConfig, show_progress: bool = True,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, per_image: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """All test metrics of one model on binarised images x (N, 784) with their labels (N,).
 
@@ -167,6 +167,8 @@ def evaluate_model(
 
     elbo = elbo_per_image(model, x, y, Draws(Stream.TEST_ELBO, cfg.seed))
     log_px = iwae_log_px(model, x, y, cfg.k, cfg.seed, cfg.chunk, done(cfg.k))
+    if per_image is not None:  # the caller pairs them with another estimate of the same images
+        per_image["iwae"] = log_px
     if model.categorical:
         logits_q = encode_logits_all(model, x, y)  # (N, Nvars, K)
         kl, diagnostics = bounds.categorical_kl(logits_q), categorical_diagnostics(logits_q)

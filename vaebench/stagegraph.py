@@ -22,7 +22,8 @@ def _name(stage, root: str) -> str:
 
 
 def stage_graph(root: Path | str) -> Graph:
-    """{stage: the stages it needs}, matrix items expanded (`train@vae-2`), from `root`/dvc.yaml."""
+    """{stage: the stages it needs}, matrix items expanded (`train@vae-2`), for `dvc repro` in `root`:
+    the stages of root/dvc.yaml and, from other dvc.yaml files, only those they need."""
     import os
 
     from dvc.repo import Repo
@@ -30,8 +31,16 @@ def stage_graph(root: Path | str) -> Graph:
     root = os.path.abspath(root)
     with Repo(root) as repo:
         graph = repo.index.graph  # networkx DiGraph; an edge u -> v means u reads an output of v
+        # what `dvc repro` in root runs: root/dvc.yaml's stages and the stages they need, not every
+        # dvc.yaml of the repository (the literature pipeline in literature/dvc.yaml is never scheduled)
+        keep, todo = set(), [st for st in graph.nodes if os.path.relpath(st.dvcfile.path, root) == "dvc.yaml"]
+        while todo:
+            stage = todo.pop()
+            if stage not in keep:
+                keep.add(stage)
+                todo.extend(graph.successors(stage))
         return {_name(stage, root): tuple(sorted(_name(dep, root) for dep in graph.successors(stage)))
-                for stage in graph.nodes}
+                for stage in keep}
 
 
 def uncached_outputs(root: Path | str) -> dict[str, list[str]]:

@@ -99,37 +99,37 @@ def training_bound(model: VAE, v: Variant, x_in: torch.Tensor, x: torch.Tensor, 
     if v.objective in ("iwae", "dreg"):
         eps = _noise((len(x), v.k, model.zdim), g, device)  # (b, k, D)
         z = bounds.reparameterize(mu[:, None], logvar[:, None], eps)  # (b, k, D)
+        if v.objective == "dreg":
+            return _dreg(model, x, y, z, mu, logvar)
         log_px_z = bounds.bernoulli_log_lik(model.decode(z, y), x[:, None])  # (b, k); (b,) labels serve (b, k, D)
-        log_w = bounds.log_importance_weights(log_px_z, z, mu[:, None], logvar[:, None])  # (b, k)
-        if v.objective == "iwae":
-            return bounds.iwae_bound(log_w)
-        return _dreg(model, x, y, z, mu, logvar, log_w)
+        return bounds.iwae_bound(bounds.log_importance_weights(log_px_z, z, mu[:, None], logvar[:, None]))
     z = bounds.reparameterize(mu, logvar, _noise(tuple(mu.shape), g, device))  # (b, D)
     return bounds.beta_elbo(bounds.bernoulli_log_lik(model.decode(z, y), x), bounds.gaussian_kl(mu, logvar), v.beta)
 
 
 def _dreg(model: VAE, x: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor, mu: torch.Tensor,
-          logvar: torch.Tensor, log_w: torch.Tensor) -> torch.Tensor:
+          logvar: torch.Tensor) -> torch.Tensor:
     """L_k (b,) whose gradient is the doubly reparameterised one (Tucker, Lawson, Gu & Maddison 2019, eq. 5).
 
-    Decoder: sum_i w~_i grad log w_i, the IWAE's own (the latents held fixed). Encoder: sum_i w~_i^2
-    d log w_i / d z_i dz_i/dphi, with q's parameters held fixed inside log q (its score term, which only
-    adds variance, dropped). Built as two surrogates whose gradients reach one side each: the decoder's
-    from log w at detached latents, the encoder's through the latents into a decoder with detached
-    weights. The value returned is L_k itself (the surrogates enter with their values subtracted).
+    z (b, k, D) are the reparameterised samples. Decoder: sum_i w~_i grad log w_i, the IWAE's own (the
+    latents held fixed). Encoder: sum_i w~_i^2 d log w_i / d z_i dz_i/dphi, with q's parameters held fixed
+    inside log q (its score term, which only adds variance, dropped). Built as two surrogates whose
+    gradients reach one side each: the decoder's from log w at detached latents, the encoder's through the
+    latents into a decoder with detached weights; two decoder passes, one more than the IWAE's. The value
+    returned is L_k itself (the surrogates enter as s - s, exactly 0).
     """
     from torch.func import functional_call
 
-    w = torch.softmax(log_w.detach(), -1)  # (b, k): normalised importance weights, constants
-    zd = z.detach()
+    zd, mu_d, logvar_d = z.detach(), mu.detach()[:, None], logvar.detach()[:, None]
     dec_side = bounds.log_importance_weights(bounds.bernoulli_log_lik(model.decode(zd, y), x[:, None]), zd,
-                                             mu.detach()[:, None], logvar.detach()[:, None])
+                                             mu_d, logvar_d)  # (b, k): log w, gradients to the decoder only
     frozen = {name: p.detach() for name, p in model.decoder.named_parameters()}
     logits = functional_call(model.decoder, frozen, (model._with_label(z, _labels_for(y, z)),))
     enc_side = bounds.log_importance_weights(bounds.bernoulli_log_lik(logits, x[:, None]), z,
-                                             mu.detach()[:, None], logvar.detach()[:, None])
+                                             mu_d, logvar_d)  # (b, k): log w, gradients to the encoder only
+    w = torch.softmax(dec_side.detach(), -1)  # (b, k): normalised importance weights, constants
     surrogate = (w * dec_side).sum(-1) + (w.square() * enc_side).sum(-1)  # (b,)
-    return bounds.iwae_bound(log_w).detach() + (surrogate - surrogate.detach())  # exactly L_k: x - x = 0
+    return bounds.iwae_bound(dec_side.detach()) + (surrogate - surrogate.detach())
 
 
 def _labels_for(y: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor | None:

@@ -127,14 +127,17 @@ def row(r: Mapping[str, Any], v: Variant) -> dict[str, Any]:
 
 def table_rows(params: Params, grid_runs: Sequence[Mapping[str, Any]],
                variant_runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """variants.csv's rows: by latent size (ascending), the grid's VAE at that size first where the grid has
-    it, then the variant runs of that size in the order of variants.runs."""
+    """variants.csv's rows: the Gaussian variants by latent size (ascending), the grid's VAE at that size first
+    where the grid has it, then the variant runs of that size in the order of variants.runs; then the
+    categorical runs (their size counts variables, not dimensions: no VAE row stands beside them)."""
     vae = {r["zdim"]: r for r in grid_runs if r["model"] == "vae"}
+    gaussian = [r for r in variant_runs if params.variant(r["model"]).latent == "gaussian"]
     rows = []
-    for size in sorted({r["zdim"] for r in variant_runs}):
+    for size in sorted({r["zdim"] for r in gaussian}):
         if size in vae:
             rows.append(row(vae[size], PLAIN))
-        rows += [row(r, params.variant(r["model"])) for r in variant_runs if r["zdim"] == size]
+        rows += [row(r, params.variant(r["model"])) for r in gaussian if r["zdim"] == size]
+    rows += [row(r, params.variant(r["model"])) for r in variant_runs if r not in gaussian]
     return rows
 
 
