@@ -35,10 +35,13 @@ def test_the_real_pipeline_in_waves() -> None:
     graph = stage_graph(REPO)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     runs = [f"{m}-{z}" for m in params["grid"]["models"] for z in params["grid"]["zdims"]]
+    variants = params["variants"]["runs"]
     exact = [f"exact@{m}-{z}" for m in params["grid"]["models"] for z in params["exact"]["zdims"]]
     plan = waves(graph)
-    assert plan[:3] == [["check"], ["download"], sorted(f"train@{r}" for r in runs)]
-    assert sorted(plan[3]) == sorted([*(f"evaluate@{r}" for r in runs), *(f"figures@{r}" for r in runs), *exact])
+    assert plan[:3] == [["check"], ["download"], sorted([*(f"train@{r}" for r in runs),
+                                                         *(f"train-variant@{r}" for r in variants)])]
+    assert sorted(plan[3]) == sorted([*(f"evaluate@{r}" for r in runs), *(f"figures@{r}" for r in runs), *exact,
+                                      *(f"{kind}-variant@{r}" for r in variants for kind in ("evaluate", "figures"))])
     assert plan[4:] == [["report"]]
     assert graph["train@vae-2"] == ("check", "download")
     assert set(graph["exact@vae-2"]) == {"check", "download", "train@vae-2"}
@@ -53,7 +56,7 @@ def test_machines_split_the_grid_into_whole_runs() -> None:
         assert sorted(itertools.chain(*shares)) == sorted(grid_stages)  # all of it, each stage once
         for share in shares:
             for s in share:  # a run's training is on the machine that evaluates it: no model travels
-                assert f"train@{run_name(s)}" in share
+                assert f"train@{run_name(s)}" in share or f"train-variant@{run_name(s)}" in share
     two = [machine_share(graph, p, 2) for p in (1, 2)]
     # the two runs with an exact stage (the longest) go to different machines
     assert sorted(sum(s.startswith("exact@") for s in share) for share in two) == [1, 1]
