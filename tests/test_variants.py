@@ -491,3 +491,22 @@ def test_variant_runs_are_dvc_matrix_items_scored_like_the_grid(tmp_path: Path) 
         declared = {d["path"] for d in lock[name]["deps"] if d["path"].startswith("vaebench/")}
         assert _imported_modules(project, lock[name]["cmd"]) == declared, name
     assert "Running stage" not in run(project, "dvc", "repro").stdout
+
+
+def test_the_vae_and_cvae_fingerprint_is_the_one_before_the_variants(mnist_file, tmp_path) -> None:
+    """A training's resumable state records its fingerprint and resumes only under an equal one: a key added
+    to the fingerprint of the plain VAE would restart every interrupted run (the literature run's state,
+    committed mid-training, among them). Variants add their pieces; the VAE and CVAE add nothing."""
+    from vaebench.config import to_dict
+    from vaebench.fingerprint import run_fingerprint
+
+    params = _with_variants({"b": {"beta": 2.0}})
+    for model in ("vae", "cvae"):
+        fp = run_fingerprint(model, 5, params)
+        assert set(fp) == {"model", "zdim", "hidden", "activation", "train", "data"}
+        assert set(fp["train"]) == {"optimizer", "lr", "eps", "schedule", "batch_size", "epochs", "seed", "heldout",
+                                    "device"}
+    assert run_fingerprint("b", 5, params)["variant"] == to_dict(Variant(beta=2.0))
+    fit("vae", 2, params, mnist_file, tmp_path / "vae", log=_quiet, progress=False)
+    model, meta = load_checkpoint(tmp_path / "vae")
+    assert "variant" not in meta and not model.categorical

@@ -14,7 +14,7 @@ import safetensors.torch
 import torch
 
 from vaebench import io as vio
-from vaebench.config import ConfigError, Variant
+from vaebench.config import PLAIN, ConfigError, Variant
 from vaebench.models import VAE, build_model
 from vaebench.errors import CheckpointError
 
@@ -79,7 +79,8 @@ def load_checkpoint(directory: str | Path, expect: dict[str, Any] | None = None)
         raise CheckpointError(f"{path}: not a valid safetensors file ({type(e).__name__}: {e})") from None
     # sidecars before 2026-11-26 name neither: ReLU units, the plain VAE or CVAE
     try:
-        variant = Variant(**meta["variant"]) if isinstance(meta.get("variant"), dict) else None
+        # a variant's sidecar names its pieces; the VAE's and CVAE's (and a variant at the VAE's pieces) do not
+        variant = Variant(**meta["variant"]) if isinstance(meta.get("variant"), dict) else PLAIN
         model = build_model(meta["model"], meta["zdim"], meta["hidden"], meta.get("activation", "relu"), variant)
     except (TypeError, ValueError, ConfigError) as e:
         raise CheckpointError(f"{directory / SIDECAR}: describes no model vaebench builds ({e})") from None

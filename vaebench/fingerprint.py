@@ -24,7 +24,9 @@ def run_fingerprint(model: str, zdim: int, params: Params) -> dict[str, Any]:
         "zdim": zdim,
         "hidden": params.model.hidden,
         "activation": params.model.activation,
-        "variant": to_dict(params.variant(model)),
+        # only a variant has one: the thesis's VAE and CVAE keep the fingerprint they had before the variants,
+        # so that a run's resumable state (which records it) stays its own across that change
+        **({"variant": to_dict(v)} if not (v := params.variant(model)).is_plain else {}),
         "train": to_dict(params.train),
         "data": {k: v for k, v in to_dict(params.data).items() if k != "source"},
     }
