@@ -80,8 +80,14 @@ def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
         ({"model": {"hidden": 0}}, r"^model\.hidden: must be >= 1"),
         ({"model": {"activation": "gelu"}}, r"^model\.activation: 'gelu' is not one of relu, tanh$"),
         ({"train": {"eps": 0}}, r"^train\.eps: must be > 0 and finite, got 0"),
+        ({"train": {"lr_end": 1e-5}}, r"^train\.lr_end: the rate of the last epoch of `schedule: exponential`; "
+                                      r"the constant schedule does not read it$"),
+        ({"train": {"schedule": "exponential", "lr_end": 0}}, r"^train\.lr_end: must be > 0 and finite, got 0"),
+        ({"train": {"kl_warmup": -1}}, r"^train\.kl_warmup: must be >= 0, got -1"),
+        ({"train": {"kl_warmup": 5}, "variants": {"defs": {"iw": {"objective": "iwae", "k": 5}}}},
+         r"^train\.kl_warmup: variant iw trains the iwae bound, which has no KL term to warm up"),
         ({"train": {"eps": float("inf")}}, r"^train\.eps: must be > 0 and finite, got inf"),  # YAML's .inf
-        ({"train": {"schedule": "cosine"}}, r"^train\.schedule: 'cosine' is not one of constant, burda$"),
+        ({"train": {"schedule": "cosine"}}, r"^train\.schedule: 'cosine' is not one of constant, burda, exponential$"),
         ({"train": {"schedule": "burda", "epochs": 41}}, r"^train\.epochs: 41 is not a whole number of stages"),
         ({"train": {"schedule": "burda", "epochs": 3281}},
          r"^train\.epochs: 3281 is not a whole number of stages of the burda schedule "
@@ -180,3 +186,13 @@ def test_the_burda_schedule_is_the_papers() -> None:
     # a shorter run is the paper's first stages; the constant schedule never changes the rate
     assert [TrainConfig(schedule="burda", epochs=13).lr_at(e) for e in range(13)] == expected[:13]
     assert {TrainConfig(lr=0.02).lr_at(e) for e in range(0, 5000, 7)} == {0.02}
+
+
+def test_the_exponential_schedule_and_the_kl_warmup() -> None:
+    from vaebench.config import TrainConfig
+
+    tc = TrainConfig(schedule="exponential", lr=1e-3, lr_end=1e-4, epochs=5)
+    assert [tc.lr_at(e) for e in range(5)] == pytest.approx([1e-3 * 10 ** (-e / 4) for e in range(5)], rel=1e-12)
+    assert TrainConfig(kl_warmup=4).kl_weight(0) == 0.25 and TrainConfig(kl_warmup=4).kl_weight(3) == 1.0
+    assert [TrainConfig(kl_warmup=4).kl_weight(e) for e in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert {TrainConfig().kl_weight(e) for e in range(10)} == {1.0}

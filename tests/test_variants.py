@@ -510,3 +510,27 @@ def test_the_vae_and_cvae_fingerprint_is_the_one_before_the_variants(mnist_file,
     fit("vae", 2, params, mnist_file, tmp_path / "vae", log=_quiet, progress=False)
     model, meta = load_checkpoint(tmp_path / "vae")
     assert "variant" not in meta and not model.categorical
+
+
+def test_a_warmup_and_the_exponential_schedule_enter_the_fingerprint_only_when_used(mnist_file, tmp_path) -> None:
+    from vaebench.fingerprint import run_fingerprint
+
+    plain = make_tiny_params(train={"epochs": 2})
+    warm = make_tiny_params(train={"epochs": 2, "kl_warmup": 2, "schedule": "exponential", "lr_end": 1e-4})
+    assert "kl_warmup" not in run_fingerprint("vae", 2, plain)["train"]
+    assert run_fingerprint("vae", 2, warm)["train"]["kl_warmup"] == 2
+    assert run_fingerprint("vae", 2, warm)["train"]["lr_end"] == 1e-4
+    fit("vae", 2, plain, mnist_file, tmp_path / "plain", log=_quiet, progress=False)
+    fit("vae", 2, warm, mnist_file, tmp_path / "warm", log=_quiet, progress=False)
+    assert (tmp_path / "plain" / WEIGHTS).read_bytes() != (tmp_path / "warm" / WEIGHTS).read_bytes()
+
+
+def test_the_warmup_weighs_the_kl_of_the_training_bound() -> None:
+    torch.manual_seed(8)
+    model = VAE(3, hidden=16)
+    x = (torch.rand(5, 784) < 0.3).float()
+    with torch.no_grad():
+        full, half = (training_bound(model, Variant(), x, x, None, Draws(Stream.EPOCH, 1, 1), torch.device("cpu"),
+                                     1.0, w) for w in (1.0, 0.5))
+        mu, logvar = model.encode(x)
+    assert torch.allclose(half - full, 0.5 * bounds.gaussian_kl(mu, logvar), atol=1e-4)

@@ -26,7 +26,7 @@ OBJECTIVES = ("elbo", "iwae", "dreg")
 LATENTS = ("gaussian", "categorical")
 ENUM_MAX = 100_000  # latent states a categorical model's exact log p(x) may enumerate at most (eval.enum_max):
 # the decoded states are held at once, (S, 784) in float32 and float64, about 1 GB at 100,000
-SCHEDULES = ("constant", "burda")
+SCHEDULES = ("constant", "burda", "exponential")
 BINARIZATIONS = ("dynamic", "static", "threshold")
 SOURCES = ("auto", "mirrors", "pypi")
 DEVICES = ("cpu", "cuda", "auto")
@@ -182,9 +182,16 @@ class TrainConfig:
     """The optimiser's epsilon beside the root of the second moment (> 0): torch's default 1e-8 for both
     optimisers; Burda et al. 2016 used 1e-4 with Adam."""
     schedule: str = "constant"
-    """Learning rate over the epochs: `constant`, or `burda` (Burda et al. 2016, section 5): stage i = 0, 1, ...
+    """Learning rate over the epochs: `constant`; `burda` (Burda et al. 2016, section 5): stage i = 0, 1, ...
     runs 3^i epochs at lr * 10^(-i/7), so `epochs` must be a whole number of stages: 1, 4, 13, 40, 121,
-    364, 1093 or 3280 (the paper's 8 stages)."""
+    364, 1093 or 3280 (the paper's 8 stages); or `exponential`: lr * (lr_end / lr)^(epoch / (epochs - 1)),
+    from lr in the first epoch to lr_end in the last."""
+    lr_end: float = 1e-4
+    """The rate of the last epoch of the `exponential` schedule (> 0; set it with that schedule only)."""
+    kl_warmup: int = 0
+    """KL warm-up (Bowman et al. 2016; Sonderby et al. 2016): for the first N epochs the KL term of the ELBO
+    objective is weighted (e + 1) / N in epoch e (0-based), then 1. 0 = none. Training only: the scores are
+    the true ELBO's. Not for the iwae/dreg objectives, which have no KL term."""
     batch_size: int = 128
     """Images per gradient step."""
     epochs: int = 40
@@ -206,6 +213,12 @@ class TrainConfig:
         _range(self.seed, "train.seed", 0, SEED_MAX)
         _range(self.batch_size, "train.batch_size", 1, None)
         _range(self.epochs, "train.epochs", 1, None)
+        if not (self.lr_end > 0 and math.isfinite(self.lr_end)):
+            raise ConfigError(f"train.lr_end: must be > 0 and finite, got {self.lr_end!r}")
+        if self.schedule != "exponential" and self.lr_end != TrainConfig.lr_end:
+            raise ConfigError(f"train.lr_end: the rate of the last epoch of `schedule: exponential`; "
+                              f"the {self.schedule} schedule does not read it")
+        _range(self.kl_warmup, "train.kl_warmup", 0, None)
         if self.schedule == "burda" and self.epochs not in BURDA_EPOCHS:
             raise ConfigError(f"train.epochs: {self.epochs} is not a whole number of stages of the burda schedule "
                               f"(allowed: {', '.join(map(str, BURDA_EPOCHS))})")
@@ -217,8 +230,14 @@ class TrainConfig:
         sets the same rates as one that never stopped."""
         if self.schedule == "constant":
             return self.lr
+        if self.schedule == "exponential":
+            return self.lr * (self.lr_end / self.lr) ** (epoch / max(1, self.epochs - 1))
         stage = burda_stage(epoch)
         return self.lr * 10.0 ** (-stage / 7)
+
+    def kl_weight(self, epoch: int) -> float:
+        """The KL warm-up's weight in epoch `epoch` (0-based): (epoch + 1) / kl_warmup up to 1; 1.0 without one."""
+        return 1.0 if epoch + 1 >= self.kl_warmup else (epoch + 1) / self.kl_warmup
 
 
 @dataclass(frozen=True)
@@ -298,6 +317,11 @@ class Params:
         if self.exact.zdims and self.eval.quad_n == 0:
             raise ConfigError("exact.zdims: the exact stage compares IWAE with the quadrature, "
                               "which eval.quad_n = 0 switches off; set eval.quad_n > 0")
+        if self.train.kl_warmup:
+            for name, v in self.variants.defs.items():
+                if v.objective != "elbo":
+                    raise ConfigError(f"train.kl_warmup: variant {name} trains the {v.objective} bound, which has "
+                                      "no KL term to warm up; set train.kl_warmup: 0 or drop it from variants")
         n_test = self.data.test_subset or 10000
         if self.train.heldout > n_test:
             where = f"data.test_subset = {n_test}" if self.data.test_subset else "MNIST's 10,000"

@@ -17,6 +17,18 @@ from vaebench.data import Mnist
 from vaebench.errors import CheckpointError
 
 
+def _train(params: Params) -> dict[str, Any]:
+    """The training settings, less those added after runs had recorded their fingerprint in resumable state
+    (the literature run's, 2026-11-26) where they change nothing: `lr_end` unless the schedule is exponential,
+    `kl_warmup` when 0. The fingerprint of such a run then stays equal to the one it recorded."""
+    t = to_dict(params.train)
+    if t["schedule"] != "exponential":
+        del t["lr_end"]
+    if t["kl_warmup"] == 0:
+        del t["kl_warmup"]
+    return t
+
+
 def run_fingerprint(model: str, zdim: int, params: Params) -> dict[str, Any]:
     """Everything a trained model depends on: the sidecar stores it, `eval` compares it."""
     return {
@@ -27,7 +39,7 @@ def run_fingerprint(model: str, zdim: int, params: Params) -> dict[str, Any]:
         # only a variant has one: the thesis's VAE and CVAE keep the fingerprint they had before the variants,
         # so that a run's resumable state (which records it) stays its own across that change
         **({"variant": to_dict(v)} if not (v := params.variant(model)).is_plain else {}),
-        "train": to_dict(params.train),
+        "train": _train(params),
         "data": {k: v for k, v in to_dict(params.data).items() if k != "source"},
     }
 

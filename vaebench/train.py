@@ -78,11 +78,12 @@ def heldout_elbo(model: VAE, x: torch.Tensor, y: torch.Tensor | None, seed: int)
 
 
 def training_bound(model: VAE, v: Variant, x_in: torch.Tensor, x: torch.Tensor, y: torch.Tensor | None, g: Draws,
-                   device: torch.device, tau: float) -> torch.Tensor:
+                   device: torch.device, tau: float, kl_weight: float = 1.0) -> torch.Tensor:
     """The bound a variant trains on, per image, (b,): the pieces of `v` composed over one minibatch.
 
     x_in (b, 784) is what the encoder sees (x itself, or its corruption for a denoising VAE), x (b, 784)
     what the decoder must reconstruct; the noise comes from the epoch's stream `g` in a fixed order.
+    `kl_weight` is the KL warm-up's factor of this epoch (train.kl_warmup), multiplying beta.
     - Gaussian, `elbo`: one reparameterised sample, analytic KL weighted by beta (Kingma & Welling 2014,
       eq. 10; Higgins et al. 2017, eq. 4). With beta = 1 and x_in = x: the thesis's VAE, byte for byte.
     - Gaussian, `iwae`: k reparameterised samples, L_k (Burda et al. 2016, eq. 8); its gradient is theirs,
@@ -94,7 +95,7 @@ def training_bound(model: VAE, v: Variant, x_in: torch.Tensor, x: torch.Tensor, 
         logits_q = model.encode_logits(x_in, y)  # (b, N, K)
         z = bounds.gumbel_softmax(logits_q, g.gumbel(tuple(logits_q.shape)).to(device), tau)  # (b, N, K), relaxed
         log_px_z = bounds.bernoulli_log_lik(model.decode(z.flatten(-2), y), x)  # (b,)
-        return bounds.beta_elbo(log_px_z, bounds.categorical_kl(logits_q), v.beta)
+        return bounds.beta_elbo(log_px_z, bounds.categorical_kl(logits_q), v.beta * kl_weight)
     mu, logvar = model.encode(x_in, y)  # (b, D) each
     if v.objective in ("iwae", "dreg"):
         eps = _noise((len(x), v.k, model.zdim), g, device)  # (b, k, D)
@@ -104,7 +105,8 @@ def training_bound(model: VAE, v: Variant, x_in: torch.Tensor, x: torch.Tensor, 
         log_px_z = bounds.bernoulli_log_lik(model.decode(z, y), x[:, None])  # (b, k); (b,) labels serve (b, k, D)
         return bounds.iwae_bound(bounds.log_importance_weights(log_px_z, z, mu[:, None], logvar[:, None]))
     z = bounds.reparameterize(mu, logvar, _noise(tuple(mu.shape), g, device))  # (b, D)
-    return bounds.beta_elbo(bounds.bernoulli_log_lik(model.decode(z, y), x), bounds.gaussian_kl(mu, logvar), v.beta)
+    return bounds.beta_elbo(bounds.bernoulli_log_lik(model.decode(z, y), x), bounds.gaussian_kl(mu, logvar),
+                            v.beta * kl_weight)
 
 
 def _dreg(model: VAE, x: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor, mu: torch.Tensor,
@@ -279,12 +281,13 @@ def fit(
         # a stream of its own: with noise = 0 nothing is drawn from it and the run is the VAE's, byte for byte
         flips = Draws(Stream.CORRUPT, tc.seed, epoch) if variant.noise > 0 else None
         tau = variant.tau_at(epoch, tc.epochs)
+        warm = tc.kl_weight(epoch)  # 1.0 without a warm-up: then the run is the VAE's, byte for byte
         total = 0.0
         for step, i in enumerate(range(0, n, bs)):
             idx = perm[i:i + bs]
             x, y = xb[idx], (train_y[idx] if conditional else None)  # (b, 784), (b,)
             x_in = x if flips is None else flip_bits(x, variant.noise, flips)  # the denoising VAE's encoder input
-            loss = -training_bound(model, variant, x_in, x, y, g, device, tau).mean()
+            loss = -training_bound(model, variant, x_in, x, y, g, device, tau, warm).mean()
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"{model_name} z={zdim}: loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
