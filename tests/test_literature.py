@@ -19,15 +19,18 @@ def _stages(path: Path) -> dict:
     return yaml.safe_load(path.read_text())["stages"]
 
 
-def test_the_literature_stages_import_what_the_top_level_ones_do() -> None:
+@pytest.mark.parametrize("folder, up", [(LIT, "../"), (LIT / "short", "../../")], ids=["literature", "short"])
+def test_the_literature_stages_import_what_the_top_level_ones_do(folder: Path, up: str) -> None:
     """Same commands, so the same modules: the top level's lists are checked against the imports
-    (test_pipeline.py); these must equal them, with the paths seen from literature/."""
-    root, lit = _stages(REPO / "dvc.yaml"), _stages(LIT / "dvc.yaml")
+    (test_pipeline.py); these must equal them, with the paths seen from the folder."""
+    root, lit = _stages(REPO / "dvc.yaml"), _stages(folder / "dvc.yaml")
     assert set(lit) == {"check", "train", "evaluate", "figures", "report"}
     for name, stage in lit.items():
-        ours = sorted(d[3:] for d in stage["deps"] if d.startswith("../vaebench/"))
+        ours = sorted(d[len(up):] for d in stage["deps"] if d.startswith(f"{up}vaebench/"))
         theirs = sorted(d for d in root[name]["deps"] if d.startswith("vaebench/"))
         assert ours == theirs, name
+        assert [d for d in stage["deps"] if "data/mnist" in d] == [f"{up}data/mnist.{e}" for e in ("npz", "json")
+                                                                   if f"data/mnist.{e}" in root[name]["deps"]], name
         assert stage.get("params", []) == root[name].get("params", []), name
         assert stage["cmd"].split()[:2] == root[name]["cmd"].split()[:2], name
 
@@ -39,6 +42,12 @@ def test_the_literature_params_are_the_papers_setting() -> None:
     assert p.train.epochs == BURDA_EPOCHS[7] and p.eval.k == 5000 and p.data.binarize == "dynamic"
     # the rates the paper lists: 1e-3 for one epoch ... 1e-4 for the last 2187
     assert p.train.lr_at(0) == 1e-3 and p.train.lr_at(p.train.epochs - 1) == pytest.approx(1e-4, rel=1e-12)
+
+
+def test_the_short_run_is_the_thesis_model_in_a_tenth_of_the_epochs() -> None:
+    p = load_params(LIT / "short" / "params.yaml")
+    assert (p.model.hidden, p.model.activation, p.grid.models, p.grid.zdims) == (500, "relu", ("vae",), (50,))
+    assert p.train.epochs <= 328 and p.eval.k == 5000
 
 
 @pytest.mark.slow
@@ -82,6 +91,10 @@ def test_the_grid_engines_never_schedule_the_literature_pipeline(tmp_path: Path)
     graph = stage_graph(project)
     assert "train@vae-2" in graph and "report" in graph
     assert not [s for s in graph if "literature" in s]
+    (project / "literature" / "short").mkdir()
+    for f in ("dvc.yaml", "params.yaml"):
+        shutil.copy(LIT / "short" / f, project / "literature" / "short" / f)
+    assert stage_graph(project) == graph
     # seen from literature/, its own stages come with the top-level stages they need, and nothing else
     lit = stage_graph(project / "literature")
     assert {"train@vae-50", "report"} <= set(lit)
