@@ -3,8 +3,9 @@
     wave by wave (vaebench/stagegraph.py::waves):
         a wave of one stage          -> `dvc repro <stage>` here, in the workspace
         a wave of independent stages -> one `dvc exp run --queue <stage>` each, then
-                                        `dvc exp run --run-all --jobs N`: N at a time, each in a
-                                        temporary copy of the workspace, all writing one cache
+                                        `dvc queue start --jobs N`: N at a time, each in a
+                                        temporary copy of the workspace, all writing one cache,
+                                        until the queue's status says each has ended
     finally                          -> `dvc repro` here: every queued stage is found in the
                                         run-cache ("is cached - skipping run", its outputs checked
                                         out), and only what was not queued (the report) runs
@@ -12,17 +13,18 @@
 Why waves: a queued stage whose upstream stage has not finished yet would run that stage a second
 time in its own copy (same bytes, wasted time). Why threads = cores / jobs: a 784-500-500 MLP uses
 few threads well, and N workers that each take every core fight over them. The queue's workers take
-their environment from `dvc exp run --run-all`, so OMP_NUM_THREADS is set there. The bytes are those
+their environment from `dvc queue start`, so OMP_NUM_THREADS is set there. The bytes are those
 of a sequential `dvc repro`: training and scoring give the same bytes at any thread count (README,
 determinism), and each stage runs alone in its own copy.
 
 The queued experiments are named `vbq-<stage>` and removed once their results are in the run-cache;
-experiments of yours already waiting in the queue make it refuse to start (`--run-all` would run them).
+experiments of yours already waiting in the queue make it refuse to start (the workers would run them).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -94,9 +96,9 @@ def run_on_queue(root: Path | str, jobs: int, threads: int | None = None, target
                          f"{', '.join(outs)}); DVC's run-cache cannot hand them from the queue's copies back "
                          "to this workspace, so every such stage would run twice. Declare them cached in "
                          "dvc.yaml, or use `vaebench-grid dask`, which runs in this workspace.")
-    _remove_ours(root)  # leftovers of an interrupted run would be re-run by --run-all
+    _remove_ours(root)  # leftovers of an interrupted run would be re-run by the workers
     theirs = [n for n, st in _queue_names(root).items() if st in ("Queued", "Running")]
-    if theirs:  # `--run-all` would run them too, at this command's thread count
+    if theirs:  # the workers would run them too, at this command's thread count
         raise QueueError(f"DVC's queue already holds {len(theirs)} experiment(s) of yours ({', '.join(theirs[:3])}); "
                          "run or remove them first (`dvc queue status`, `dvc queue remove`)")
     log(f"{len(graph)} stages in {len(plan)} waves; {jobs} at a time, {threads} thread(s) each")
@@ -110,15 +112,13 @@ def run_on_queue(root: Path | str, jobs: int, threads: int | None = None, target
         else:
             for stage in wave:
                 _check(_dvc(root, "exp", "run", "--queue", "-n", exp_name(stage), stage), f"queueing {stage}")
-            proc = _dvc(root, "exp", "run", "--run-all", "--jobs", str(jobs), env=env)
-            # `--run-all` exits 0 even when an experiment failed: only a "Success" per stage counts
-            status = _queue_names(root)
+            status = _run_queued(root, wave, jobs, env)
+            # only a "Success" per stage counts (`dvc exp run --run-all` exits 0 on failures too)
             bad = [s for s in wave if status.get(exp_name(s)) != "Success"]
-            if proc.returncode != 0 or bad:
-                first = bad[0] if bad else wave[0]
-                raise QueueError(f"stage {first} did not succeed on the queue (status "
-                                 f"{status.get(exp_name(first), 'unknown')}; {len(bad)} of {len(wave)} in this wave); "
-                                 f"its log:\n{_log(root, first)}\n{(proc.stdout + proc.stderr)[-1500:]}")
+            if bad:
+                raise QueueError(f"stage {bad[0]} did not succeed on the queue (status "
+                                 f"{status.get(exp_name(bad[0]), 'unknown')}; {len(bad)} of {len(wave)} in this "
+                                 f"wave); its log:\n{_log(root, bad[0])}")
             _remove_ours(root)
         seconds[f"wave {i}"] = time.time() - t0
         log(f"wave {i}: {len(wave)} stage(s) in {seconds[f'wave {i}']:.0f} s ({', '.join(_short(wave))})")
@@ -129,6 +129,40 @@ def run_on_queue(root: Path | str, jobs: int, threads: int | None = None, target
     log(f"final dvc repro in {seconds['final repro']:.0f} s: restored from the run-cache, ran "
         f"{', '.join(ran) if ran else 'nothing'}")
     return seconds
+
+
+FINAL = ("Success", "Failed")
+
+
+def _run_queued(root: Path, wave: list[str], jobs: int, env: dict[str, str], poll: float = 2.0) -> dict[str, str]:
+    """Start `jobs` workers on the queued stages of `wave` and wait until each has ended; {name: status}.
+
+    Not `dvc exp run --run-all`, which waits for its workers to exit: under load (a test run beside two
+    trainings, dvc 3.67) a worker told to shut down while its task was still running finished the task
+    and then never exited, and `--run-all` hung with every experiment done. Here the queue's own
+    status decides, and the workers are stopped once every stage has ended. Workers that are gone while
+    stages still wait (none active or idle for a few polls) are started again, three times at most.
+    """
+    _check(_dvc(root, "queue", "start", "--jobs", str(jobs), env=env), "dvc queue start")
+    restarts, idle_polls = 0, 0
+    while True:
+        out = _check(_dvc(root, "queue", "status"), "dvc queue status")
+        status = _queue_names(root, out)
+        if all(status.get(exp_name(s)) in FINAL for s in wave):
+            break
+        workers = re.search(r"Worker status: (\d+) active, (\d+) idle", out)
+        idle_polls = idle_polls + 1 if workers and workers.group(1) == workers.group(2) == "0" else 0
+        if idle_polls >= 3:
+            if restarts == 3:
+                raise QueueError(f"DVC's queue workers stopped with stages still waiting: {status}")
+            _check(_dvc(root, "queue", "start", "--jobs", str(jobs), env=env), "dvc queue start")
+            restarts, idle_polls = restarts + 1, 0
+        time.sleep(poll)
+    try:  # a worker that stays after its task: told to stop (it has nothing left to do)
+        subprocess.run(["dvc", "queue", "stop"], cwd=root, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
+    return status
 
 
 def _upstream_of(graph: dict[str, tuple[str, ...]], targets: list[str]) -> dict[str, tuple[str, ...]]:
@@ -146,10 +180,11 @@ def _short(wave: list[str]) -> list[str]:
     return wave if len(wave) <= 4 else [*wave[:3], f"... {len(wave) - 3} more"]
 
 
-def _queue_names(root: Path) -> dict[str, str]:
-    """{experiment name: status} of the queue's tasks, from `dvc queue status`'s table
-    (`Task  Name  Created  Status`; no machine-readable form in dvc 3.67)."""
-    out = _check(_dvc(root, "queue", "status"), "dvc queue status")
+def _queue_names(root: Path, out: str | None = None) -> dict[str, str]:
+    """{experiment name: status} of the queue's tasks, from `dvc queue status`'s table (`out`, or a fresh
+    call) (`Task  Name  Created  Status`; no machine-readable form in dvc 3.67)."""
+    if out is None:
+        out = _check(_dvc(root, "queue", "status"), "dvc queue status")
     rows = [ln.split() for ln in out.splitlines() if ln.strip()]
     if rows and rows[0][:2] != ["Task", "Name"] and not rows[0][0].startswith("No"):
         raise QueueError(f"unexpected `dvc queue status` output:\n{out[:500]}")
