@@ -50,6 +50,8 @@ def make_project(root: Path, params: dict) -> Path:
     shutil.copy(REPO / ".dvcignore", root / ".dvcignore.repo")  # after `dvc init`, which writes its own
     shutil.copytree(REPO / "vaebench", root / "vaebench", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / "metrics" / "exact").mkdir(parents=True)
+    shutil.copy(REPO / "metrics" / "exact" / ".keep", root / "metrics" / "exact" / ".keep")
     run(root, "git", "init", "-q", "-b", "main")
     run(root, "dvc", "init", "-q")
     (root / ".dvcignore.repo").replace(root / ".dvcignore")
