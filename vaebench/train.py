@@ -87,7 +87,8 @@ def training_bound(model: VAE, v: Variant, x_in: torch.Tensor, x: torch.Tensor, 
     - Gaussian, `elbo`: one reparameterised sample, analytic KL weighted by beta (Kingma & Welling 2014,
       eq. 10; Higgins et al. 2017, eq. 4). With beta = 1 and x_in = x: the thesis's VAE, byte for byte.
     - Gaussian, `iwae`: k reparameterised samples, L_k (Burda et al. 2016, eq. 8); its gradient is theirs,
-      eq. 14, the importance-weighted average of the k single-sample gradients. beta does not enter.
+      eq. 14, the importance-weighted average of the k single-sample gradients (beta is refused with it).
+    - Gaussian, `dreg`: the same L_k, the encoder's gradient doubly reparameterised (`_dreg`).
     - categorical: one Gumbel-softmax sample at temperature tau (Jang et al. 2017, eq. 1) through the
       decoder, and the exact KL of q against the uniform prior, weighted by beta.
     """
