@@ -27,9 +27,9 @@ from vaebench import io as vio
 from vaebench import plots
 from vaebench.checkpoint import load_checkpoint
 from vaebench.cli import app
-from vaebench.config import to_dict
+from vaebench.config import load_params, params_from_dict, to_dict
 from vaebench.figures import manifold_z
-from vaebench.references import COMPARISON_NOTE, REFERENCES
+from vaebench.references import COMPARISON_NOTE, REFERENCES, compares_to
 from vaebench.report import NLL_BY_ZDIM_COLUMNS, TABLE_COLUMNS, ReportError, build_report, nll_by_zdim, table_rows, to_csv
 from vaebench.config import run_name
 from vaebench.runs import load_data, score
@@ -187,7 +187,7 @@ def test_thesis_column_holds_the_thesis_numbers_exactly_where_it_has_them(grid) 
     assert cells == ["102.0", "", "", "98.5", "157.0", ""]
 
 
-def test_table_markdown_has_the_rows_the_references_and_the_comparison(built, grid) -> None:
+def test_table_markdown_has_the_rows_the_references_and_the_comparison(built, grid, params) -> None:
     where, _ = built
     md = (where / "metrics" / "table.md").read_text()
     body = [line for line in md.splitlines() if line.startswith(("| VAE |", "| CVAE |"))]
@@ -202,6 +202,7 @@ def test_table_markdown_has_the_rows_the_references_and_the_comparison(built, gr
         assert f"({run['k']}; sd {run['iwae_nll_seed_sd']:.3f})" in line.split("|")[4]
     for ref in REFERENCES:
         assert ref.source in md and ref.nll in md
+        assert compares_to(ref, params).replace("|", "\\|") in md
     # a bare "|" inside a cell would split it: every table line escapes the one in p(x|y)
     assert "log p(x\\|y)" in md and not any("p(x|y)" in line for line in md.splitlines() if line.startswith("|"))
     assert COMPARISON_NOTE in md
@@ -209,6 +210,28 @@ def test_table_markdown_has_the_rows_the_references_and_the_comparison(built, gr
     links = [line[line.index("(") + 1:-1] for line in md.splitlines() if line.startswith("![")]
     assert sorted(Path(link).name for link in links) == sorted(Path(f).name for f in EXPECTED_PNGS)
     assert all((where / "metrics" / link).resolve().is_file() for link in links)
+
+
+def test_each_published_row_names_our_run_and_every_stated_difference() -> None:
+    """The reference rows say which run they compare to, from the params, not from a fixed text."""
+    root = Path(__file__).resolve().parents[1]
+    burda, static, pythae, aevb, conditional = REFERENCES
+    literature = load_params(root / "literature" / "params.yaml")
+    # the paper's setting but for the batch (README, "A run a paper can cite")
+    assert compares_to(burda, literature) == "vae z=50, IWAE NLL, -log p(x): differs in batch_size 100 (theirs 20)"
+    thesis = load_params(root / "params.yaml")
+    assert compares_to(burda, thesis) == (
+        "vae z=50, IWAE NLL, -log p(x): differs in hidden 500 (theirs 200), activation relu (theirs tanh), "
+        "optimizer rmsprop (theirs adam), schedule constant (theirs burda), epochs 40 (theirs 3280), "
+        "batch_size 256 (theirs 20), k 500 (theirs 5000)")
+    assert compares_to(static, thesis).endswith("differs in binarize dynamic (theirs static)")
+    assert compares_to(pythae, thesis) == "no run: grid.zdims has no 40 (vae at z=40)"
+    assert compares_to(conditional, thesis) == (
+        "cvae rows, IWAE NLL, -log p(x|y) (the conditional column): the same in all it states (binarize dynamic)")
+    vae_only = params_from_dict({**to_dict(literature), "grid": {"models": ["vae"], "zdims": [50]}})
+    assert compares_to(conditional, vae_only) == "no run: grid.models has no cvae"
+    assert compares_to(aevb, vae_only) == ("vae rows, test -ELBO (the bound, sign flipped): differs in "
+                                           "hidden 200 (theirs 500), optimizer adam (theirs adagrad)")
 
 
 def test_summary_json_is_flat_stable_and_numeric(built, grid) -> None:

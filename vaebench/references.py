@@ -5,7 +5,11 @@ Data only (no torch): the CLI's `eval` printout, the report's tables and the HTM
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: this module stays data and pure functions
+    from vaebench.config import Params
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,24 @@ THESIS_POINTS = (
 
 
 @dataclass(frozen=True)
+class Setting:
+    """What a published number was measured under, in params.yaml's terms; None: not stated, or not one value."""
+
+    model: str
+    """Which of our models estimates the same quantity: `vae` (-log p(x)) or `cvae` (-log p(x|y))."""
+    zdim: int | None = None
+    hidden: int | None = None
+    activation: str | None = None
+    optimizer: str | None = None
+    schedule: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    binarize: str | None = None
+    k: int | None = None
+    """Importance samples at evaluation."""
+
+
+@dataclass(frozen=True)
 class Reference:
     """A published test NLL on binarised MNIST, with the setup it was measured under."""
 
@@ -33,31 +55,72 @@ class Reference:
     setup: str
     nll: str
     """As published, nats per image."""
-    compares_to: str
+    column: str
     """Which of our columns estimates the same quantity."""
+    setting: Setting
+    """The setup's values that params.yaml can express: `compares_to` names our run and what differs."""
 
+
+def _ours(params: Params) -> dict[str, object]:
+    """The run's side of every Setting field but model and zdim."""
+    return {"hidden": params.model.hidden, "activation": params.model.activation,
+            "optimizer": params.train.optimizer, "schedule": params.train.schedule,
+            "epochs": params.train.epochs, "batch_size": params.train.batch_size,
+            "binarize": params.data.binarize, "k": params.eval.k}
+
+
+def compares_to(ref: Reference, params: Params) -> str:
+    """Which of this report's runs the published number compares to, and every stated way its setting differs.
+
+    E.g. with literature/params.yaml, Burda et al.'s VAE row: "vae z=50, IWAE NLL, -log p(x): differs
+    in batch_size 100 (theirs 20)"; with the thesis study's params the list names hidden, activation,
+    optimizer, schedule, epochs, batch_size and k.
+    """
+    s = ref.setting
+    if s.model not in params.grid.models:
+        return f"no run: grid.models has no {s.model}"
+    if s.zdim is not None and s.zdim not in params.grid.zdims:
+        return f"no run: grid.zdims has no {s.zdim} ({s.model} at z={s.zdim})"
+    rows = f"{s.model} z={s.zdim}" if s.zdim is not None else f"{s.model} rows"
+    theirs = {f.name: getattr(s, f.name) for f in fields(s) if f.name not in ("model", "zdim")}
+    ours = _ours(params)
+    diffs = [f"{name} {ours[name]} (theirs {value})" for name, value in theirs.items()
+             if value is not None and ours[name] != value]
+    if not diffs:
+        stated = ", ".join(f"{name} {value}" for name, value in theirs.items() if value is not None)
+        return f"{rows}, {ref.column}: " + (f"the same in all it states ({stated})" if stated else "setting not stated")
+    return f"{rows}, {ref.column}: differs in " + ", ".join(diffs)
+
+
+_BURDA_1_LAYER = dict(zdim=50, hidden=200, activation="tanh", optimizer="adam", schedule="burda",
+                      epochs=3280, batch_size=20, k=5000)
 
 REFERENCES = (
     Reference("Burda, Grosse, Salakhutdinov 2016 (IWAE), Table 1",
-              "dynamic binarization; MLP 784-200-200-50 tanh; Adam, 3280 epochs; k=5000 evaluation",
+              "dynamic binarization; MLP 784-200-200-50 tanh; Adam, 3280 epochs, batch 20; k=5000 evaluation",
               "VAE 1 stochastic layer: 86.76; IWAE k=50: 84.78; 2 layers VAE 85.33, IWAE k=50 82.90",
-              "VAE IWAE NLL, -log p(x)"),
+              "IWAE NLL, -log p(x)",
+              Setting("vae", binarize="dynamic", **_BURDA_1_LAYER)),
     Reference("Burda, Grosse, Salakhutdinov 2016 (IWAE), appendix",
               "static binarization; IWAE 1 layer k=1/5/50",
               "88.71 / 87.63 / 87.10",
-              "VAE IWAE NLL, -log p(x), with data.binarize: static"),
+              "IWAE NLL, -log p(x)",
+              Setting("vae", binarize="static")),
     Reference("Pythae reproducibility table",
               "static binary MNIST, 784-400-40, 500 epochs, 200 IS samples",
               "VAE 89.78 (paper 89.9)",
-              "VAE IWAE NLL, -log p(x), with data.binarize: static"),
+              "IWAE NLL, -log p(x)",
+              Setting("vae", zdim=40, hidden=400, epochs=500, binarize="static", k=200)),
     Reference("Kingma & Welling 2014 (AEVB)",
               "latent 3, 5, 10, 20, 200; 500 hidden units; Adagrad; batch 100",
               "figure only: lower bound between -150 and -100",
-              "VAE test -ELBO (the bound, sign flipped)"),
+              "test -ELBO (the bound, sign flipped)",
+              Setting("vae", hidden=500, optimizer="adagrad", batch_size=100)),
     Reference("label-conditional IWAE (public reproduction)",
               "dynamic MNIST, 1 layer, log p(x|y), k=1/5/50",
               "82.32 / 81.41 / 80.78",
-              "CVAE IWAE NLL, -log p(x|y) (the conditional column)"),
+              "IWAE NLL, -log p(x|y) (the conditional column)",
+              Setting("cvae", binarize="dynamic")),
 )
 
 COMPARISON_NOTE = (
