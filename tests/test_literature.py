@@ -35,6 +35,20 @@ def test_the_literature_stages_import_what_the_top_level_ones_do(folder: Path, u
         assert stage["cmd"].split()[:2] == root[name]["cmd"].split()[:2], name
 
 
+@pytest.mark.parametrize("folder", [REPO, LIT, LIT / "short"], ids=["top", "literature", "short"])
+def test_every_params_key_a_stage_lists_is_in_its_params_file(folder: Path) -> None:
+    """DVC refuses to run a stage whose listed key is missing from params.yaml, even one the run ignores
+    (eval.quad_half_width with quad_n: 0): the config's defaults do not help, the file must say it."""
+    raw = yaml.safe_load((folder / "params.yaml").read_text())
+    for name, stage in _stages(folder / "dvc.yaml").items():
+        for key in stage.get("params", []):
+            assert isinstance(key, str), (name, key)  # all from params.yaml: no other file's keys
+            node = raw
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, f"{folder.name}/params.yaml lacks {key} ({name})"
+                node = node[part]
+
+
 def test_the_literature_params_are_the_papers_setting() -> None:
     p = load_params(LIT / "params.yaml")
     assert (p.model.hidden, p.model.activation, p.grid.zdims) == (200, "tanh", (50,))
