@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from dvcproject import REPO, TINY, make_project, run
-from vaebench.dask_grid import downstream_counts
+from vaebench.dask_grid import downstream_counts, priorities
 from vaebench.queue import exp_name, threads_per_job
 from vaebench.stagegraph import machine_share, run_name, stage_graph, waves
 
@@ -76,6 +76,11 @@ def test_each_worker_gets_its_share_of_the_cores() -> None:
 def test_the_most_needed_stages_go_first() -> None:
     graph = {"a": (), "b": ("a",), "c": ("a",), "d": ("b",)}
     assert downstream_counts(graph) == {"a": 3, "b": 1, "c": 0, "d": 0}
+    # among stages needed as much, the long exact stage before the evaluate, that before the figures
+    run = {"train@vae-2": (), "evaluate@vae-2": ("train@vae-2",), "exact@vae-2": ("train@vae-2",),
+           "figures@vae-2": ("train@vae-2",), "report": ("evaluate@vae-2", "exact@vae-2", "figures@vae-2")}
+    p = priorities(run)
+    assert sorted(run, key=lambda s: -p[s]) == ["train@vae-2", "exact@vae-2", "evaluate@vae-2", "figures@vae-2", "report"]
 
 
 def test_a_bad_share_is_one_line_and_exit_2() -> None:
