@@ -114,13 +114,15 @@ def run_figures(model: VAE, label: str, name: str, x: torch.Tensor, y: torch.Ten
     `x` (N, 784) are the binarised test images and `y` (N,) their labels (used by a CVAE, and to colour the scatter).
     """
     z = model.zdim if not model.categorical else f"{model.zdim}x{model.classes}"
+    # the prior prior_samples draws from: N(0, I), or uniform over the K^N one-hot states
+    prior = f"z uniform over {model.classes}^{model.zdim} states" if model.categorical else "z ~ N(0, I)"
     if model.conditional:
         samples = plots.digit_grid(
-            prior_samples(model), f"{label} z={z}: samples p(x|z, y), z ~ N(0, I) shared along each column",
+            prior_samples(model), f"{label} z={z}: samples p(x|z, y), {prior} shared along each column",
             row_labels=[str(d) for d in range(N_LABELS)], ylabel="digit y given to the decoder",
             xlabel="one prior draw of z per column")
     else:
-        samples = plots.digit_grid(prior_samples(model), f"{label} z={z}: samples p(x|z), z ~ N(0, I)")
+        samples = plots.digit_grid(prior_samples(model), f"{label} z={z}: samples p(x|z), {prior}")
     written = [save_figure(samples, plots_dir / f"samples_{name}.png")]
     originals, recons = reconstructions(model, x, y, *RECON_GRID)
     written.append(save_figure(plots.reconstruction_pairs(originals, recons, f"{label} z={z}: reconstructions"),

@@ -26,13 +26,12 @@ from typing import Any
 
 from vaebench import io as vio
 from vaebench import variant_plots
-from vaebench.config import PLAIN, Params, Variant, run_name, split_run
+from vaebench.config import MODELS, PLAIN, Params, Variant, run_name, split_run
 from vaebench.plots import figure_names, save_figure
 from vaebench.references import VARIANT_COMPARISON_NOTE, VARIANT_REFERENCES, VariantReference
 from vaebench.report_inputs import RESTORE_KEYS, load_run, n_test_images, require_figures
 from vaebench.tables import SUMMARY_KEYS, md_row, num, pm, summary, to_csv
 
-VARIANT_KEYS = ("rate", "distortion")  # every variant run's metrics have them (vaebench/runs.py, score)
 VARIANT_SUMMARY_KEYS = SUMMARY_KEYS + ("rate", "distortion", "exact_nll", "exact_nll_se", "iwae_gap_to_exact",
                                        "restore_nll", "restore_nll_se", "restore_nll_clean")
 VARIANT_COLUMNS = ("run", "model", "setting", "latent", "size", "classes", "n_images", "neg_elbo", "neg_elbo_se",
@@ -54,7 +53,9 @@ def load_variants(params: Params, runs_dir: Path, figures_dir: Path) -> tuple[li
     runs, figures = [], {}
     for run in params.variants.runs:
         model, size = split_run(run)
-        keys = VARIANT_KEYS + (RESTORE_KEYS if params.variant(model).noise > 0 else ())
+        # no rate/distortion required: score() writes them for a variant with a piece of its own, and row()
+        # derives them from kl and neg_elbo otherwise (a def at the VAE's pieces, e.g. beta: 1 in a sweep)
+        keys = RESTORE_KEYS if params.variant(model).noise > 0 else ()
         runs.append(load_run(Path(runs_dir) / f"{run}.json", model, size, n_images, "evaluate-variant", keys))
         figures[run] = require_figures(figures_dir, run, run_figure_names(params, model, size), "figures-variant")
     return runs, figures
@@ -71,7 +72,7 @@ def variant_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, di
 def setting(v: Variant) -> str:
     """The pieces in which `v` differs from the VAE, as the table prints them: `beta=4`, `objective=iwae, k=5`."""
     if v.is_plain:
-        return "the VAE (grid run)"
+        return "the VAE's pieces"
     parts = []
     if v.latent != PLAIN.latent:
         parts.append(f"{v.latent} K={v.classes}, tau {v.tau_start:g}->{v.tau_end:g}")
@@ -103,7 +104,7 @@ def row(r: Mapping[str, Any], v: Variant) -> dict[str, Any]:
     return {
         "run": run_name(r["model"], r["zdim"]),
         "model": r["model"],
-        "setting": setting(v),
+        "setting": "the VAE (grid run)" if r["model"] in MODELS else setting(v),
         "latent": v.latent,
         "size": r["zdim"],
         "classes": v.classes if v.latent == "categorical" else None,
