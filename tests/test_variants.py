@@ -185,6 +185,18 @@ def _grads(model: VAE, bound: torch.Tensor) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
+def _stl_log_w(model: VAE, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """log w = log p(x, z) - log q(z) at z = mu + sigma eps (b, k), written out from the formulas, with q's
+    parameters held fixed inside log q: gradients reach the encoder through z alone (a fresh graph each call)."""
+    mu, logvar = model.encode(x)  # (b, D) each
+    z = mu[:, None] + torch.exp(0.5 * logvar)[:, None] * eps  # (b, k, D)
+    p = torch.sigmoid(model.decode(z))  # (b, k, 784)
+    log_pxz = (x[:, None] * p.log() + (1 - x[:, None]) * (1 - p).log()).sum(-1) \
+        - 0.5 * (math.log(2 * math.pi) + z ** 2).sum(-1)  # (b, k)
+    mu_d, lv_d = mu.detach()[:, None], logvar.detach()[:, None]
+    return log_pxz + 0.5 * (math.log(2 * math.pi) + lv_d + (z - mu_d) ** 2 / lv_d.exp()).sum(-1)
+
+
 def test_dreg_has_the_iwae_value_and_decoder_gradient_and_its_own_encoder_gradient() -> None:
     torch.manual_seed(5)
     model = VAE(3, hidden=16)
@@ -212,16 +224,8 @@ def test_dreg_encoder_gradient_is_the_squared_weights_sum_written_out() -> None:
                           torch.device("cpu"), 1.0)
     g_dreg = _grads(model, dreg)
 
-    def written_out(power: int) -> torch.Tensor:
-        """sum_i w~_i^power log w_i (b,), gradients into the encoder through z alone (a fresh graph each call)."""
-        mu, logvar = model.encode(x)  # (6, 3) each
-        eps = Draws(Stream.EPOCH, 1, 2).normal((6, 4, 3))
-        z = mu[:, None] + torch.exp(0.5 * logvar)[:, None] * eps  # (6, 4, 3)
-        p = torch.sigmoid(model.decode(z))  # (6, 4, 784)
-        log_pxz = (x[:, None] * p.log() + (1 - x[:, None]) * (1 - p).log()).sum(-1) \
-            - 0.5 * (math.log(2 * math.pi) + z ** 2).sum(-1)  # (6, 4)
-        mu_d, lv_d = mu.detach()[:, None], logvar.detach()[:, None]
-        log_w = log_pxz + 0.5 * (math.log(2 * math.pi) + lv_d + (z - mu_d) ** 2 / lv_d.exp()).sum(-1)  # (6, 4)
+    def written_out(power: int) -> torch.Tensor:  # sum_i w~_i^power log w_i (b,)
+        log_w = _stl_log_w(model, x, Draws(Stream.EPOCH, 1, 2).normal((6, 4, 3)))  # (6, 4)
         return (torch.softmax(log_w.detach(), -1) ** power * log_w).sum(-1)
 
     g_squared, g_plain = _grads(model, written_out(2)), _grads(model, written_out(1))
@@ -240,13 +244,7 @@ def test_dreg_with_one_sample_is_the_sticking_the_landing_gradient() -> None:
     dreg = training_bound(model, Variant(objective="dreg", k=1), x, x, None, Draws(Stream.EPOCH, 4, 4),
                           torch.device("cpu"), 1.0)
     g_dreg = _grads(model, dreg)
-    mu, logvar = model.encode(x)
-    z = mu + torch.exp(0.5 * logvar) * Draws(Stream.EPOCH, 4, 4).normal((6, 1, 3))[:, 0]
-    p = torch.sigmoid(model.decode(z))
-    log_pxz = (x * p.log() + (1 - x) * (1 - p).log()).sum(-1) - 0.5 * (math.log(2 * math.pi) + z ** 2).sum(-1)
-    mu_d, lv_d = mu.detach(), logvar.detach()
-    log_q = -0.5 * (math.log(2 * math.pi) + lv_d + (z - mu_d) ** 2 / lv_d.exp()).sum(-1)
-    g_stl = _grads(model, log_pxz - log_q)
+    g_stl = _grads(model, _stl_log_w(model, x, Draws(Stream.EPOCH, 4, 4).normal((6, 1, 3)))[:, 0])
     for name in g_stl:
         assert torch.allclose(g_dreg[name], g_stl[name], rtol=1e-3, atol=1e-4), name
     assert g_dreg["encoder.4.bias"].abs().max() > 1e-3  # the encoder does get a gradient
