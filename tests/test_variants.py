@@ -100,6 +100,23 @@ def test_each_piece_changes_the_training(pieces, mnist_file, tmp_path) -> None:
                                                           for k, v in pieces.items()}}
 
 
+def test_naming_the_iwae_objective_without_k_takes_five_samples(tmp_path) -> None:
+    """k = 1 would silently train the ELBO with a sampled KL: params.yaml's defs and the CLI both take
+    IWAE_K = 5 when the objective is named without k, and k = 1 when switching back to the ELBO."""
+    from vaebench.cli import _select
+    from vaebench.config import IWAE_K, PLAIN
+
+    assert IWAE_K == 5
+    p = _with_variants({"iw": {"objective": "iwae"}, "dr": {"objective": "dreg", "k": 2}, "iw1": {"objective": "iwae", "k": 1}})
+    assert (p.variant("iw").k, p.variant("dr").k, p.variant("iw1").k) == (5, 2, 1)
+    assert PLAIN.with_pieces(objective="dreg") == Variant(objective="dreg", k=5)
+    assert p.variant("dr").with_pieces(objective="elbo") == PLAIN
+    p2, name, zdim = _select(p, "vae", 20, None, {"objective": "iwae"})
+    assert p2.variant(name) == Variant(objective="iwae", k=5) and zdim == 20
+    p3, name, _ = _select(p, "iw", 20, None, {"objective": "elbo"})
+    assert p3.variant(name) == PLAIN
+
+
 def test_the_temperature_anneals_geometrically_from_start_to_end() -> None:
     v = Variant(latent="categorical", classes=10, tau_start=1.0, tau_end=0.5)
     assert v.tau_at(0, 40) == 1.0 and v.tau_at(39, 40) == pytest.approx(0.5, rel=1e-12)

@@ -52,7 +52,7 @@ ZdimOpt = Annotated[int | None, typer.Option(
 RunOpt = Annotated[str | None, typer.Option("--run", help="<model>-<size>, e.g. beta4-20: --model and --zdim in one.")]
 BetaOpt = Annotated[float | None, typer.Option("--beta", help="Variant piece: KL weight of the training objective (> 0).")]
 ObjectiveOpt = Annotated[str | None, typer.Option("--objective", help="Variant piece: elbo, iwae or dreg.")]
-KTrainOpt = Annotated[int | None, typer.Option("--k-train", help="Variant piece: samples of the iwae objective (>= 1).")]
+KTrainOpt = Annotated[int | None, typer.Option("--k-train", help="Variant piece: samples of the iwae/dreg objective (>= 1) [5].")]
 NoiseOpt = Annotated[float | None, typer.Option("--noise", help="Variant piece: bit-flip rate of the encoder's input, in [0, 1).")]
 LatentOpt = Annotated[str | None, typer.Option("--latent", help="Variant piece: gaussian or categorical.")]
 ClassesOpt = Annotated[int | None, typer.Option("--classes", help="Variant piece: classes K of each categorical variable (>= 2).")]
@@ -116,7 +116,7 @@ def _select(p: Any, model: str | None, zdim: int | None, run: str | None,
     if model == "cvae":
         raise ConfigError("--model: the variant pieces apply to the unconditional VAE and its variants, not cvae")
     try:
-        variant = dataclasses.replace(base, **pieces)
+        variant = base.with_pieces(**pieces)
     except ConfigError as e:
         field_name, rest = str(e).split(": ", 1)
         raise ConfigError(f"{PIECE_OPTIONS.get(field_name, field_name)}: {rest}") from None
@@ -321,8 +321,8 @@ def figures(
     latent: LatentOpt = None,
     classes: ClassesOpt = None,
 ) -> None:
-    """Draw one run's figures: prior samples, reconstructions (a denoising VAE's from corrupted inputs), and
-    for a 2-D Gaussian latent the latent scatter and manifold."""
+    """Draw one run's figures: prior samples, reconstructions, a denoising VAE's restorations of corrupted
+    inputs, and for a 2-D Gaussian latent the latent scatter and manifold."""
     from vaebench.config import load_params, run_name
     from vaebench.figures import draw_run
 

@@ -25,7 +25,9 @@ ACTIVATIONS = ("relu", "tanh")
 OBJECTIVES = ("elbo", "iwae", "dreg")
 LATENTS = ("gaussian", "categorical")
 ENUM_MAX = 100_000  # latent states a categorical model's exact log p(x) may enumerate at most (eval.enum_max):
-# the decoded states are held at once, (S, 784) in float32 and float64, about 1 GB at 100,000
+# the decoded states are held at once, (S, 784) in float32 and float64 with a float64 temporary, beside a
+# (1000, S) float64 block: 2.9 GiB above the process's own at 100,000 (measured 2026-11-26, 784-500-500)
+IWAE_K = 5  # samples of the iwae/dreg objective when a variant names the objective but not k (Burda et al.'s k = 5)
 SCHEDULES = ("constant", "burda", "exponential")
 BINARIZATIONS = ("dynamic", "static", "threshold")
 SOURCES = ("auto", "mirrors", "pypi")
@@ -37,9 +39,10 @@ SEED_MAX = 2**32 - 1  # seeds are 32-bit words of a random stream's key (vaebenc
 class Variant:
     """One model family, as the pieces in which it differs from the thesis's VAE (all defaults: the VAE).
 
-    Training composes the pieces (train.py); evaluation never looks at them: every model is scored on its
-    true (beta = 1) ELBO, the IWAE bound with its own q as proposal, and an exact likelihood where the latent
-    space allows one (quadrature for 1-2 Gaussian dimensions, enumeration for small categorical spaces).
+    Training composes the pieces (train.py); the estimators never change with them: every model is scored on
+    its true (beta = 1) ELBO, the IWAE bound with its own q as proposal, and an exact likelihood where the
+    latent space allows one (quadrature for 1-2 Gaussian dimensions, enumeration for small categorical
+    spaces). A variant only adds numbers: rate and distortion, and for a denoising one its restorations.
     Refusals name the field; `variants.defs.<name>.` or the CLI option is put in front by the caller.
     """
 
@@ -49,7 +52,8 @@ class Variant:
     """Training bound: `elbo` (one sample, analytic KL), `iwae`, the k-sample bound (Burda et al. 2016, eq. 8),
     or `dreg`: the same bound with the doubly reparameterised gradient for the encoder (Tucker et al. 2019)."""
     k: int = 1
-    """Importance samples per image of the `iwae`/`dreg` objective (>= 1; k = 1 is the ELBO with a sampled KL)."""
+    """Importance samples per image of the `iwae`/`dreg` objective (>= 1; k = 1 is the ELBO with a sampled KL).
+    Naming the objective without k takes IWAE_K (5): see `with_pieces`."""
     noise: float = 0.0
     """Denoising (Im et al. 2017): each pixel of the encoder's binarised input is flipped with this probability,
     in [0, 1), afresh every step; the decoder reconstructs the clean image. 0 = no corruption."""
@@ -97,6 +101,16 @@ class Variant:
     @property
     def is_plain(self) -> bool:
         return self == Variant()
+
+    def with_pieces(self, **pieces: Any) -> Variant:
+        """This variant with `pieces` changed: how params.yaml's defs and the CLI's options build one.
+
+        Switching the objective from `elbo` to `iwae` or `dreg` without naming k takes k = IWAE_K, not
+        the ELBO's 1, which would silently train the ELBO with a sampled KL (and switching back, k = 1)."""
+        objective = pieces.get("objective", self.objective)
+        if "k" not in pieces and (self.objective == "elbo") != (objective == "elbo"):
+            pieces = {**pieces, "k": 1 if objective == "elbo" else IWAE_K}  # and back: the ELBO takes one sample
+        return dataclasses.replace(self, **pieces)
 
 
 @dataclass(frozen=True)
@@ -454,7 +468,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
             kwargs[name] = _coerce(value, tp, key)
     if cls is Variant:  # its checks name the bare field: put the key's path in front
         try:
-            return cls(**kwargs)
+            return PLAIN.with_pieces(**kwargs)
         except ConfigError as e:
             raise ConfigError(f"{prefix}.{e}") from None
     return cls(**kwargs)

@@ -1,8 +1,10 @@
-"""The thesis's models: MLP encoder and decoder; the VAE and its label-conditional twin.
+"""The thesis's models: MLP encoder and decoder; the VAE, its label-conditional twin, and its categorical-latent variant.
 
-Models return distribution parameters (q's mean and log-variance, the decoder's Bernoulli
-logits); the bounds in bounds.py turn them into numbers. A CVAE is a VAE whose encoder
-sees [x, onehot(y)] and whose decoder sees [z, onehot(y)]; the prior stays N(0, I).
+Models return distribution parameters (q's mean and log-variance, or its class logits for a
+categorical latent; the decoder's Bernoulli logits); the bounds in bounds.py turn them into numbers.
+A CVAE is a VAE whose encoder sees [x, onehot(y)] and whose decoder sees [z, onehot(y)]; the prior
+stays N(0, I). A categorical VAE (`classes` = K > 0) has zdim = N variables of K classes, a uniform
+prior, and a decoder that reads the flattened one-hot (or relaxed) state, N * K features.
 """
 
 from __future__ import annotations
@@ -47,7 +49,10 @@ def mlp(n_in: int, hidden: int, n_out: int, activation: str = "relu") -> nn.Sequ
 class VAE(nn.Module):
     """q(z|x) = N(mu, diag sigma^2), p(z) = N(0, I), p(x|z) = Bernoulli(sigmoid(logits)).
 
-    With `n_labels` > 0 it is the CVAE: q(z|x, y) and p(x|z, y), y given as a one-hot vector.
+    With `n_labels` > 0 it is the CVAE: q(z|x, y) and p(x|z, y), y given as a one-hot vector. With
+    `classes` = K > 0 the latent is categorical: q(z|x) = prod_n Cat(softmax(logits_n)) over zdim = N
+    variables (`encode_logits`, (b, N, K)), p(z) uniform over the K^N states, the decoder fed N * K
+    features (`width`).
     """
 
     def __init__(self, zdim: int, hidden: int = 500, n_labels: int = 0, activation: str = "relu",
