@@ -121,6 +121,31 @@ def test_iwae_seeds_prints_one_estimate_per_seed_and_the_spread(trained) -> None
     assert sd_pred / 10 < sd_means < 4 * sd_pred
 
 
+def test_test_draws_repeats_the_pipelines_draw_and_pairs_the_others_with_it(trained) -> None:
+    """The first draw is the pipeline's test bits: its NLL is the evaluate computation's on those images,
+    computed here by another call; each other draw's printed difference is its NLL minus the first."""
+    import torch
+
+    from vaebench.checkpoint import load_checkpoint
+    from vaebench.config import load_params
+    from vaebench.data import binarize_test, load_mnist
+    from vaebench.evaluate import iwae_log_px
+
+    out = run("bench/test_draws.py", "--items", "vae-2", "--images", "50", "--k", "20", "--test-seeds", "1234", "7",
+              *_paths(trained)).stdout
+    rows = re.findall(r"draw\s+(\d+): NLL\s+([\d.]+) ± ([\d.]+)(?:\s+minus the first: ([+-][\d.]+) ± ([\d.]+))?", out)
+    assert [r[0] for r in rows] == ["1234", "7"], out
+    p = load_params(trained["params"])
+    data = load_mnist(trained["data"], p.data.train_subset, p.data.test_subset)
+    model, _ = load_checkpoint(trained["models"] / "vae-2")
+    bits = binarize_test(data.test_x, p.data.binarize, p.data.test_seed)[:50]
+    assert p.data.test_seed == 1234
+    pipeline = -iwae_log_px(model, bits, None, 20, p.eval.seed, p.eval.chunk).double().mean().item()
+    assert float(rows[0][1]) == pytest.approx(pipeline, abs=1e-3)
+    assert float(rows[1][3]) == pytest.approx(float(rows[1][1]) - float(rows[0][1]), abs=2e-3)
+    assert float(rows[1][1]) != float(rows[0][1])  # another draw of the bits, another number
+
+
 def test_grid_threads_times_both_layouts_and_states_their_ratio(mnist_file: Path, tmp_path: Path) -> None:
     from conftest import make_tiny_params
 
