@@ -7,7 +7,7 @@ vaebench scores every model on one draw of the binarised test images (data.test_
 al. 2016 drew the test bits afresh at each evaluation. This prints, for each draw s of the test bits, the
 mean IWAE NLL over the images (the same k, evaluation seed and images for every draw), and beside each
 draw after the first its paired difference from the first with the standard error of that difference
-over images, and the spread across draws of a mean over all 10,000 test images that the per-image
+over images, and the spread across draws of a mean over the whole test set (10,000 images) that the per-image
 differences predict: how far the pipeline's number could move on another draw. The first --test-seeds
 entry should be the pipeline's own (its NLL then repeats the evaluate stage's on those images).
 
@@ -27,8 +27,6 @@ import torch
 
 from vaebench.data import binarize_test
 from vaebench.evaluate import iwae_log_px
-
-TEST_IMAGES = 10_000
 
 
 def main() -> None:
@@ -62,8 +60,10 @@ def main() -> None:
                 d = first - log_p  # NLL(draw s) - NLL(first draw), per image
                 line += f"   minus the first: {d.mean().item():+.3f} ± {d.std().item() / math.sqrt(len(d)):.3f}"
                 # var(d_i) = 2 var_draw(NLL_i) (independent draws; plus the IWAE's own noise, small at large k):
-                # the spread across draws of a mean over the whole test set, predicted from these N images
-                line += f"; sd of a 10,000-image mean across draws {d.std().item() / math.sqrt(2 * TEST_IMAGES):.3f}"
+                # the spread across draws of a mean over the whole test set, predicted from these N images:
+                # var(mean over n) = mean_i var_draw(NLL_i) / n = var(d) / (2 n)
+                n_test = len(data.test_x)  # the whole test set the pipeline scores (data.test_subset)
+                line += f"; sd of a {n_test:,}-image mean across draws {d.std().item() / math.sqrt(2 * n_test):.4f}"
             print(f"{line}   ({time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.2f})", flush=True)
 
 

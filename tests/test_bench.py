@@ -133,7 +133,8 @@ def test_test_draws_repeats_the_pipelines_draw_and_pairs_the_others_with_it(trai
 
     out = run("bench/test_draws.py", "--items", "vae-2", "--images", "50", "--k", "20", "--test-seeds", "1234", "7",
               *_paths(trained)).stdout
-    rows = re.findall(r"draw\s+(\d+): NLL\s+([\d.]+) ± ([\d.]+)(?:\s+minus the first: ([+-][\d.]+) ± ([\d.]+))?", out)
+    rows = re.findall(r"draw\s+(\d+): NLL\s+([\d.]+) ± ([\d.]+)(?:\s+minus the first: ([+-][\d.]+) ± ([\d.]+); "
+                      r"sd of a ([\d,]+)-image mean across draws ([\d.]+))?", out)
     assert [r[0] for r in rows] == ["1234", "7"], out
     p = load_params(trained["params"])
     data = load_mnist(trained["data"], p.data.train_subset, p.data.test_subset)
@@ -144,6 +145,11 @@ def test_test_draws_repeats_the_pipelines_draw_and_pairs_the_others_with_it(trai
     assert float(rows[0][1]) == pytest.approx(pipeline, abs=1e-3)
     assert float(rows[1][3]) == pytest.approx(float(rows[1][1]) - float(rows[0][1]), abs=2e-3)
     assert float(rows[1][1]) != float(rows[0][1])  # another draw of the bits, another number
+    # the predicted spread of a whole-test-set mean: the paired se of these 50 images, sd(d) / sqrt(50),
+    # rescaled to sd(d) / sqrt(2 n) for the n test images of the params
+    n = len(data.test_x)
+    assert int(rows[1][5].replace(",", "")) == n
+    assert float(rows[1][6]) == pytest.approx(float(rows[1][4]) * (50 / (2 * n)) ** 0.5, rel=0.02, abs=2e-4)
 
 
 def test_grid_threads_times_both_layouts_and_states_their_ratio(mnist_file: Path, tmp_path: Path) -> None:

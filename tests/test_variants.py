@@ -113,8 +113,11 @@ def test_naming_the_iwae_objective_without_k_takes_five_samples(tmp_path) -> Non
     assert p.variant("dr").with_pieces(objective="elbo") == PLAIN
     p2, name, zdim = _select(p, "vae", 20, None, {"objective": "iwae"})
     assert p2.variant(name) == Variant(objective="iwae", k=5) and zdim == 20
+    # one model, one name: the variant is named by what it changes, however the options spelled it
+    assert name == "vae_k5_objectiveiwae" == _select(p, "vae", 20, None, {"objective": "iwae", "k": 5})[1]
     p3, name, _ = _select(p, "iw", 20, None, {"objective": "elbo"})
-    assert p3.variant(name) == PLAIN
+    assert p3.variant(name) == PLAIN and name == "iw_k1_objectiveelbo"
+    assert _select(p, "vae", 20, None, {"beta": 1.0})[1] == "vae"  # an option that changes nothing: the model itself
 
 
 def test_the_temperature_anneals_geometrically_from_start_to_end() -> None:

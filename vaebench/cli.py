@@ -120,7 +120,13 @@ def _select(p: Any, model: str | None, zdim: int | None, run: str | None,
     except ConfigError as e:
         field_name, rest = str(e).split(": ", 1)
         raise ConfigError(f"{PIECE_OPTIONS.get(field_name, field_name)}: {rest}") from None
-    tag = "_".join(f"{k}{v}".replace(".", "p").replace("-", "m").lower() for k, v in sorted(pieces.items()))
+    # named by what the resolved variant changes, so that `--objective iwae` and `--objective iwae --k-train 5`
+    # (the same model) share one name, checkpoint and fingerprint; options that change nothing make no variant
+    changed = {f.name: getattr(variant, f.name) for f in dataclasses.fields(variant)
+               if getattr(variant, f.name) != getattr(base, f.name)}
+    if not changed:
+        return p, model, zdim
+    tag = "_".join(f"{k}{v}".replace(".", "p").replace("-", "m").lower() for k, v in sorted(changed.items()))
     name = f"{model}_{tag}"
     variants = VariantsConfig(defs={**p.variants.defs, name: variant}, runs=p.variants.runs)
     return dataclasses.replace(p, variants=variants), name, zdim

@@ -53,7 +53,8 @@ class Variant:
     or `dreg`: the same bound with the doubly reparameterised gradient for the encoder (Tucker et al. 2019)."""
     k: int = 1
     """Importance samples per image of the `iwae`/`dreg` objective (>= 1; k = 1 is the ELBO with a sampled KL).
-    Naming the objective without k takes IWAE_K (5): see `with_pieces`."""
+    A def in params.yaml or CLI options naming the objective without k take IWAE_K (5), through `with_pieces`;
+    `Variant(objective="iwae")` built directly keeps this default, 1."""
     noise: float = 0.0
     """Denoising (Im et al. 2017): each pixel of the encoder's binarised input is flipped with this probability,
     in [0, 1), afresh every step; the decoder reconstructs the clean image. 0 = no corruption."""
