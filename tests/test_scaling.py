@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import yaml
 from dvcproject import REPO, TINY, make_project, run
 from vaebench.dask_grid import downstream_counts, priorities
 from vaebench.queue import exp_name, threads_per_job
-from vaebench.stagegraph import machine_share, run_name, stage_graph, waves
+from vaebench.stagegraph import machine_share, needing_run, run_name, stage_graph, waves
 
 # one latent size: 2 trainings, then 6 independent stages (evaluate, figures, exact for each model)
 GRID = {**TINY, "grid": {"models": ["vae", "cvae"], "zdims": [2]}}
@@ -29,6 +30,16 @@ def test_waves_put_each_stage_after_everything_it_needs() -> None:
     assert waves(graph) == [["a"], ["b", "c", "e"], ["d"], ["f"]]
     with pytest.raises(ValueError, match="cycle"):
         waves({"a": ("b",), "b": ("a",)})
+
+
+def test_only_stale_stages_and_what_reads_them_are_visited() -> None:
+    graph = {"check": (), "download": ("check",), "train@a": ("download",), "train@b": ("download",),
+             "evaluate@a": ("train@a",), "evaluate@b": ("train@b",), "report": ("evaluate@a", "evaluate@b"),
+             "sub/dvc.yaml:prep": ()}
+    assert needing_run(graph, set()) == {"sub/dvc.yaml:prep"}  # another dvc.yaml's stage: not asked, so visited
+    assert needing_run(graph, {"train@a"}) == {"train@a", "evaluate@a", "report", "sub/dvc.yaml:prep"}
+    assert needing_run(graph, {"check"}) == set(graph)  # everything reads check
+    assert needing_run({**graph, "download": ("check", "sub/dvc.yaml:prep")}, set()) == set(graph) - {"check"}
 
 
 def test_the_real_pipeline_in_waves() -> None:
@@ -138,7 +149,7 @@ def test_dask_runs_each_stage_once_and_gives_the_same_bytes(projects: dict[str, 
     root = projects["dask"]
     out = _grid(root, "dask", "--workers", "2", "--threads", "1").stdout
     lines = out.splitlines()
-    assert lines[0].startswith("Dask: 11 stages on 2 worker(s); dashboard http")
+    assert lines[0].startswith("Dask: 11 stages to visit (0 up to date) on 2 worker(s); dashboard http")
     finished = [ln for ln in lines if ln.startswith("[")]
     assert len(finished) == 11 and all(": ran in " in ln for ln in finished)  # nothing twice, nothing skipped
     order = [ln.split("] ", 1)[1].split(":", 1)[0] for ln in finished]
@@ -147,6 +158,39 @@ def test_dask_runs_each_stage_once_and_gives_the_same_bytes(projects: dict[str, 
         assert set(graph[stage]) <= set(order[:i]), stage
     assert _lock(root) == _lock(projects["sequential"])
     assert "changed" not in run(root, "dvc", "status").stdout
+
+
+@pytest.mark.slow
+def test_dask_leaves_up_to_date_stages_alone_while_another_pipeline_reads_them(tmp_path: Path,
+                                                                                 projects: dict[str, Path]) -> None:
+    """The literature pipeline's week-long training reads data/mnist.npz under DVC's read lock; a grid run
+    beside it must not try to re-run `download` (DVC would refuse its write lock and fail the grid)."""
+    root = tmp_path / "beside"
+    shutil.copytree(projects["sequential"], root, symlinks=True)  # reproduced: every stage up to date
+    (root / "sub").mkdir()
+    (root / "sub" / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"long": {
+        "cmd": f"{sys.executable} -c \"import time; open('started', 'w').close(); time.sleep(120)\"",
+        "deps": ["../data/mnist.npz"], "outs": ["out.txt"]}}}))
+    (root / "metrics" / "table.md").unlink()  # the report is stale; everything upstream of it is not
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "DVC_NO_ANALYTICS": "1"}
+    beside = subprocess.Popen(["dvc", "repro", "long"], cwd=root / "sub", env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(600):
+            if (root / "sub" / "started").exists():
+                break
+            assert beside.poll() is None, beside.stdout.read()
+            time.sleep(0.1)
+        assert "data/mnist.npz" in (root / ".dvc" / "tmp" / "rwlock").read_text()  # DVC's read lock is held
+        lines = _grid(root, "dask", "--workers", "1").stdout.splitlines()
+        assert lines[0].startswith("Dask: 1 stages to visit (10 up to date) on 1 worker(s)")
+        assert [ln.split("] ", 1)[1].split(":", 1)[0] for ln in lines if ln.startswith("[")] == ["report"]
+        assert (root / "metrics" / "table.md").exists()
+        assert beside.poll() is None  # the other pipeline was not disturbed
+    finally:
+        beside.kill()
+        beside.wait()
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from vaebench.stagegraph import Graph, stage_graph, waves
+from vaebench.stagegraph import Graph, needing_run, stale_stages, stage_graph, waves
 
 
 class StageFailed(RuntimeError):
@@ -94,7 +94,10 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
 
     root = str(Path(root).resolve())
     graph = stage_graph(root)
-    order = [s for wave in waves(graph) for s in wave]  # every stage after the stages it reads
+    # stages that are up to date and read only up-to-date stages are left alone (they are not even
+    # visited: `dvc repro` of one would take the write lock on its outputs)
+    todo = needing_run(graph, stale_stages(root))
+    order = [s for wave in waves(graph) for s in wave if s in todo]  # every stage after the stages it reads
     priority = priorities(graph)
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                   dashboard_address=":0")
@@ -102,11 +105,13 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
     futures: dict[str, object] = {}
     try:
         with Client(scheduler or cluster) as client:
-            log(f"Dask: {len(order)} stages on {len(client.scheduler_info()['workers'])} worker(s); "
+            log(f"Dask: {len(order)} stages to visit ({len(graph) - len(order)} up to date) on "
+                f"{len(client.scheduler_info()['workers'])} worker(s); "
                 f"dashboard {client.dashboard_link}")
             run_id = uuid.uuid4().hex[:8]  # a shared scheduler must not take another run's tasks for ours
             for stage in order:
-                futures[stage] = client.submit(run_stage, root, stage, threads, *(futures[d] for d in graph[stage]),
+                futures[stage] = client.submit(run_stage, root, stage, threads,
+                                               *(futures[d] for d in graph[stage] if d in futures),
                                                key=f"dvc-repro-{stage}-{run_id}", pure=False,
                                                priority=priority[stage])
             t0 = time.time()

@@ -43,6 +43,36 @@ def stage_graph(root: Path | str) -> Graph:
                 for stage in keep}
 
 
+def stale_stages(root: Path | str) -> set[str]:
+    """The stages of root/dvc.yaml that `dvc status` reports as changed (stages of other dvc.yaml files
+    are not asked about: callers treat them as stale)."""
+    import json
+    import os
+    import subprocess
+
+    root = os.path.abspath(root)
+    proc = subprocess.run(["dvc", "status", "--json", "dvc.yaml"], cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"dvc status failed in {root}: {(proc.stdout + proc.stderr).strip()[-2000:]}")
+    return set(json.loads(proc.stdout or "{}"))
+
+
+def needing_run(graph: Graph, stale: set[str]) -> set[str]:
+    """The stages a repro must visit: those reported stale, those outside root/dvc.yaml (not asked
+    about, so assumed stale), and every stage downstream of one of these (its inputs may change).
+    The rest are up to date and stay so, since nothing they read is re-run; visiting them anyway would
+    only take DVC's write lock on their outputs, which fails while another DVC process (the literature
+    pipeline's training, say) reads them."""
+    memo: dict[str, bool] = {}
+
+    def runs(s: str) -> bool:
+        if s not in memo:
+            memo[s] = s in stale or ":" in s or any(runs(d) for d in graph[s])
+        return memo[s]
+
+    return {s for s in graph if runs(s)}
+
+
 def uncached_outputs(root: Path | str) -> dict[str, list[str]]:
     """{stage: its plain outputs declared `cache: false`} for the stages that have any.
 
