@@ -233,16 +233,22 @@ def test_dreg_has_the_iwae_value_and_decoder_gradient_and_its_own_encoder_gradie
     assert not torch.allclose(g_dreg["encoder.4.bias"], g_iwae["encoder.4.bias"], atol=1e-4)
 
 
+def _dreg_grads(seed: int, k: int, draw: tuple[int, int]) -> tuple[VAE, torch.Tensor, dict[str, torch.Tensor]]:
+    """A tiny VAE (z = 3), 6 random binary images (6, 784), and the gradients of its DReG objective with
+    k samples drawn from the EPOCH stream at `draw` (epoch, step)."""
+    torch.manual_seed(seed)
+    model = VAE(3, hidden=16)
+    x = (torch.rand(6, 784) < 0.3).float()
+    dreg = training_bound(model, Variant(objective="dreg", k=k), x, x, None, Draws(Stream.EPOCH, *draw),
+                          torch.device("cpu"), 1.0)
+    return model, x, _grads(model, dreg)
+
+
 def test_dreg_encoder_gradient_is_the_squared_weights_sum_written_out() -> None:
     """k = 4: the encoder's gradient is sum_i w~_i^2 d log w_i / d z_i dz_i/dphi (Tucker et al. 2019, eq. 5),
     written out here from the formulas, q's parameters held fixed inside log q; the unsquared weights'
     sum (a plausible slip) is a different gradient, so the test tells them apart."""
-    torch.manual_seed(8)
-    model = VAE(3, hidden=16)
-    x = (torch.rand(6, 784) < 0.3).float()
-    dreg = training_bound(model, Variant(objective="dreg", k=4), x, x, None, Draws(Stream.EPOCH, 1, 2),
-                          torch.device("cpu"), 1.0)
-    g_dreg = _grads(model, dreg)
+    model, x, g_dreg = _dreg_grads(seed=8, k=4, draw=(1, 2))
 
     def written_out(power: int) -> torch.Tensor:  # sum_i w~_i^power log w_i (b,)
         log_w = _stl_log_w(model, x, Draws(Stream.EPOCH, 1, 2).normal((6, 4, 3)))  # (6, 4)
@@ -258,12 +264,7 @@ def test_dreg_encoder_gradient_is_the_squared_weights_sum_written_out() -> None:
 def test_dreg_with_one_sample_is_the_sticking_the_landing_gradient() -> None:
     """k = 1: w~ = 1, so DReG's gradient is that of log p(x, z) - log q(z; q's parameters held fixed) at the
     reparameterised z, for every parameter (Roeder, Wu & Duvenaud 2017), written out here directly."""
-    torch.manual_seed(7)
-    model = VAE(3, hidden=16)
-    x = (torch.rand(6, 784) < 0.3).float()
-    dreg = training_bound(model, Variant(objective="dreg", k=1), x, x, None, Draws(Stream.EPOCH, 4, 4),
-                          torch.device("cpu"), 1.0)
-    g_dreg = _grads(model, dreg)
+    model, x, g_dreg = _dreg_grads(seed=7, k=1, draw=(4, 4))
     g_stl = _grads(model, _stl_log_w(model, x, Draws(Stream.EPOCH, 4, 4).normal((6, 1, 3)))[:, 0])
     for name in g_stl:
         assert torch.allclose(g_dreg[name], g_stl[name], rtol=1e-3, atol=1e-4), name
