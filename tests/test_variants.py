@@ -235,7 +235,7 @@ def test_dreg_has_the_iwae_value_and_decoder_gradient_and_its_own_encoder_gradie
 
 def _dreg_grads(seed: int, k: int, draw: tuple[int, int]) -> tuple[VAE, torch.Tensor, dict[str, torch.Tensor]]:
     """A tiny VAE (z = 3), 6 random binary images (6, 784), and the gradients of its DReG objective with
-    k samples drawn from the EPOCH stream at `draw` (epoch, step)."""
+    k samples from the EPOCH stream keyed by the two fields `draw`."""
     torch.manual_seed(seed)
     model = VAE(3, hidden=16)
     x = (torch.rand(6, 784) < 0.3).float()
