@@ -163,33 +163,41 @@ def test_dask_runs_each_stage_once_and_gives_the_same_bytes(projects: dict[str, 
 @pytest.mark.slow
 def test_dask_leaves_up_to_date_stages_alone_while_another_pipeline_reads_them(tmp_path: Path,
                                                                                  projects: dict[str, Path]) -> None:
-    """The literature pipeline's week-long training reads data/mnist.npz under DVC's read lock; a grid run
-    beside it must not try to re-run `download` (DVC would refuse its write lock and fail the grid)."""
+    """The literature pipeline's long training reads data/mnist.npz under DVC's read lock; a grid run beside
+    it must not `dvc repro` the up-to-date `download` (DVC would refuse the write lock and fail the grid),
+    not even after a params.yaml edit, which re-runs `check` (the same stamp) and so visits everything."""
     root = tmp_path / "beside"
     shutil.copytree(projects["sequential"], root, symlinks=True)  # reproduced: every stage up to date
     (root / "sub").mkdir()
     (root / "sub" / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"long": {
-        "cmd": f"{sys.executable} -c \"import time; open('started', 'w').close(); time.sleep(120)\"",
+        "cmd": f"{sys.executable} -c \"import time; open('started', 'w').close(); time.sleep(3600)\"",
         "deps": ["../data/mnist.npz"], "outs": ["out.txt"]}}}))
-    (root / "metrics" / "table.md").unlink()  # the report is stale; everything upstream of it is not
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "DVC_NO_ANALYTICS": "1"}
     beside = subprocess.Popen(["dvc", "repro", "long"], cwd=root / "sub", env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        for _ in range(600):
+        for _ in range(1200):
             if (root / "sub" / "started").exists():
                 break
             assert beside.poll() is None, beside.stdout.read()
             time.sleep(0.1)
         assert "data/mnist.npz" in (root / ".dvc" / "tmp" / "rwlock").read_text()  # DVC's read lock is held
+
+        (root / "metrics" / "table.md").unlink()  # the report is stale; nothing upstream of it is
         lines = _grid(root, "dask", "--workers", "1").stdout.splitlines()
         assert lines[0].startswith("Dask: 1 stages to visit (10 up to date) on 1 worker(s)")
-        assert [ln.split("] ", 1)[1].split(":", 1)[0] for ln in lines if ln.startswith("[")] == ["report"]
-        assert (root / "metrics" / "table.md").exists()
+        assert [ln.split("] ", 1)[1] for ln in lines if ln.startswith("[")][0].startswith("report: ran in ")
+
+        with (root / "params.yaml").open("a") as f:
+            f.write("# an edit that changes no value\n")  # `check` is stale, and every stage reads it
+        lines = _grid(root, "dask", "--workers", "1").stdout.splitlines()
+        assert lines[0].startswith("Dask: 11 stages to visit (0 up to date) on 1 worker(s)")
+        how = dict(ln.split("] ", 1)[1].split(" in ", 1)[0].split(": ", 1) for ln in lines if ln.startswith("["))
+        assert how == {"check": "ran", **{s: "up to date" for s in stage_graph(root) if s != "check"}}
         assert beside.poll() is None  # the other pipeline was not disturbed
     finally:
-        beside.kill()
+        os.killpg(beside.pid, 9)
         beside.wait()
 
 

@@ -30,10 +30,16 @@ class StageFailed(RuntimeError):
     """A stage's `dvc repro` failed on a worker; the message names it and ends with its output."""
 
 
-def run_stage(root: str, stage: str, threads: int, *upstream: object) -> dict[str, object]:
-    """Run one stage on this worker (`upstream` only orders the task after its inputs' tasks)."""
+def run_stage(root: str, stage: str, threads: int, *upstream: object, recheck: bool = False) -> dict[str, object]:
+    """Run one stage on this worker (`upstream` only orders the task after its inputs' tasks).
+
+    recheck: the stage was up to date when the run began and is visited only because a stage it reads
+    was not; ask `dvc status` first (read locks only) and leave it alone if it still is, since `dvc repro`
+    of it would take the write lock on its outputs, refused while another DVC process reads them."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     t0 = time.time()
+    if recheck and not stale_stages(root, stage):
+        return {"stage": stage, "seconds": time.time() - t0, "how": "up to date", "host": socket.gethostname()}
     proc = subprocess.run(["dvc", "--wait-for-lock", "repro", "--single-item", stage], cwd=root, env=env,
                           capture_output=True, text=True)
     if proc.returncode != 0:
@@ -96,7 +102,8 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
     graph = stage_graph(root)
     # stages that are up to date and read only up-to-date stages are left alone (they are not even
     # visited: `dvc repro` of one would take the write lock on its outputs)
-    todo = needing_run(graph, stale_stages(root))
+    stale = stale_stages(root)
+    todo = needing_run(graph, stale)
     order = [s for wave in waves(graph) for s in wave if s in todo]  # every stage after the stages it reads
     priority = priorities(graph)
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -112,7 +119,8 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
             for stage in order:
                 futures[stage] = client.submit(run_stage, root, stage, threads,
                                                *(futures[d] for d in graph[stage] if d in futures),
-                                               key=f"dvc-repro-{stage}-{run_id}", pure=False,
+                                               recheck=stage not in stale, key=f"dvc-repro-{stage}-{run_id}",
+                                               pure=False,
                                                priority=priority[stage])
             t0 = time.time()
             first_error: BaseException | None = None

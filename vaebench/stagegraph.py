@@ -43,15 +43,17 @@ def stage_graph(root: Path | str) -> Graph:
                 for stage in keep}
 
 
-def stale_stages(root: Path | str) -> set[str]:
-    """The stages of root/dvc.yaml that `dvc status` reports as changed (stages of other dvc.yaml files
-    are not asked about: callers treat them as stale)."""
+def stale_stages(root: Path | str, *targets: str) -> set[str]:
+    """The stages among `targets` (default: those of root/dvc.yaml; stages of other dvc.yaml files are
+    then not asked about, and callers treat them as stale) that `dvc status` reports as changed.
+    `--wait-for-lock`: another DVC process of the repository may hold its lock between its stages."""
     import json
     import os
     import subprocess
 
     root = os.path.abspath(root)
-    proc = subprocess.run(["dvc", "status", "--json", "dvc.yaml"], cwd=root, capture_output=True, text=True)
+    proc = subprocess.run(["dvc", "--wait-for-lock", "status", "--json", *(targets or ("dvc.yaml",))], cwd=root,
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"dvc status failed in {root}: {(proc.stdout + proc.stderr).strip()[-2000:]}")
     return set(json.loads(proc.stdout or "{}"))
@@ -62,7 +64,8 @@ def needing_run(graph: Graph, stale: set[str]) -> set[str]:
     about, so assumed stale), and every stage downstream of one of these (its inputs may change).
     The rest are up to date and stay so, since nothing they read is re-run; visiting them anyway would
     only take DVC's write lock on their outputs, which fails while another DVC process (the literature
-    pipeline's training, say) reads them."""
+    pipeline's training, say) reads them. A stage visited only for its upstream is asked again once that
+    has run (it is often still up to date: `check` rewrites the same stamp after any params.yaml edit)."""
     memo: dict[str, bool] = {}
 
     def runs(s: str) -> bool:
