@@ -49,6 +49,17 @@ def test_every_params_key_a_stage_lists_is_in_its_params_file(folder: Path) -> N
                 node = node[part]
 
 
+def test_dvclive_summaries_are_outside_every_pipelines_logs_hash() -> None:
+    """dvclive's logs/<run>/metrics.json is not carried by a training restored on another machine, so in
+    any pipeline's logs/ (the report's dependency) DVC must ignore it, or the report is stale on every fresh
+    clone (it was for literature/ and literature/short/: the pattern matched the top level only)."""
+    summaries = ["logs/vae-2/metrics.json", "literature/logs/cvae-50/metrics.json",
+                 "literature/short/logs/vae-50/metrics.json"]
+    curve = "literature/logs/cvae-50/plots/metrics/train/elbo.tsv"
+    out = run(REPO, "dvc", "check-ignore", *summaries, curve, check=False)
+    assert out.stdout.split() == summaries
+
+
 def test_the_literature_params_are_the_papers_setting() -> None:
     p = load_params(LIT / "params.yaml")
     assert (p.model.hidden, p.model.activation, p.grid.zdims) == (200, "tanh", (50,))
