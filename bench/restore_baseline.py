@@ -5,8 +5,8 @@
 After `dvc repro`: scores each trained model in models/ with runs.restoration, the function the
 evaluate-variant stage uses (-log p(x | z = code of x~) for x~ = x with each bit flipped at --noise, stream
 TEST_CORRUPT(eval.seed), and from the clean image's own code), on the pipeline's test bits. The
-pipeline reports it for denoising variants only; this prints it for any run, so the denoising VAE's
-figure has the plain VAE's beside it. Nats per image, ± one standard error over test images.
+pipeline reports it for denoising variants only; this prints it for any unconditional run (not a CVAE),
+so the denoising VAE's figure has the plain VAE's beside it. Nats per image, ± one standard error over test images.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from vaebench.checkpoint import CheckpointError
 from vaebench.config import load_params, split_run
 from vaebench.data import binarize_test
 from vaebench.runs import load_current, load_data, restoration
@@ -37,7 +38,12 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.2f}")
     for run in a.runs:
         model_name, size = split_run(run)
-        model, _ = load_current(model_name, size, params, data, Path(a.models) / run)
+        if model_name == "cvae":  # restoration() encodes without labels, as the denoising variants need
+            raise SystemExit(f"{run}: a CVAE needs the digit to encode; restoration is scored for unconditional runs")
+        try:
+            model, _ = load_current(model_name, size, params, data, Path(a.models) / run)
+        except CheckpointError as e:
+            raise SystemExit(f"{run}: {e}") from None
         r = restoration(model, x, a.noise, params.eval.seed)
         print(f"{run:12s} from the corrupted code {r['restore_nll']:8.2f} ± {r['restore_nll_se']:.2f}   "
               f"from the clean code {r['restore_nll_clean']:8.2f} ± {r['restore_nll_clean_se']:.2f}")

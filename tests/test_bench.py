@@ -176,9 +176,11 @@ def test_burda_throughput_figures_agree_with_each_other() -> None:
     assert re.search(r"IWAE k=5000: [\d.]+ ms per image", out)
 
 
-def test_restore_baseline_scores_a_plain_vae_as_the_pipeline_scores_a_denoising_one(trained) -> None:
-    """The printed restoration is -log p(x | z = q's mean of the corrupted image), recomputed here from the
-    model's own encode/decode and the bit flips by hand (not runs.restoration); at rate 0 both codes agree."""
+def test_restore_baseline_scores_a_plain_vae_as_the_pipeline_scores_a_denoising_one(trained, tmp_path) -> None:
+    """The printed restoration is -log p(x | z = q's mean of the corrupted image) ± its standard error over
+    images, recomputed here from the model's own encode/decode and the bit flips by hand (not
+    runs.restoration); at rate 0 both codes agree. eval.seed differs from train.seed, so a script reading the
+    wrong one would flip other bits."""
     import numpy as np
     import torch
 
@@ -187,23 +189,38 @@ def test_restore_baseline_scores_a_plain_vae_as_the_pipeline_scores_a_denoising_
     from vaebench.data import binarize_test, load_mnist
     from vaebench.streams import Draws, Stream
 
+    raw = yaml.safe_load(trained["params"].read_text())
+    raw["eval"]["seed"] = 7
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(raw))
+    paths = ["--params", str(params_file), "--data", str(trained["data"]), "--models", str(trained["models"])]
     pat = r"^vae-2\s+from the corrupted code\s+([\d.]+) ± ([\d.]+)\s+from the clean code\s+([\d.]+) ± ([\d.]+)"
     rows = {}
     for rate in ("0.3", "0"):
-        out = run("bench/restore_baseline.py", "--runs", "vae-2", "--noise", rate, *_paths(trained)).stdout
+        out = run("bench/restore_baseline.py", "--runs", "vae-2", "--noise", rate, *paths).stdout
         rows[rate] = [float(v) for v in re.search(pat, out, re.M).groups()]
-    assert rows["0"][0] == rows["0"][2]  # nothing flipped: the corrupted code is the clean one
-    assert rows["0.3"][2] == rows["0"][2]  # the clean code does not depend on the rate
-    p = load_params(trained["params"])
+    assert rows["0"][:2] == rows["0"][2:]  # nothing flipped: the corrupted code is the clean one
+    assert rows["0.3"][2:] == rows["0"][2:]  # the clean code does not depend on the rate
+    p = load_params(params_file)
+    assert p.eval.seed == 7 != p.train.seed
     data = load_mnist(trained["data"], p.data.train_subset, p.data.test_subset)
     model, _ = load_checkpoint(trained["models"] / "vae-2")
     x = binarize_test(data.test_x, p.data.binarize, p.data.test_seed).double()  # (N, 784)
     # (N, 784) uniforms of the stream the pipeline flips with, a pixel flipped where one falls below the rate
-    u = torch.from_numpy(Draws(Stream.TEST_CORRUPT, p.eval.seed).rng.random(tuple(x.shape), dtype=np.float32))
+    u = torch.from_numpy(Draws(Stream.TEST_CORRUPT, 7).rng.random(tuple(x.shape), dtype=np.float32))
     noisy = torch.where(u < np.float32(0.3), 1 - x, x)
     with torch.no_grad():
-        for inp, printed in ((noisy, rows["0.3"][0]), (x, rows["0.3"][2])):
+        for inp, (nll_printed, se_printed) in ((noisy, rows["0.3"][:2]), (x, rows["0.3"][2:])):
             logits = model.double().decode(model.double().encode(inp)[0])  # (N, 784): decoded at q's mean
-            nll = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
-            assert printed == pytest.approx(nll.mean().item(), abs=0.01)
+            nll = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)  # (N,)
+            assert nll_printed == pytest.approx(nll.mean().item(), abs=0.01)
+            assert se_printed == pytest.approx(nll.std().item() / len(nll) ** 0.5, abs=0.01)
     assert rows["0.3"][0] != rows["0.3"][2]  # the flips reached the encoder
+
+
+def test_restore_baseline_refuses_a_cvae_and_a_missing_checkpoint_in_one_line(trained) -> None:
+    for run_name, says in (("cvae-2", "a CVAE needs the digit"), ("vae-5", "not found")):
+        out = run("bench/restore_baseline.py", "--runs", run_name, *_paths(trained), check=False)
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"{run_name}: "), out.stderr[-500:]
+        assert says in lines[0]
