@@ -1,7 +1,7 @@
 """What the analysis scripts in bench/ share: the pipeline's params, test bits and trained models.
 
-Imported by bench/iwae_seeds.py and bench/quad_convergence.py (run as `python bench/<script>.py`,
-which puts bench/ first on sys.path).
+Imported by bench/iwae_seeds.py, quad_convergence.py, test_draws.py and restore_baseline.py (run as
+`python bench/<script>.py`, which puts bench/ first on sys.path).
 """
 
 from __future__ import annotations

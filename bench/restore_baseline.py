@@ -13,35 +13,28 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 import torch
+from pipeline_inputs import add_arguments, load, parse_item, trained_model
 
 from vaebench.checkpoint import CheckpointError
-from vaebench.config import load_params, split_run
-from vaebench.data import binarize_test
-from vaebench.runs import load_current, load_data, restoration
+from vaebench.runs import restoration
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", nargs="+", default=["vae-20", "denoise-20"])
     ap.add_argument("--noise", type=float, default=0.2)
-    ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--data", default="data/mnist.npz")
-    ap.add_argument("--models", default="models", help="the folder holding each run's checkpoint")
+    add_arguments(ap)
     a = ap.parse_args()
-    params = load_params(a.params)
-    data = load_data(params, a.data)
-    x = binarize_test(data.test_x, params.data.binarize, params.data.test_seed)  # (N, 784), the pipeline's bits
+    params, data, x = load(a)  # x (N, 784): the pipeline's test bits
     print(f"restoration at bit-flip rate {a.noise}, {len(x)} test images, eval.seed {params.eval.seed}; "
           f"torch threads {torch.get_num_threads()}, load {os.getloadavg()[0]:.2f}")
     for run in a.runs:
-        model_name, size = split_run(run)
-        if model_name == "cvae":  # restoration() encodes without labels, as the denoising variants need
+        if parse_item(run)[0] == "cvae":  # restoration() encodes without labels, as the denoising variants need
             raise SystemExit(f"{run}: a CVAE needs the digit to encode; restoration is scored for unconditional runs")
         try:
-            model, _ = load_current(model_name, size, params, data, Path(a.models) / run)
+            model = trained_model(run, params, data, a.models)
         except CheckpointError as e:
             raise SystemExit(f"{run}: {e}") from None
         r = restoration(model, x, a.noise, params.eval.seed)

@@ -204,14 +204,14 @@ def test_restore_baseline_scores_a_plain_vae_as_the_pipeline_scores_a_denoising_
     p = load_params(params_file)
     assert p.eval.seed == 7 != p.train.seed
     data = load_mnist(trained["data"], p.data.train_subset, p.data.test_subset)
-    model, _ = load_checkpoint(trained["models"] / "vae-2")
+    model = load_checkpoint(trained["models"] / "vae-2")[0].double()
     x = binarize_test(data.test_x, p.data.binarize, p.data.test_seed).double()  # (N, 784)
     # (N, 784) uniforms of the stream the pipeline flips with, a pixel flipped where one falls below the rate
     u = torch.from_numpy(Draws(Stream.TEST_CORRUPT, 7).rng.random(tuple(x.shape), dtype=np.float32))
     noisy = torch.where(u < np.float32(0.3), 1 - x, x)
     with torch.no_grad():
         for inp, (nll_printed, se_printed) in ((noisy, rows["0.3"][:2]), (x, rows["0.3"][2:])):
-            logits = model.double().decode(model.double().encode(inp)[0])  # (N, 784): decoded at q's mean
+            logits = model.decode(model.encode(inp)[0])  # (N, 784): decoded at q's mean
             nll = torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)  # (N,)
             assert nll_printed == pytest.approx(nll.mean().item(), abs=0.01)
             assert se_printed == pytest.approx(nll.std().item() / len(nll) ** 0.5, abs=0.01)
