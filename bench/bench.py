@@ -36,7 +36,6 @@ Bench a patched copy of the package with PYTHONPATH=/path/to/copy python bench/b
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import json
@@ -48,19 +47,20 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import torch
 
-import vaebench.train as vtrain
-from vaebench import bounds  # noqa: F401 - the training step's loss, used through fit
+import vaebench
+from vaebench.run.callbacks import Callback
+from vaebench.run.fit import fit
 from vaebench.config import Params, load_params
-from vaebench.data import Mnist, binarize_test, load_mnist
-from vaebench.evaluate import iwae_log_px
-from vaebench.models import N_LABELS, PIXELS, VAE, build_model
-from vaebench.quadrature import quad_log_px
+from vaebench.run.data import Mnist, binarize_test, load_mnist
+from vaebench.core.estimators import iwae_log_px
+from vaebench.core.models import N_LABELS, PIXELS, VAE, build_model
+from vaebench.core.quadrature import quad_log_px
 
 REPO = Path(__file__).resolve().parents[1]
 GiB = 2**30
@@ -193,55 +193,25 @@ def training_data(args: argparse.Namespace, n: int) -> tuple[Mnist, str]:
     return Mnist(x, y, tx, ty, "synthetic"), "synthetic grey levels"
 
 
-@contextlib.contextmanager
-def wrapping_fit_helpers(
-    names: tuple[str, ...], wrap: Callable[[str, Callable[..., Any]], Callable[..., Any]]
-) -> Iterator[None]:
-    """Replace the vaebench.train helpers `names` (module globals that fit calls) by wrap(name, helper), then restore them."""
-    originals = {name: getattr(vtrain, name) for name in names}
-    try:
-        for name, helper in originals.items():
-            setattr(vtrain, name, wrap(name, helper))
-        yield
-    finally:
-        for name, helper in originals.items():
-            setattr(vtrain, name, helper)
-
-
-class PhaseClock:
-    """Times fit()'s epoch phases by wrapping the module-level helpers fit calls.
-
-    An epoch starts when fit binarises the training set and ends when it logs the epoch;
-    the steps' share is the epoch minus binarisation, the held-out ELBO and the state save.
-    """
-
-    WRAPPED = ("binarize_train", "heldout_elbo", "save_state")
+class PhaseClock(Callback):
+    """Times fit()'s epoch phases through its callback hooks: the epoch from its start to the end of its
+    callbacks (this one runs after the built-in ones, so the state save is inside), and the gradient steps
+    inside it; 'other' is the epoch less the steps (binarisation, held-out ELBO, state save)."""
 
     def __init__(self) -> None:
         self.epochs: list[dict[str, float]] = []
-        self._stack = contextlib.ExitStack()
 
-    def __enter__(self) -> Self:
-        self._stack.enter_context(wrapping_fit_helpers(self.WRAPPED, self._wrap))
-        return self
+    def epoch_start(self, run: Any, epoch: int) -> None:
+        self.epochs.append({"start": time.perf_counter()})
 
-    def __exit__(self, *exc: object) -> None:
-        self._stack.close()
+    def steps_start(self, run: Any, epoch: int) -> None:
+        self.epochs[-1]["steps_start"] = time.perf_counter()
 
-    def _wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*a: Any, **kw: Any) -> Any:
-            t0 = time.perf_counter()
-            if name == "binarize_train":
-                self.epochs.append({"start": t0})
-            out = fn(*a, **kw)
-            cur = self.epochs[-1] if self.epochs else {}
-            cur[name] = cur.get(name, 0.0) + time.perf_counter() - t0
-            return out
-        return timed
+    def steps_end(self, run: Any, epoch: int) -> None:
+        self.epochs[-1]["steps_end"] = time.perf_counter()
 
-    def log(self, msg: str) -> None:
-        if self.epochs and "epoch" in msg and "end" not in self.epochs[-1]:
-            self.epochs[-1]["end"] = time.perf_counter()
+    def epoch_end(self, run: Any, epoch: int, row: dict[str, float]) -> None:
+        self.epochs[-1]["end"] = time.perf_counter()
 
 
 def train(args: argparse.Namespace, params: Params, peak_gflops: float) -> None:
@@ -280,13 +250,14 @@ def train(args: argparse.Namespace, params: Params, peak_gflops: float) -> None:
 
 
 def timed_epoch(model_name: str, zdim: int, params: Params, data: Mnist) -> tuple[float, float]:
-    """One epoch of vaebench.train.fit: (epoch seconds, seconds of binarisation + held-out ELBO + state save)."""
-    with tempfile.TemporaryDirectory(prefix="vaebench-bench-") as tmp, PhaseClock() as clock:
-        vtrain.fit(model_name, zdim, params, data_path=Path(tmp) / "unused.npz", out_dir=Path(tmp) / "model",
-                   log=clock.log, progress=False, data=data)
-        end = time.perf_counter()
+    """One epoch of vaebench's fit: (epoch seconds, seconds of binarisation + held-out ELBO + state save)."""
+    clock = PhaseClock()
+    with tempfile.TemporaryDirectory(prefix="vaebench-bench-") as tmp:
+        fit(model_name, zdim, params, data_path=None, out_dir=Path(tmp) / "model", log=lambda s: None,
+            progress=False, data=data, callbacks=[clock])
     ep = clock.epochs[0]
-    return ep.get("end", end) - ep["start"], sum(ep.get(k, 0.0) for k in PhaseClock.WRAPPED)
+    epoch_s = ep["end"] - ep["start"]
+    return epoch_s, epoch_s - (ep["steps_end"] - ep["steps_start"])
 
 
 def train_gemm_gflops(bs: int, zdim: int, hidden: int, conditional: bool, seconds: float) -> float:
@@ -369,8 +340,8 @@ CHILD = textwrap.dedent("""
             return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     import torch
-    from vaebench.evaluate import iwae_log_px
-    from vaebench.models import build_model
+    from vaebench.core.estimators import iwae_log_px
+    from vaebench.core.models import build_model
     zdim, hidden, k, n, chunk, threads = (int(a) for a in sys.argv[1:7])
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -381,7 +352,7 @@ CHILD = textwrap.dedent("""
     iwae_log_px(model, x, None, k, 0, chunk)
     dt = time.perf_counter() - t0
     print(json.dumps({"base_kib": base, "peak_kib": hwm_kib(), "seconds": dt,
-                      "module": sys.modules["vaebench.evaluate"].__file__}))
+                      "module": sys.modules["vaebench.core.estimators"].__file__}))
 """)
 
 
@@ -393,7 +364,7 @@ def memory(args: argparse.Namespace, params: Params) -> None:
     print(f"{'chunk':>7} {'peak RSS':>9} {'after import':>12} {'IWAE adds':>9} {'s':>6} {'-> 10k images':>13}")
     # the child imports the same vaebench as this process, and runs outside the repo so that its
     # working directory (first on sys.path under -c) cannot shadow a patched copy on PYTHONPATH
-    src = str(Path(vtrain.__file__).resolve().parents[1])
+    src = str(Path(vaebench.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     for chunk in chunks:
         out = subprocess.run([sys.executable, "-c", CHILD, "50", str(h), str(k), str(n), str(chunk),
@@ -449,28 +420,46 @@ GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm")
 
 
 # what fit does besides its steps (setup, binarisation, held-out ELBO, state and checkpoint writes)
-NOT_STEPS = ("build_model", "binarize_test", "binarize_train", "heldout_elbo", "save_state", "save_checkpoint")
 
 
 UNPROFILED = "vaebench-bench: not counted"
 
 
-def profiled(fn: Callable[[], Any], unprofiled: tuple[str, ...] = ()) -> tuple[float, float, list[tuple[str, float, int]]]:
+class OutsideSteps(Callback):
+    """Marks what fit does outside its gradient steps (binarisation, held-out ELBO, state save) as one profiler
+    range per phase, which profiled() leaves out of its sums. Runs after fit's own callbacks: the save is inside."""
+
+    def _open(self) -> None:
+        from torch.profiler import record_function
+
+        self.range = record_function(UNPROFILED)
+        self.range.__enter__()
+
+    def _close(self) -> None:
+        self.range.__exit__(None, None, None)
+
+    def epoch_start(self, run: Any, epoch: int) -> None:
+        self._open()
+
+    def steps_start(self, run: Any, epoch: int) -> None:
+        self._close()
+
+    def steps_end(self, run: Any, epoch: int) -> None:
+        self._open()
+
+    def epoch_end(self, run: Any, epoch: int, row: dict[str, float]) -> None:
+        self._close()
+
+
+def profiled(fn: Callable[[], Any]) -> tuple[float, float, list[tuple[str, float, int]]]:
     """Run fn under torch.profiler: (GEMM seconds, total seconds, [(op, self seconds, calls)] by time).
 
-    Self CPU time per op, so nothing is counted twice; the GEMMs are the ops in GEMM_OPS.
-    The vaebench.train helpers named in `unprofiled` run inside a record_function range whose
-    ops are left out of the sums.
+    Self CPU time per op, so nothing is counted twice; the GEMMs are the ops in GEMM_OPS. Ops inside a
+    range named UNPROFILED (OutsideSteps) are left out of the sums.
     """
-    from torch.profiler import ProfilerActivity, profile, record_function
+    from torch.profiler import ProfilerActivity, profile
 
-    def marked(_: str, f: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*a: Any, **kw: Any) -> Any:
-            with record_function(UNPROFILED):
-                return f(*a, **kw)
-        return call
-
-    with wrapping_fit_helpers(unprofiled, marked), profile(activities=[ProfilerActivity.CPU]) as prof:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
 
     def counted(e: Any) -> bool:
@@ -491,9 +480,8 @@ def profiled(fn: Callable[[], Any], unprofiled: tuple[str, ...] = ()) -> tuple[f
     return gemm, sum(t for _, t, _ in ops), ops
 
 
-def print_profile(what: str, fn: Callable[[], Any], flop: float, peak_gflops: float,
-                  unprofiled: tuple[str, ...] = ()) -> None:
-    gemm, total, ops = profiled(fn, unprofiled)
+def print_profile(what: str, fn: Callable[[], Any], flop: float, peak_gflops: float) -> None:
+    gemm, total, ops = profiled(fn)
     print(f"{what}: {total:.2f} s of op time under the profiler; GEMMs {gemm / total:.0%} of it, "
           f"running at {flop / gemm / 1e9:.0f} GFLOP/s = {flop / gemm / 1e9 / peak_gflops:.0%} of peak; "
           f"everything at once: {flop / total / 1e9 / peak_gflops:.0%} of peak", flush=True)
@@ -512,10 +500,10 @@ def profile(args: argparse.Namespace, params: Params, peak_gflops: float) -> Non
     p = dataclasses.replace(params, train=dataclasses.replace(params.train, epochs=1, heldout=0))
     with tempfile.TemporaryDirectory(prefix="vaebench-bench-") as tmp:
         print_profile(f"training steps, one epoch of {n} images ({what}), batch {p.train.batch_size}, z={zdim} "
-                      f"(fit's {', '.join(NOT_STEPS)} not profiled)",
-                      lambda: vtrain.fit(args.model, zdim, p, data_path=Path(tmp) / "unused.npz",
-                                         out_dir=Path(tmp) / "model", log=lambda _: None, progress=False, data=data),
-                      train_flops_per_image(zdim, h, args.model == "cvae") * n, peak_gflops, NOT_STEPS)
+                      "(fit's binarisation, held-out ELBO and state save not profiled)",
+                      lambda: fit(args.model, zdim, p, data_path=None, out_dir=Path(tmp) / "model", log=lambda _: None,
+                                  progress=False, data=data, callbacks=[OutsideSteps()]),
+                      train_flops_per_image(zdim, h, args.model == "cvae") * n, peak_gflops)
     model, k = random_model(50, h), 500
     x = test_bits(args, 100 if args.quick else 200)
     iwae_log_px(model, x[:10], None, k, 0, params.eval.chunk)  # warm-up
@@ -564,7 +552,7 @@ def main(argv: list[str] | None = None) -> None:
     if q:  # a coarser grid in quick mode keeps it under 30 s
         params = dataclasses.replace(params, eval=dataclasses.replace(params.eval, quad_n=200))
 
-    print(f"vaebench bench ({'quick' if q else 'full'}); vaebench from {Path(vtrain.__file__).parent}; "
+    print(f"vaebench bench ({'quick' if q else 'full'}); vaebench from {Path(vaebench.__file__).parent}; "
           f"{load()}; pid {os.getpid()}")
     t0 = time.perf_counter()
     only = set(args.only or ["peak", "train", "iwae", "memory", "quad", "profile"])

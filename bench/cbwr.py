@@ -29,9 +29,9 @@ WORKER = textwrap.dedent("""
     if mode == "default":
         torch.randn(4, 4) @ torch.randn(4, 4)  # MKL's first call: the mode is fixed from here on
     torch.set_num_threads(threads)
-    from vaebench import bounds
-    from vaebench.evaluate import iwae_log_px
-    from vaebench.models import build_model
+    from vaebench.core import bounds
+    from vaebench.core.estimators import iwae_log_px
+    from vaebench.core.models import build_model
     from vaebench.numerics import mkl_mode
 
     torch.manual_seed(0)

@@ -28,7 +28,7 @@ import time
 import pipeline_inputs
 import torch
 
-from vaebench.evaluate import iwae_log_px, seed_spread
+from vaebench.core.estimators import iwae_log_px, seed_spread
 from vaebench.config import run_name
 
 TEST_IMAGES = 10_000

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from vaebench.config import Params, load_params
-from vaebench.data import Mnist, binarize_test
-from vaebench.models import VAE
-from vaebench.runs import load_current, load_data
+from vaebench.run.data import Mnist, binarize_test
+from vaebench.core.models import VAE
+from vaebench.run.score import load_current, load_data
 
 REPO = Path(__file__).resolve().parents[1]
 

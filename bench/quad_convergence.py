@@ -29,7 +29,7 @@ import time
 import pipeline_inputs
 import torch
 
-from vaebench.quadrature import quadrature
+from vaebench.core.quadrature import quadrature
 from vaebench.config import run_name
 
 QUANTILES = (0.5, 0.9, 0.99, 1.0)

@@ -17,8 +17,8 @@ import os
 import torch
 from pipeline_inputs import add_arguments, load, parse_item, trained_model
 
-from vaebench.checkpoint import CheckpointError
-from vaebench.runs import restoration
+from vaebench.run.checkpoint import CheckpointError
+from vaebench.run.score import restoration
 
 
 def main() -> None:

@@ -25,8 +25,8 @@ import time
 import pipeline_inputs
 import torch
 
-from vaebench.data import binarize_test
-from vaebench.evaluate import iwae_log_px
+from vaebench.run.data import binarize_test
+from vaebench.core.estimators import iwae_log_px
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vaebench.config import params_from_dict
-from vaebench.data import download
+from vaebench.run.data import download
 
 # The tests' models are tiny: one thread avoids OpenMP spin-waiting, which on a loaded 2-core
 # machine made each step 100x slower. Results do not depend on it (see README, determinism).

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from vaebench.config import to_dict
-from vaebench.train import fit
+from vaebench.run.fit import fit
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -126,10 +126,10 @@ def test_test_draws_repeats_the_pipelines_draw_and_pairs_the_others_with_it(trai
     computed here by another call; each other draw's printed difference is its NLL minus the first."""
     import torch
 
-    from vaebench.checkpoint import load_checkpoint
+    from vaebench.run.checkpoint import load_checkpoint
     from vaebench.config import load_params
-    from vaebench.data import binarize_test, load_mnist
-    from vaebench.evaluate import iwae_log_px
+    from vaebench.run.data import binarize_test, load_mnist
+    from vaebench.core.estimators import iwae_log_px
 
     out = run("bench/test_draws.py", "--items", "vae-2", "--images", "50", "--k", "20", "--test-seeds", "1234", "7",
               *_paths(trained)).stdout
@@ -184,9 +184,9 @@ def test_restore_baseline_scores_a_plain_vae_as_the_pipeline_scores_a_denoising_
     import numpy as np
     import torch
 
-    from vaebench.checkpoint import load_checkpoint
+    from vaebench.run.checkpoint import load_checkpoint
     from vaebench.config import load_params
-    from vaebench.data import binarize_test, load_mnist
+    from vaebench.run.data import binarize_test, load_mnist
     from vaebench.streams import Draws, Stream
 
     raw = yaml.safe_load(trained["params"].read_text())

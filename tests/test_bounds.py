@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
-from vaebench import bounds
-from vaebench.models import VAE
+from vaebench.core import bounds
+from vaebench.core.models import VAE
 
 
 # ---------------------------------------------------------------- KL
@@ -258,7 +258,7 @@ def test_iwae_does_not_decrease_with_k_in_expectation():
 
     log p(x) of this 2-D model comes from quadrature (converged: see test_quadrature.py).
     """
-    from vaebench.quadrature import quad_log_px
+    from vaebench.core.quadrature import quad_log_px
 
     model, x = _small_vae(2, 2), _binary_images(3, 2)
     # At initialisation the decoder hardly depends on z, so all L_k agree within noise; tripling its

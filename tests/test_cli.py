@@ -240,7 +240,7 @@ def test_a_checkpoint_trained_on_other_data_is_not_replaced(project, tmp_path) -
 
 
 def test_first_difference_walks_nested_settings() -> None:
-    from vaebench.fingerprint import first_difference
+    from vaebench.run.fingerprint import first_difference
 
     assert first_difference({"a": 1, "t": {"lr": 0.1, "b": [1, 2]}}, {"a": 1, "t": {"lr": 0.1, "b": [1, 2]}}) is None
     assert first_difference({"a": 1, "t": {"lr": 0.1}}, {"a": 1, "t": {"lr": 0.2}}) == ("t.lr", 0.1, 0.2)

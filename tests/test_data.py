@@ -25,10 +25,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from vaebench import data
+from vaebench.run import data
 from vaebench import io as vio
 from vaebench.cli import app
-from vaebench.data import DataError
+from vaebench.run.data import DataError
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

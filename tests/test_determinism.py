@@ -16,12 +16,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from vaebench.checkpoint import WEIGHTS, load_checkpoint
+from vaebench.run.checkpoint import WEIGHTS, load_checkpoint
 from vaebench.config import params_from_dict
-from vaebench.evaluate import evaluate_model, iwae_log_px
+from vaebench.core.estimators import evaluate_model, iwae_log_px
 from vaebench.numerics import MODE, mkl_mode
-from vaebench.quadrature import quadrature
-from vaebench.train import fit
+from vaebench.core.quadrature import quadrature
+from vaebench.run.fit import fit
 
 DEFAULT_THREADS = os.cpu_count() or 1  # what torch uses when nothing sets it, as under `dvc repro`
 
@@ -93,7 +93,7 @@ def test_training_gives_the_same_bytes_at_1_2_and_4_threads(threads, mnist_file,
 
 def test_evaluation_gives_the_same_numbers_at_any_thread_count_and_chunk(threads, mnist_file, tmp_path):
     from conftest import make_tiny_params
-    from vaebench.data import binarize_test, load_mnist
+    from vaebench.run.data import binarize_test, load_mnist
 
     p = make_tiny_params(model={"hidden": 500}, train={"epochs": 1}, eval={"k": 300, "k_marginal": 3})
     threads(1)

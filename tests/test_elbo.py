@@ -17,8 +17,9 @@ import pytest
 import torch
 from torch.distributions import Bernoulli
 
-from vaebench import elbo as el
-from vaebench.models import build_model
+from vaebench.core import batching as el
+from vaebench.core.elbo import elbo_per_image
+from vaebench.core.models import build_model
 from vaebench.streams import Draws, Stream
 
 
@@ -33,7 +34,7 @@ def test_elbo_is_exact_when_the_decoder_ignores_z():
         m.decoder[4].weight.zero_()
         m.decoder[4].bias.copy_(torch.linspace(-3, 3, 784))  # logits b_p, whatever z is
     x = (torch.rand(7, 784, generator=torch.Generator().manual_seed(2)) < 0.4).float()
-    got = el.elbo_per_image(m, x, None, Draws(Stream.TEST_ELBO, 0)).double()  # (7,)
+    got = elbo_per_image(m, x, None, Draws(Stream.TEST_ELBO, 0)).double()  # (7,)
     b = torch.linspace(-3, 3, 784, dtype=torch.float64)
     log_px_z = (x.double() * b - torch.log1p(torch.exp(b))).sum(-1)  # sum_p x_p b_p - log(1 + e^b_p)
     mu, logvar = (t.double() for t in m.encode(x))
@@ -49,7 +50,7 @@ def test_monte_carlo_mean_converges_to_the_expectation_by_quadrature():
         m.encoder[4].bias[1] = 0.0  # log-variance 0: q(z|x) = N(mu(x), 1), wide enough for a Jensen gap
     x = _image()
     n = 4000
-    est = el.elbo_per_image(m, x.expand(n, 784).contiguous(), None, Draws(Stream.TEST_ELBO, 0)).double()  # (n,)
+    est = elbo_per_image(m, x.expand(n, 784).contiguous(), None, Draws(Stream.TEST_ELBO, 0)).double()  # (n,)
     mc, se = est.mean().item(), est.std().item() / math.sqrt(n)
 
     mu = m.encode(x)[0].item()
@@ -71,12 +72,12 @@ def test_the_noise_is_the_stream_s_and_nothing_else():
     m = build_model("cvae", 2, 16).eval()
     x = (torch.rand(9, 784, generator=torch.Generator().manual_seed(3)) < 0.3).float()
     y = torch.arange(9) % 10
-    full = el.elbo_per_image(m, x, y, Draws(Stream.TEST_ELBO, 5))
-    again = el.elbo_per_image(m, x, y, Draws(Stream.TEST_ELBO, 5))
-    other = el.elbo_per_image(m, x, y, Draws(Stream.TEST_ELBO, 6))
+    full = elbo_per_image(m, x, y, Draws(Stream.TEST_ELBO, 5))
+    again = elbo_per_image(m, x, y, Draws(Stream.TEST_ELBO, 5))
+    other = elbo_per_image(m, x, y, Draws(Stream.TEST_ELBO, 6))
     assert torch.equal(full, again) and not torch.equal(full, other)
     # image i gets row i of the stream whatever follows it: the first 4 images alone, the same bits
-    assert torch.equal(el.elbo_per_image(m, x[:4], y[:4], Draws(Stream.TEST_ELBO, 5)), full[:4])
+    assert torch.equal(elbo_per_image(m, x[:4], y[:4], Draws(Stream.TEST_ELBO, 5)), full[:4])
     # by hand: q's parameters, the stream's (N, D) normal draw, the decoder, the bound
     mu, logvar = m.encode(x, y)
     eps = Draws(Stream.TEST_ELBO, 5).normal(tuple(mu.shape))

@@ -18,15 +18,15 @@ import statistics
 import pytest
 import torch
 
-from vaebench import bounds
-from vaebench import evaluate as ev
-from vaebench.checkpoint import load_checkpoint
+from vaebench.core import bounds
+from vaebench.core import estimators as ev
+from vaebench.run.checkpoint import load_checkpoint
 from vaebench.config import EvalConfig
-from vaebench.data import binarize_test, load_mnist
-from vaebench.models import N_LABELS, VAE
-from vaebench.quadrature import quad_log_px
+from vaebench.run.data import binarize_test, load_mnist
+from vaebench.core.models import N_LABELS, VAE
+from vaebench.core.quadrature import quad_log_px
 from vaebench.streams import Draws, Stream
-from vaebench.train import fit
+from vaebench.run.fit import fit
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:

@@ -109,7 +109,7 @@ def test_the_literature_pipeline_runs_on_its_own_and_not_in_the_default_repro(tm
 def test_the_grid_engines_never_schedule_the_literature_pipeline(tmp_path: Path) -> None:
     """vaebench-grid (queue, dask, --part) schedules what `dvc repro` at the top level runs: DVC's index holds
     every dvc.yaml of the repository, the literature's trainings of hours among them."""
-    from vaebench.stagegraph import stage_graph
+    from vaebench.grid.stagegraph import stage_graph
 
     project = make_project(tmp_path / "p", TINY)
     (project / "literature").mkdir()

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaebench.models import N_LABELS, PIXELS, VAE, build_model, mlp
+from vaebench.core.models import N_LABELS, PIXELS, VAE, build_model, mlp
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch
 from scipy import integrate
 from torch.distributions import Bernoulli
 
-from vaebench.quadrature import grid_points, quad_log_px
+from vaebench.core.quadrature import grid_points, quad_log_px
 
 TOL = 1e-5  # nats, for a few dozen pixels
 TOL_784 = 1e-4  # nats, for 784 pixels (fp32 x @ logits^T)
@@ -238,7 +238,7 @@ def test_far_posterior_2d_matches_scipy_and_converges():
 
 def test_subgrid_error_estimates_are_what_they_claim():
     """`quadrature` scores one decoded grid three ways; check each against a separate computation."""
-    from vaebench.quadrature import quadrature
+    from vaebench.core.quadrature import quadrature
 
     per_group, centres = 20, [M, -3.0]
     model = FixedDecoder(2, lambda z, y: _far_logits(z, centres, per_group))
@@ -281,7 +281,7 @@ def test_five_point_grid_and_its_subgrids_summed_by_hand(zdim):
     Every point carries weight here, so a sum that skips one (the first, at the corner) or takes the
     wrong half for `coarse` misses by more than 1e-2 nats.
     """
-    from vaebench.quadrature import quadrature
+    from vaebench.core.quadrature import quadrature
 
     model = FixedDecoder(zdim, lambda z, y: torch.zeros(*z.shape[:-1], 1, dtype=torch.float64))  # (g, 1)
     x = torch.tensor([[1.0], [0.0]])  # (2, 1)

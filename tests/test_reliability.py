@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from vaebench import io as vio
-from vaebench.checkpoint import SIDECAR, WEIGHTS, load_checkpoint
+from vaebench.run.checkpoint import SIDECAR, WEIGHTS, load_checkpoint
 from vaebench.config import to_dict
 
 pytestmark = pytest.mark.slow

@@ -19,21 +19,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import vaebench
 import yaml
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from vaebench import io as vio
-from vaebench import plots
-from vaebench.checkpoint import load_checkpoint
+from vaebench.report import plots
+from vaebench.run import drawing
+from vaebench.run.checkpoint import load_checkpoint
 from vaebench.cli import app
 from vaebench.config import load_params, params_from_dict, to_dict
-from vaebench.figures import manifold_z
-from vaebench.references import COMPARISON_NOTE, REFERENCES, compares_to
-from vaebench.report import NLL_BY_ZDIM_COLUMNS, TABLE_COLUMNS, ReportError, build_report, nll_by_zdim, table_rows, to_csv
+from vaebench.run.figures import manifold_z
+from vaebench.report.references import COMPARISON_NOTE, REFERENCES, compares_to
+from vaebench.report.build import NLL_BY_ZDIM_COLUMNS, TABLE_COLUMNS, ReportError, build_report, nll_by_zdim, table_rows, to_csv
 from vaebench.config import run_name
-from vaebench.runs import load_data, score
-from vaebench.train import fit
+from vaebench.run.score import load_data, score
+from vaebench.run.fit import fit
 
 MODELS, ZDIMS = ("vae", "cvae"), (2, 3)
 ITEMS = [(m, z) for m in MODELS for z in ZDIMS]
@@ -42,7 +45,7 @@ NAMES = [run_name(m, z) for m, z in ITEMS]
 
 def _px(width_in: float, height_in: float) -> tuple[int, int]:
     """(rows, columns) of a figure of this size in inches, saved at the report's dpi."""
-    return round(height_in * plots.DPI), round(width_in * plots.DPI)
+    return round(height_in * drawing.DPI), round(width_in * drawing.DPI)
 
 
 # every figure the tiny grid must yield, with its size: figure sizes are fixed, never "tight".
@@ -409,7 +412,7 @@ def test_cli_report_reports_a_missing_run_in_one_line(params, grid, tmp_path) ->
 
 def test_mosaic_places_digits_between_grey_lines() -> None:
     images = np.stack([np.full((3, 28, 28), v) for v in (0.0, 1.0)])  # (2, 3, 28, 28): a black row, a white row
-    m = plots.mosaic(images)
+    m = drawing.mosaic(images)
     assert m.shape == (2 * 29 + 1, 3 * 29 + 1)
     assert m[0].tolist() == [0.5] * m.shape[1] and m[:, 29].tolist() == [0.5] * m.shape[0]
     assert m[1:29, 1:29].max() == 0.0 and m[30:58, 59:87].min() == 1.0
@@ -425,7 +428,7 @@ def test_manifold_grid_spans_the_5_to_95_percent_prior_quantiles() -> None:
 def test_training_curves_axis_fits_the_epochs_after_a_blown_up_first_one() -> None:
     # the committed VAE z=2 run once logged -4.96e9 nats at epoch 1 (RMSprop's first step); the axis
     # used to run to +2.5e8 (matplotlib's 5% margin of the whole range), every later epoch a flat line
-    from vaebench import plots
+    from vaebench.report import plots
 
     e = np.arange(1, 41)
     later = -150 + 50 * np.exp(-e / 5.0)  # epochs 2-40: -116.5 ... -150.0
@@ -500,16 +503,18 @@ def test_html_page_opens_offline_in_headless_chromium_with_every_figure_loaded(b
 
 
 def test_the_report_hashes_the_code_it_ran_not_every_file_in_the_package() -> None:
-    # A new module that no stage imports (e.g. vaebench/stagegraph.py) must not change the report's
-    # bytes, or a forced re-run would disagree with a committed report that DVC calls up to date.
-    code = ("import json; from vaebench import report; from vaebench.html_report import loaded_sources, sources_sha256;"
+    # A module that the report stage does not import (e.g. vaebench/grid/stagegraph.py) must not change the
+    # report's bytes, or a forced re-run would disagree with a committed report that DVC calls up to date.
+    code = ("import json; import vaebench.stages.report; from vaebench.report.html import loaded_sources, sources_sha256;"
             "f = loaded_sources(); print(json.dumps([[str(p) for p in f], sources_sha256(f)]))")
     files, digest = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                               check=True).stdout)
-    names = {Path(f).name for f in files}
-    assert {"report.py", "html_report.py", "__init__.py"} <= names and "stagegraph.py" not in names
-    assert "train.py" not in names  # the training code's hashes are in dvc.lock, per stage
-    h = hashlib.sha256()  # by hand: name, NUL, bytes, NUL, in name order
-    for f in sorted(files, key=lambda p: Path(p).name):
-        h.update(Path(f).name.encode() + b"\0" + Path(f).read_bytes() + b"\0")
+    package = Path(vaebench.__file__).resolve().parent
+    names = {Path(f).resolve().relative_to(package).as_posix() for f in files}
+    assert {"report/build.py", "report/html.py", "stages/report.py", "__init__.py", "report/__init__.py"} <= names
+    assert "grid/stagegraph.py" not in names and "cli.py" not in names
+    assert "run/fit.py" not in names  # the training code's hashes are in dvc.lock, per stage
+    h = hashlib.sha256()  # by hand: path inside the package, NUL, bytes, NUL, in path order
+    for name in sorted(names):
+        h.update(name.encode() + b"\0" + (package / name).read_bytes() + b"\0")
     assert digest == h.hexdigest()

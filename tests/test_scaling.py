@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from dvcproject import REPO, TINY, make_project, run
-from vaebench.dask_grid import downstream_counts, priorities
-from vaebench.queue import exp_name, threads_per_job
-from vaebench.stagegraph import machine_share, needing_run, run_name, stage_graph, waves
+from vaebench.grid.dask import downstream_counts, priorities
+from vaebench.grid.queue import exp_name, threads_per_job
+from vaebench.grid.stagegraph import machine_share, needing_run, run_of_stage, stage_graph, waves
 
 # one latent size: 2 trainings, then 6 independent stages (evaluate, figures, exact for each model)
 GRID = {**TINY, "grid": {"models": ["vae", "cvae"], "zdims": [2]}}
@@ -61,13 +61,13 @@ def test_the_real_pipeline_in_waves() -> None:
 
 def test_machines_split_the_grid_into_whole_runs() -> None:
     graph = stage_graph(REPO)
-    grid_stages = {s for s in graph if run_name(s)}
+    grid_stages = {s for s in graph if run_of_stage(s)}
     for parts in (1, 2, 3, 5):
         shares = [machine_share(graph, p, parts) for p in range(1, parts + 1)]
         assert sorted(itertools.chain(*shares)) == sorted(grid_stages)  # all of it, each stage once
         for share in shares:
             for s in share:  # a run's training is on the machine that evaluates it: no model travels
-                assert f"train@{run_name(s)}" in share or f"train-variant@{run_name(s)}" in share
+                assert f"train@{run_of_stage(s)}" in share or f"train-variant@{run_of_stage(s)}" in share
     two = [machine_share(graph, p, 2) for p in (1, 2)]
     # the two runs with an exact stage (the longest) go to different machines
     assert sorted(sum(s.startswith("exact@") for s in share) for share in two) == [1, 1]
@@ -253,7 +253,7 @@ def test_the_queue_refuses_stages_the_run_cache_cannot_hand_back(tmp_path: Path)
         "matrix": {"i": [1, 2]}, "cmd": "echo ${item.i} > a${item.i}.txt",
         "outs": [{"a${item.i}.txt": {"cache": False}}]}, "b": {"cmd": "cat a1.txt a2.txt > b.txt",
                                                              "deps": ["a1.txt", "a2.txt"], "outs": ["b.txt"]}}}))
-    from vaebench.queue import QueueError, run_on_queue
+    from vaebench.grid.queue import QueueError, run_on_queue
 
     with pytest.raises(QueueError, match=r"2 stage\(s\) to queue have outputs declared `cache: false` \(first: a@1"):
         run_on_queue(root, jobs=2, log=lambda s: None)
@@ -274,7 +274,7 @@ def test_the_queue_runs_a_last_wave_of_many_targets_at_once(tmp_path: Path) -> N
         "outs": ["a${item.i}.txt"]}}}))
     run(root, "git", "add", "-A")
     run(root, "git", "commit", "-qm", "init")
-    from vaebench.queue import run_on_queue
+    from vaebench.grid.queue import run_on_queue
 
     lines: list[str] = []
     run_on_queue(root, jobs=2, targets=["a@1", "a@2"], log=lines.append)

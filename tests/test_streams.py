@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vaebench.config import Params, params_from_dict
-from vaebench.models import N_LABELS
+from vaebench.core.models import N_LABELS
 from vaebench.streams import ARITY, Draws, Stream, philox_key, stream_key, stream_seed
 
 

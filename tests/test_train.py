@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from vaebench import io as vio
-from vaebench.checkpoint import SIDECAR, WEIGHTS, CheckpointError, load_checkpoint
-from vaebench.data import binarize_test, load_mnist
-from vaebench.runs import load_current, load_data
-from vaebench.train import TrainingDiverged, fit, heldout_elbo
+from vaebench.run.callbacks import Callback
+from vaebench.run.checkpoint import SIDECAR, WEIGHTS, CheckpointError, load_checkpoint
+from vaebench.run.data import binarize_test, load_mnist
+from vaebench.run.score import load_current, load_data
+from vaebench.run.fit import TrainingDiverged, fit, heldout_elbo
 
 
 def _quiet(_: str) -> None:
@@ -44,7 +45,7 @@ def test_training_lowers_the_loss(trained, mnist_file) -> None:
     model, meta = load_checkpoint(out)
     data = load_mnist(mnist_file, test_subset=200)
     x = binarize_test(data.test_x, "dynamic", params.data.test_seed)
-    from vaebench.models import build_model
+    from vaebench.core.models import build_model
 
     torch.manual_seed(0)
     fresh = build_model("vae", 2, params.model.hidden)
@@ -89,7 +90,6 @@ def test_divergence_stops_with_epoch_step_and_cause_and_keeps_the_checkpoint(tra
 
 def test_curves_appear_whole_or_not_at_all(trained, mnist_file, tmp_path, monkeypatch) -> None:
     """dvclive appends to its .tsv files in place: it writes into the resume state, moved whole at the end."""
-    import vaebench.train as tr
     from conftest import make_tiny_params
 
     params = make_tiny_params(train={"epochs": 3})
@@ -98,22 +98,14 @@ def test_curves_appear_whole_or_not_at_all(trained, mnist_file, tmp_path, monkey
     curves = {p.relative_to(live): p.read_bytes() for p in live.rglob("*") if p.is_file()}
     assert any(p.suffix == ".tsv" for p in curves) and all(len(b.splitlines()) == 4 for p, b in curves.items()
                                                           if p.suffix == ".tsv")  # header + 3 epochs
-    # the two curves under the names the report reads (vaebench/report.py::log_files) and dvc.yaml plots
+    # the two curves under the names the report reads (vaebench/report/build.py::log_files) and dvc.yaml plots
     assert {p.as_posix() for p in curves if p.suffix == ".tsv"} == {
         "plots/metrics/train/elbo.tsv", "plots/metrics/heldout/elbo.tsv"}
 
-    real_save, calls = tr.save_state, []
-
-    def killed_after_epoch_2(*args, **kwargs):  # the process dies after two epochs' curves were logged
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        real_save(*args, **kwargs)
-
-    monkeypatch.setattr(tr, "save_state", killed_after_epoch_2)
     other = make_tiny_params(train={"epochs": 3, "seed": 1})
-    with pytest.raises(KeyboardInterrupt):
-        fit("vae", 2, other, mnist_file, tmp_path / "m2", live_dir=live, log=_quiet, progress=False)
+    with pytest.raises(KeyboardInterrupt):  # the process dies in epoch 3, after two epochs' curves were logged
+        fit("vae", 2, other, mnist_file, tmp_path / "m2", live_dir=live, log=_quiet, progress=False,
+            callbacks=[Dies(after=2)])
     assert {p.relative_to(live): p.read_bytes() for p in live.rglob("*") if p.is_file()} == curves
 
 
@@ -206,22 +198,21 @@ def test_no_torch_load_without_weights_only_anywhere() -> None:
 # ---------------------------------------------------------------- resumption, in process
 
 
-def _interrupted(params, mnist_file, out: Path, live: Path | None, after: int, monkeypatch) -> None:
-    """fit() killed (KeyboardInterrupt) while saving epoch `after + 1`'s state: `after` epochs are resumable."""
-    import vaebench.train as tr
+class Dies(Callback):
+    """Kills fit() (KeyboardInterrupt) after the steps of epoch `after + 1`, before its state is saved."""
 
-    real_save, calls = tr.save_state, []
+    def __init__(self, after: int) -> None:
+        self.after = after
 
-    def dies(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == after + 1:
+    def steps_end(self, run, epoch: int) -> None:
+        if epoch == self.after:
             raise KeyboardInterrupt
-        real_save(*args, **kwargs)
 
-    monkeypatch.setattr(tr, "save_state", dies)
+
+def _interrupted(params, mnist_file, out: Path, live: Path | None, after: int, monkeypatch) -> None:
+    """fit() killed (KeyboardInterrupt) during epoch `after + 1`: `after` epochs are resumable."""
     with pytest.raises(KeyboardInterrupt):
-        fit("vae", 2, params, mnist_file, out, live_dir=live, log=_quiet, progress=False)
-    monkeypatch.setattr(tr, "save_state", real_save)
+        fit("vae", 2, params, mnist_file, out, live_dir=live, log=_quiet, progress=False, callbacks=[Dies(after)])
 
 
 def test_a_resumed_fit_ends_with_the_bytes_and_curves_of_an_unbroken_one(trained, mnist_file, tmp_path, monkeypatch) -> None:
@@ -279,14 +270,14 @@ def test_resume_state_that_cannot_be_trusted_is_ignored(trained, mnist_file, tmp
 
 
 def test_duration_reads_in_seconds_minutes_or_hours() -> None:
-    from vaebench.train import _duration
+    from vaebench.run.callbacks import duration as _duration
 
     assert [_duration(s) for s in (0.4, 59, 119, 120, 150, 7199, 7200, 9000)] == [
         "0 s", "59 s", "119 s", "2 min", "2 min", "120 min", "2.0 h", "2.5 h"]
 
 
 def test_seconds_per_step_leaves_the_model_as_it_was(trained) -> None:
-    from vaebench.train import seconds_per_step
+    from vaebench.run.fit import seconds_per_step
 
     params, out, _ = trained
     model, _ = load_checkpoint(out)
@@ -300,7 +291,7 @@ def test_seconds_per_step_leaves_the_model_as_it_was(trained) -> None:
 
 
 def test_optimizer_and_device_choices() -> None:
-    from vaebench.train import make_optimizer, resolve_device
+    from vaebench.run.fit import make_optimizer, resolve_device
 
     p = [torch.nn.Parameter(torch.zeros(2))]
     rms, adam = make_optimizer("rmsprop", p, 0.01), make_optimizer("adam", p, 0.02)
@@ -326,13 +317,17 @@ def test_heldout_elbo_of_no_images_is_nan(trained) -> None:
 def test_the_plan_line_states_epochs_steps_and_the_time_they_take(mnist_file, tmp_path, monkeypatch) -> None:
     """1,000 images in batches of 100: 10 steps an epoch. A step timed at 31 ms (pinned here: the timing
     itself is tested above) gives 3 epochs x 10 steps x 0.031 s = 0.93 s, and 2 epochs 0.62 s."""
-    import vaebench.train as tr
+    import vaebench.run.fit as tr
     from conftest import make_tiny_params
 
+    import vaebench.run.callbacks as cb
+
     monkeypatch.setattr(tr, "seconds_per_step", lambda *a, **k: 0.031)
-    monkeypatch.setattr(tr, "_duration", lambda s: f"<{s:.4f}>")  # the seconds fit computed, unrounded
+    monkeypatch.setattr(cb, "duration", lambda s: f"<{s:.4f}>")  # the seconds fit computed, unrounded
     ticks = iter(range(100, 1000))  # a clock that advances 1 s per reading: start, loop start, each epoch's end
-    monkeypatch.setattr(tr, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    clock = types.SimpleNamespace(perf_counter=lambda: float(next(ticks)))
+    monkeypatch.setattr(tr, "time", clock)
+    monkeypatch.setattr(cb, "time", clock)
     lines: list[str] = []
     out = tmp_path / "m"
     res = fit("vae", 2, make_tiny_params(train={"epochs": 3, "batch_size": 100}), mnist_file, out,
@@ -346,34 +341,28 @@ def test_the_plan_line_states_epochs_steps_and_the_time_they_take(mnist_file, tm
     assert [ln.split("ELBO")[-1].split(")")[0].split("(")[-1] if "left" in ln else "" for ln in epochs] == [
         "about <2.0000> left", "about <1.0000> left", ""]
     assert epochs[-1].endswith(tuple("0123456789"))  # the last epoch's line ends with its ELBO
-    # killed after epoch 2's state was saved: the rerun plans the 1 epoch left (10 steps, 0.31 s)
     params = make_tiny_params(train={"epochs": 3, "batch_size": 100, "seed": 1})
 
-    def killed(name: str, on_call: int, folder: str) -> list[str]:
-        """Run fit until its `on_call`-th call of tr.<name> dies (a kill), then rerun it; the rerun's lines."""
-        real, calls = getattr(tr, name), []
-
-        def dies(*args, **kwargs):
-            calls.append(1)
-            if len(calls) == on_call:
+    class DiesAfterSaving(Callback):  # runs after fit's own callbacks: the last epoch's state is saved
+        def epoch_end(self, run, epoch, row) -> None:
+            if epoch + 1 == run.epochs:
                 raise KeyboardInterrupt
-            return real(*args, **kwargs)
 
-        monkeypatch.setattr(tr, name, dies)
+    def killed(by: Callback, folder: str) -> list[str]:
+        """Run fit until `by` kills it, then rerun it; the rerun's lines."""
         with pytest.raises(KeyboardInterrupt):
-            fit("vae", 2, params, mnist_file, tmp_path / folder, log=_quiet, progress=False)
-        monkeypatch.setattr(tr, name, real)
+            fit("vae", 2, params, mnist_file, tmp_path / folder, log=_quiet, progress=False, callbacks=[by])
         rerun: list[str] = []
         fit("vae", 2, params, mnist_file, tmp_path / folder, log=rerun.append, progress=False)
         return rerun
 
-    # killed when saving epoch 3's state: the rerun plans the 1 epoch left (10 steps, 0.31 s)
-    rerun = killed("save_state", 3, "r")
+    # killed during epoch 3, before its state was saved: the rerun plans the 1 epoch left (10 steps, 0.31 s)
+    rerun = killed(Dies(after=2), "r")
     assert "training vae z=2: epochs 3-3 of 3, 10 steps of 100 images each; about <0.3100> " \
            "(a step timed at 31 ms)" in rerun
     assert " ran epoch 3 (1 of 3, resumed after epoch 2) in " in rerun[-1]
     # killed after the last epoch's state, before the checkpoint: nothing is left to plan or time
-    lines = killed("save_checkpoint", 1, "f")
+    lines = killed(DiesAfterSaving(), "f")
     assert not any(line.startswith("training ") for line in lines)
     assert any("ran no epoch (0 of 3, resumed after epoch 3)" in line for line in lines)
 
@@ -438,7 +427,7 @@ def test_the_heldout_curve_scores_the_configured_test_bits(mnist_file, tmp_path)
 def test_the_train_elbo_is_the_mean_over_every_training_image_once(mnist_file, tmp_path, monkeypatch) -> None:
     """Each epoch's train ELBO averages the per-image ELBOs the optimiser saw: every one of the 1,000
     images once (10 batches of 100), the sum divided by 1,000."""
-    import vaebench.bounds as bounds
+    import vaebench.core.bounds as bounds
     from conftest import make_tiny_params
 
     real, seen = bounds.beta_elbo, []
@@ -450,7 +439,7 @@ def test_the_train_elbo_is_the_mean_over_every_training_image_once(mnist_file, t
         return out
 
     monkeypatch.setattr(bounds, "beta_elbo", recording)
-    monkeypatch.setattr("vaebench.train.seconds_per_step", lambda *a, **k: 0.01)  # its own steps are not the run's
+    monkeypatch.setattr("vaebench.run.fit.seconds_per_step", lambda *a, **k: 0.01)  # its own steps are not the run's
     res = fit("vae", 2, make_tiny_params(train={"epochs": 2, "batch_size": 100}), mnist_file, tmp_path / "m",
               log=_quiet, progress=False)
     assert [len(b) for b in seen] == [100] * 20
@@ -461,7 +450,7 @@ def test_the_train_elbo_is_the_mean_over_every_training_image_once(mnist_file, t
 
 
 def test_divergence_names_the_epoch_and_step_it_happened_at(mnist_file, tmp_path, monkeypatch) -> None:
-    import vaebench.bounds as bounds
+    import vaebench.core.bounds as bounds
     from conftest import make_tiny_params
 
     real, calls = bounds.beta_elbo, []
@@ -475,21 +464,21 @@ def test_divergence_names_the_epoch_and_step_it_happened_at(mnist_file, tmp_path
         return out
 
     monkeypatch.setattr(bounds, "beta_elbo", nan_at_step_13)
-    monkeypatch.setattr("vaebench.train.seconds_per_step", lambda *a, **k: 0.01)  # its own steps are not the run's
+    monkeypatch.setattr("vaebench.run.fit.seconds_per_step", lambda *a, **k: 0.01)  # its own steps are not the run's
     with pytest.raises(TrainingDiverged, match=r"vae z=2: loss is nan at epoch 2, step 3; "):
         fit("vae", 2, make_tiny_params(train={"epochs": 3, "batch_size": 100}), mnist_file, tmp_path / "m",
             log=_quiet, progress=False)
 
 
 def test_durations_read_in_seconds_minutes_and_hours() -> None:
-    from vaebench.train import _duration
+    from vaebench.run.callbacks import duration as _duration
 
     assert [_duration(s) for s in (0.4, 119, 120, 7199, 7200)] == ["0 s", "119 s", "2 min", "120 min", "2.0 h"]
     assert _duration(8820.72) == "2.5 h"  # 2.4502 h: an hour of 3,601 s would give 2.4
 
 
 def test_a_missing_cuda_device_is_named(monkeypatch) -> None:
-    from vaebench.train import resolve_device
+    from vaebench.run.fit import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(RuntimeError, match=r"^train.device is 'cuda' but no CUDA device is available$"):
@@ -501,8 +490,6 @@ def test_the_burda_setting_trains_tanh_units_with_adam_at_the_staged_rates(mnist
     """The literature setting's pieces reach the loop: tanh units, Adam's epsilon, and the rate of each epoch
     (read back from the resumable state the loop saves), and a resumed staged run ends with the bytes of an
     unbroken one (the rate is a function of the epoch, not of the process)."""
-    import vaebench.train as tr
-
     params = tiny_params(model={"activation": "tanh"},
                          train={"optimizer": "adam", "eps": 1e-4, "schedule": "burda", "epochs": 4})
     ref = tmp_path / "ref"
@@ -512,18 +499,16 @@ def test_the_burda_setting_trains_tanh_units_with_adam_at_the_staged_rates(mnist
         ["Linear", "Tanh", "Linear", "Tanh", "Linear"]
 
     seen: list[tuple[int, float, float]] = []
-    real_save = tr.save_state
 
-    def record(partial, model, opt, info):
-        seen.append((info["epoch"], opt.param_groups[0]["lr"], opt.param_groups[0]["eps"]))
-        real_save(partial, model, opt, info)
+    class Record(Callback):  # each finished epoch's rate and epsilon, as the optimiser holds them
+        def epoch_end(self, run, epoch, row) -> None:
+            seen.append((epoch + 1, run.opt.param_groups[0]["lr"], run.opt.param_groups[0]["eps"]))
 
-    monkeypatch.setattr(tr, "save_state", record)
     out = tmp_path / "run"
-    # killed after epoch 1 (stage 0), resumed into stage 1: the rate comes from the epoch, not the saved state
-    _interrupted(params, mnist_file, out, None, after=1, monkeypatch=monkeypatch)  # saves epoch 1 through `record`
-    monkeypatch.setattr(tr, "save_state", record)
-    fit("vae", 2, params, mnist_file, out, log=_quiet, progress=False)  # resumes: epochs 2-4
+    # killed during epoch 2 (stage 1), resumed into stage 1: the rate comes from the epoch, not the saved state
+    with pytest.raises(KeyboardInterrupt):
+        fit("vae", 2, params, mnist_file, out, log=_quiet, progress=False, callbacks=[Record(), Dies(1)])
+    fit("vae", 2, params, mnist_file, out, log=_quiet, progress=False, callbacks=[Record()])  # resumes: epochs 2-4
     # epoch 1 at 1e-3, epochs 2-4 (stage 1) at 1e-3 * 10^(-1/7), before and after the resumption
     stage1 = 1e-3 * 10 ** (-1 / 7)
     assert seen == [(1, 1e-3, 1e-4), (2, stage1, 1e-4), (3, stage1, 1e-4), (4, stage1, 1e-4)]

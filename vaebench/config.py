@@ -11,107 +11,27 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any
 
 import yaml
+
+from vaebench.checks import build, choice, int_range
+from vaebench.core.variants import PLAIN, Variant
 from vaebench.errors import ConfigError
 
 MODELS = ("vae", "cvae")
 OPTIMIZERS = ("rmsprop", "adam")
 ACTIVATIONS = ("relu", "tanh")
-OBJECTIVES = ("elbo", "iwae", "dreg")
-LATENTS = ("gaussian", "categorical")
 ENUM_MAX = 100_000  # latent states a categorical model's exact log p(x) may enumerate at most (eval.enum_max):
 # the decoded states are held at once, (S, 784) in float32 and float64 with a float64 temporary, beside a
 # (1000, S) float64 block: 2.9 GiB above the process's own at 100,000 (measured 2026-11-26, 784-500-500)
-IWAE_K = 5  # samples of the iwae/dreg objective when a variant names the objective but not k (Burda et al.'s k = 5)
 SCHEDULES = ("constant", "burda", "exponential")
 BINARIZATIONS = ("dynamic", "static", "threshold")
 SOURCES = ("auto", "mirrors", "pypi")
 DEVICES = ("cpu", "cuda", "auto")
 SEED_MAX = 2**32 - 1  # seeds are 32-bit words of a random stream's key (vaebench/streams.py)
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One model family, as the pieces in which it differs from the thesis's VAE (all defaults: the VAE).
-
-    Training composes the pieces (train.py); the estimators never change with them: every model is scored on
-    its true (beta = 1) ELBO, the IWAE bound with its own q as proposal, and an exact likelihood where the
-    latent space allows one (quadrature for 1-2 Gaussian dimensions, enumeration for small categorical
-    spaces). A variant only adds numbers: rate and distortion, and for a denoising one its restorations.
-    Refusals name the field; `variants.defs.<name>.` or the CLI option is put in front by the caller.
-    """
-
-    beta: float = 1.0
-    """Weight of the KL in the training objective, E_q[log p(x|z)] - beta KL (Higgins et al. 2017), > 0."""
-    objective: str = "elbo"
-    """Training bound: `elbo` (one sample, analytic KL), `iwae`, the k-sample bound (Burda et al. 2016, eq. 8),
-    or `dreg`: the same bound with the doubly reparameterised gradient for the encoder (Tucker et al. 2019)."""
-    k: int = 1
-    """Importance samples per image of the `iwae`/`dreg` objective (>= 1; k = 1 is the ELBO with a sampled KL).
-    A def in params.yaml or CLI options naming the objective without k take IWAE_K (5), through `with_pieces`;
-    `Variant(objective="iwae")` built directly keeps this default, 1."""
-    noise: float = 0.0
-    """Denoising (Im et al. 2017): each pixel of the encoder's binarised input is flipped with this probability,
-    in [0, 1), afresh every step; the decoder reconstructs the clean image. 0 = no corruption."""
-    latent: str = "gaussian"
-    """`gaussian` (zdim dimensions, N(0, I) prior) or `categorical`: zdim variables of `classes` classes each with
-    a uniform prior (Jang et al. 2017; Maddison et al. 2017), trained through the Gumbel-softmax relaxation."""
-    classes: int = 10
-    """K, classes of each categorical variable (>= 2; categorical latents only)."""
-    tau_start: float = 1.0
-    """Gumbel-softmax temperature of the first epoch (> 0; categorical only) ..."""
-    tau_end: float = 0.5
-    """... annealed geometrically to this one at the last epoch (> 0; Jang et al. 2017 anneal to 0.5)."""
-
-    def __post_init__(self) -> None:
-        if not (self.beta > 0 and math.isfinite(self.beta)):
-            raise ConfigError(f"beta: must be > 0 and finite, got {self.beta!r}")
-        _choice(self.objective, OBJECTIVES, "objective")
-        _range(self.k, "k", 1, None)
-        if self.objective == "elbo" and self.k != 1:
-            raise ConfigError(f"k: {self.k} samples need `objective: iwae` or `dreg` (the ELBO objective takes one)")
-        if self.objective != "elbo" and self.beta != 1:
-            raise ConfigError(f"beta: {self.beta} weights the KL of the ELBO objective; the {self.objective} "
-                              "bound has no KL term to weight")
-        if not 0 <= self.noise < 1:
-            raise ConfigError(f"noise: a flip probability must be in [0, 1), got {self.noise!r}")
-        _choice(self.latent, LATENTS, "latent")
-        _range(self.classes, "classes", 2, None)
-        for key in ("tau_start", "tau_end"):
-            if not (getattr(self, key) > 0 and math.isfinite(getattr(self, key))):
-                raise ConfigError(f"{key}: must be > 0 and finite, got {getattr(self, key)!r}")
-        if self.latent == "gaussian":  # pieces a Gaussian latent ignores would only rename the run
-            for key in ("classes", "tau_start", "tau_end"):
-                if getattr(self, key) != getattr(Variant, key):
-                    raise ConfigError(f"{key}: applies to categorical latents only (this variant's latent is gaussian)")
-        if self.latent == "categorical" and self.objective != "elbo":
-            raise ConfigError(f"objective: {self.objective} is offered for gaussian latents only (a relaxed "
-                              "categorical IWAE needs the Concrete density of each sample; not implemented)")
-
-    def tau_at(self, epoch: int, epochs: int) -> float:
-        """Temperature of epoch `epoch` (0-based) of `epochs`: tau_start * (tau_end / tau_start)^(epoch / (epochs - 1))."""
-        if epochs <= 1:
-            return self.tau_start
-        return self.tau_start * (self.tau_end / self.tau_start) ** (epoch / (epochs - 1))
-
-    @property
-    def is_plain(self) -> bool:
-        return self == Variant()
-
-    def with_pieces(self, **pieces: Any) -> Variant:
-        """This variant with `pieces` changed: how params.yaml's defs and the CLI's options build one.
-
-        Switching the objective from `elbo` to `iwae` or `dreg` without naming k takes k = IWAE_K, not
-        the ELBO's 1, which would silently train the ELBO with a sampled KL (and switching back, k = 1)."""
-        objective = pieces.get("objective", self.objective)
-        if "k" not in pieces and (self.objective == "elbo") != (objective == "elbo"):
-            pieces = {**pieces, "k": 1 if objective == "elbo" else IWAE_K}  # and back: the ELBO takes one sample
-        return dataclasses.replace(self, **pieces)
 
 
 @dataclass(frozen=True)
@@ -168,11 +88,11 @@ class DataConfig:
     """Score only the first N test images (0 = all 10,000). For quick runs and tests."""
 
     def __post_init__(self) -> None:
-        _choice(self.source, SOURCES, "data.source")
-        _choice(self.binarize, BINARIZATIONS, "data.binarize")
-        _range(self.test_seed, "data.test_seed", 0, SEED_MAX)
-        _range(self.train_subset, "data.train_subset", 0, 60000)
-        _range(self.test_subset, "data.test_subset", 0, 10000)
+        choice(self.source, SOURCES, "data.source")
+        choice(self.binarize, BINARIZATIONS, "data.binarize")
+        int_range(self.test_seed, "data.test_seed", 0, SEED_MAX)
+        int_range(self.train_subset, "data.train_subset", 0, 60000)
+        int_range(self.test_subset, "data.test_subset", 0, 10000)
 
 
 @dataclass(frozen=True)
@@ -183,8 +103,8 @@ class ModelConfig:
     """Hidden units: `relu` (the thesis) or `tanh` (Burda et al. 2016)."""
 
     def __post_init__(self) -> None:
-        _range(self.hidden, "model.hidden", 1, None)
-        _choice(self.activation, ACTIVATIONS, "model.activation")
+        int_range(self.hidden, "model.hidden", 1, None)
+        choice(self.activation, ACTIVATIONS, "model.activation")
 
 
 @dataclass(frozen=True)
@@ -219,26 +139,26 @@ class TrainConfig:
     """`cpu`, `cuda`, or `auto` (cuda when present). Bit-identical re-runs are promised on the CPU only."""
 
     def __post_init__(self) -> None:
-        _choice(self.optimizer, OPTIMIZERS, "train.optimizer")
+        choice(self.optimizer, OPTIMIZERS, "train.optimizer")
         if not self.lr > 0:
             raise ConfigError(f"train.lr: must be > 0, got {self.lr!r}")
         if not (self.eps > 0 and math.isfinite(self.eps)):
             raise ConfigError(f"train.eps: must be > 0 and finite, got {self.eps!r}")
-        _choice(self.schedule, SCHEDULES, "train.schedule")
-        _range(self.seed, "train.seed", 0, SEED_MAX)
-        _range(self.batch_size, "train.batch_size", 1, None)
-        _range(self.epochs, "train.epochs", 1, None)
+        choice(self.schedule, SCHEDULES, "train.schedule")
+        int_range(self.seed, "train.seed", 0, SEED_MAX)
+        int_range(self.batch_size, "train.batch_size", 1, None)
+        int_range(self.epochs, "train.epochs", 1, None)
         if not (self.lr_end > 0 and math.isfinite(self.lr_end)):
             raise ConfigError(f"train.lr_end: must be > 0 and finite, got {self.lr_end!r}")
         if self.schedule != "exponential" and self.lr_end != TrainConfig.lr_end:
             raise ConfigError(f"train.lr_end: the rate of the last epoch of `schedule: exponential`; "
                               f"the {self.schedule} schedule does not read it")
-        _range(self.kl_warmup, "train.kl_warmup", 0, None)
+        int_range(self.kl_warmup, "train.kl_warmup", 0, None)
         if self.schedule == "burda" and self.epochs not in BURDA_EPOCHS:
             raise ConfigError(f"train.epochs: {self.epochs} is not a whole number of stages of the burda schedule "
                               f"(allowed: {', '.join(map(str, BURDA_EPOCHS))})")
-        _range(self.heldout, "train.heldout", 0, 10000)
-        _choice(self.device, DEVICES, "train.device")
+        int_range(self.heldout, "train.heldout", 0, 10000)
+        choice(self.device, DEVICES, "train.device")
 
     def lr_at(self, epoch: int) -> float:
         """The learning rate of epoch `epoch` (0-based). A pure function of the epoch, so that a resumed run
@@ -280,17 +200,17 @@ class EvalConfig:
     many (0 = skip; at most 100,000)."""
 
     def __post_init__(self) -> None:
-        _range(self.k, "eval.k", 1, None)
-        _range(self.seed, "eval.seed", 0, SEED_MAX - self.spread_seeds if self.spread_seeds >= 0 else SEED_MAX)
-        _range(self.quad_n, "eval.quad_n", 0, None)
+        int_range(self.k, "eval.k", 1, None)
+        int_range(self.seed, "eval.seed", 0, SEED_MAX - self.spread_seeds if self.spread_seeds >= 0 else SEED_MAX)
+        int_range(self.quad_n, "eval.quad_n", 0, None)
         if not self.quad_half_width > 0:
             raise ConfigError(f"eval.quad_half_width: must be > 0, got {self.quad_half_width!r}")
-        _range(self.k_marginal, "eval.k_marginal", 1, None)
-        _range(self.chunk, "eval.chunk", 1, None)
-        _range(self.spread_seeds, "eval.spread_seeds", 0, None)
+        int_range(self.k_marginal, "eval.k_marginal", 1, None)
+        int_range(self.chunk, "eval.chunk", 1, None)
+        int_range(self.spread_seeds, "eval.spread_seeds", 0, None)
         # the variance is across seeds, per image; two images at least, so that the prediction averages more than one
-        _range(self.spread_images, "eval.spread_images", 2, None)
-        _range(self.enum_max, "eval.enum_max", 0, ENUM_MAX)
+        int_range(self.spread_images, "eval.spread_images", 2, None)
+        int_range(self.enum_max, "eval.enum_max", 0, ENUM_MAX)
 
 
 @dataclass(frozen=True)
@@ -301,9 +221,9 @@ class ExactConfig:
     """Importance samples of that IWAE estimate (Burda et al. 2016 use 5000): the bound whose gap to the exact value is reported."""
 
     def __post_init__(self) -> None:
-        _range(self.k, "exact.k", 1, None)
+        int_range(self.k, "exact.k", 1, None)
         for z in self.zdims:
-            _range(z, "exact.zdims", 1, 2)  # quadrature is exact only in 1 or 2 dimensions
+            int_range(z, "exact.zdims", 1, 2)  # quadrature is exact only in 1 or 2 dimensions
 
 
 @dataclass(frozen=True)
@@ -373,7 +293,7 @@ def run_name(model: str, zdim: int) -> str:
 
 
 def check_model(model: Any, key: str = "model") -> str:
-    return _choice(model, MODELS, key)
+    return choice(model, MODELS, key)
 
 
 def split_run(run: Any, key: str = "run") -> tuple[str, int]:
@@ -385,98 +305,11 @@ def split_run(run: Any, key: str = "run") -> tuple[str, int]:
 
 
 def check_zdim(zdim: Any, key: str = "zdim") -> int:
-    return _range(zdim, key, 1, None)
-
-
-def _choice(value: Any, allowed: tuple[str, ...], key: str) -> str:
-    if value not in allowed:
-        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(allowed)}")
-    return value
-
-
-def _range(value: Any, key: str, lo: int | None, hi: int | None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        bounds = f">= {lo}" if hi is None else f"between {lo} and {hi}"
-        raise ConfigError(f"{key}: must be {bounds}, got {value}")
-    return value
-
-
-# ---------------------------------------------------------------- building from a mapping
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check `value` against the annotation `tp`; ints are accepted where floats are."""
-    origin = get_origin(tp)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        (_, inner) = get_args(tp)
-        return {str(k): _build(inner, v, f"{key}.{k}") for k, v in value.items()}
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        (inner, _ellipsis) = get_args(tp)
-        return tuple(_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
-    if tp is float:
-        if isinstance(value, str):
-            value = _number_from_text(value, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported annotation {tp!r} for {key}")  # a bug in this module, not in params
-
-
-def _number_from_text(text: str, key: str) -> float:
-    """A number that YAML 1.1 left as a string: `1e-3` (no dot, so not a float to PyYAML), `1E-3`.
-
-    Only decimal numbers pass; words, and the `nan`/`inf` spellings Python's float() would accept, are refused.
-    """
-    if not re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text.strip()):
-        raise ConfigError(f"{key}: expected a number, got {text!r}")
-    return float(text)
-
-
-def _build(cls: type, data: Any, prefix: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'params'}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise ConfigError(
-            f"{where}{unknown[0]}: unknown key (allowed: {', '.join(fields)})"
-        )
-    kwargs = {}
-    for name, value in data.items():
-        key = f"{prefix}.{name}" if prefix else name
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, value, key)
-        else:
-            kwargs[name] = _coerce(value, tp, key)
-    if cls is Variant:  # its checks name the bare field: put the key's path in front
-        try:
-            return PLAIN.with_pieces(**kwargs)
-        except ConfigError as e:
-            raise ConfigError(f"{prefix}.{e}") from None
-    return cls(**kwargs)
+    return int_range(zdim, key, 1, None)
 
 
 def params_from_dict(data: Any) -> Params:
-    return _build(Params, data, "")
+    return build(Params, data, "")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -502,6 +335,3 @@ def _plain(x: Any) -> Any:
         return [_plain(v) for v in x]
     return x
 
-
-
-PLAIN = Variant()  # the thesis's VAE (and CVAE): every piece at its default

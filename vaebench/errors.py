@@ -28,3 +28,18 @@ class NumericsError(RuntimeError):
 
 class ReportError(RuntimeError):
     """An input of the report is missing or does not fit the grid; the message names the file."""
+
+
+def exit_code(e: BaseException) -> int | None:
+    """How a command ends on `e`: 2 for bad usage or input, 1 for a run that failed, None for anything
+    unexpected (a bug: let its traceback show). One table for the CLI and the stages' entry points."""
+    if isinstance(e, (ConfigError, CheckpointError)):
+        return 2
+    if isinstance(e, RuntimeError):  # DataError, TrainingDiverged, NumericsError, ReportError, torch's own
+        return 1
+    return None
+
+
+def one_line(e: BaseException) -> str:
+    """The message a command prints for `e`: a diverged run's first line (the rest is the loss's detail)."""
+    return str(e).splitlines()[0] if isinstance(e, TrainingDiverged) else str(e)

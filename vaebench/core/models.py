@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vaebench.config import ACTIVATIONS, MODELS, PLAIN, Variant
+from vaebench.config import ACTIVATIONS, MODELS
+from vaebench.core.variants import PLAIN, Variant
 
 PIXELS = 784
 N_LABELS = 10

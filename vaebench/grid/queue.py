@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from vaebench.stagegraph import stage_graph, uncached_outputs, waves
+from vaebench.grid.stagegraph import stage_graph, uncached_outputs, waves
 
 PREFIX = "vbq-"
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaebench import plots
-from vaebench.plots import save_figure
-from vaebench.checkpoint import load_checkpoint
+from vaebench.run import drawing
+from vaebench.run.drawing import save_figure
+from vaebench.run.checkpoint import load_checkpoint
 from vaebench.config import Params, run_name
-from vaebench.data import binarize_test, flip_bits, load_mnist
+from vaebench.run.data import binarize_test, flip_bits, load_mnist
 from vaebench.streams import Draws, Stream
-from vaebench.elbo import encode_all
-from vaebench.models import N_LABELS, VAE
+from vaebench.core.batching import encode_all
+from vaebench.core.models import N_LABELS, VAE
 
 SAMPLE_SEED = 0  # prior samples in the figures: the same draw on every run
 RECON_GRID = (8, 8)  # the first 64 test digits and their reconstructions
@@ -30,7 +30,7 @@ MANIFOLD_DIGITS = (2, 5, 8)  # a CVAE's manifold is one per label: show a few, n
 
 def _pixels(logits: torch.Tensor, *lead: int) -> np.ndarray:
     """Bernoulli means (sigmoid of the logits) as (*lead, 28, 28) float32 in [0, 1]."""
-    return torch.sigmoid(logits).reshape(*lead, plots.SIDE, plots.SIDE).numpy().astype(np.float32)
+    return torch.sigmoid(logits).reshape(*lead, drawing.SIDE, drawing.SIDE).numpy().astype(np.float32)
 
 
 @torch.no_grad()
@@ -63,7 +63,7 @@ def reconstructions(model: VAE, x: torch.Tensor, y: torch.Tensor, rows: int, col
     rows = min(rows, len(x) // cols)
     n = rows * cols
     xb, yb = x[:n], (y[:n] if model.conditional else None)
-    return xb.reshape(rows, cols, plots.SIDE, plots.SIDE).numpy(), _pixels(model.decode(code(model, xb, yb), yb), rows, cols)
+    return xb.reshape(rows, cols, drawing.SIDE, drawing.SIDE).numpy(), _pixels(model.decode(code(model, xb, yb), yb), rows, cols)
 
 
 def code(model: VAE, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -82,7 +82,7 @@ def restorations(model: VAE, x: torch.Tensor, rate: float, seed: int, n: int = 1
     n = min(n, len(x))
     noisy = flip_bits(x, rate, Draws(Stream.TEST_CORRUPT, seed))[:n]
     recon = _pixels(model.decode(code(model, noisy, None)), n)
-    side = (n, plots.SIDE, plots.SIDE)
+    side = (n, drawing.SIDE, drawing.SIDE)
     return np.stack([noisy.reshape(side).numpy(), recon, x[:n].reshape(side).numpy()])
 
 
@@ -117,34 +117,34 @@ def run_figures(model: VAE, label: str, name: str, x: torch.Tensor, y: torch.Ten
     # the prior prior_samples draws from: N(0, I), or uniform over the K^N one-hot states
     prior = f"z uniform over {model.classes}^{model.zdim} states" if model.categorical else "z ~ N(0, I)"
     if model.conditional:
-        samples = plots.digit_grid(
+        samples = drawing.digit_grid(
             prior_samples(model), f"{label} z={z}: samples p(x|z, y), {prior} shared along each column",
             row_labels=[str(d) for d in range(N_LABELS)], ylabel="digit y given to the decoder",
             xlabel="one prior draw of z per column")
     else:
-        samples = plots.digit_grid(prior_samples(model), f"{label} z={z}: samples p(x|z), {prior}")
+        samples = drawing.digit_grid(prior_samples(model), f"{label} z={z}: samples p(x|z), {prior}")
     written = [save_figure(samples, plots_dir / f"samples_{name}.png")]
     originals, recons = reconstructions(model, x, y, *RECON_GRID)
-    written.append(save_figure(plots.reconstruction_pairs(originals, recons, f"{label} z={z}: reconstructions"),
+    written.append(save_figure(drawing.reconstruction_pairs(originals, recons, f"{label} z={z}: reconstructions"),
                                plots_dir / f"reconstructions_{name}.png"))
     if noise > 0:
         rows = restorations(model, x, noise, seed)
         written.append(save_figure(
-            plots.digit_grid(rows, f"{label} z={z}: corrupted input ({noise:g} of bits flipped), its reconstruction, "
+            drawing.digit_grid(rows, f"{label} z={z}: corrupted input ({noise:g} of bits flipped), its reconstruction, "
                                    "the clean image", row_labels=["corrupted", "restored", "clean"]),
             plots_dir / f"restorations_{name}.png"))
     if z == 2:
         mu, _ = encode_all(model, x, y if model.conditional else None)  # (N, 2)
         what = "q(z|x, y): the label is given, so z holds style and digits overlap" if model.conditional else "q(z|x)"
         written.append(save_figure(
-            plots.latent_scatter(mu.numpy(), y.numpy(), f"{label} z=2: test-set means of {what}"),
+            drawing.latent_scatter(mu.numpy(), y.numpy(), f"{label} z=2: test-set means of {what}"),
             plots_dir / f"latent_{name}.png"))
         q = manifold_z()
         digits = MANIFOLD_DIGITS if model.conditional else (None,)
         panels = {("all digits" if d is None else f"digit y = {d}"): manifold_images(model, q, d) for d in digits}
         title = f"{label} z=2: decoder means over a {len(q)}x{len(q)} grid of prior quantiles"
         written.append(save_figure(
-            plots.manifold(panels, q.numpy(), title),
+            drawing.manifold(panels, q.numpy(), title),
             plots_dir / f"manifold_{name}.png"))
     return written
 
@@ -154,5 +154,5 @@ def draw_run(params: Params, model_name: str, zdim: int, ckpt: Path, data_path: 
     model, _ = load_checkpoint(ckpt, expect={"model": model_name, "zdim": zdim})
     data = load_mnist(data_path, test_subset=params.data.test_subset)
     x = binarize_test(data.test_x, params.data.binarize, params.data.test_seed)  # the bits every model was scored on
-    return run_figures(model, plots.MODEL_LABELS.get(model_name, model_name), run_name(model_name, zdim), x,
+    return run_figures(model, drawing.MODEL_LABELS.get(model_name, model_name), run_name(model_name, zdim), x,
                        data.test_y, Path(out_dir), params.variant(model_name).noise, params.eval.seed)

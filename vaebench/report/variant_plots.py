@@ -15,7 +15,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from vaebench.plots import MODEL_COLORS, MODEL_LABELS, NATS, figure_of_size
+from vaebench.report.plots import MODEL_COLORS, NATS
+from vaebench.run.drawing import MODEL_LABELS, figure_of_size
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 

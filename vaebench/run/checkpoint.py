@@ -14,8 +14,9 @@ import safetensors.torch
 import torch
 
 from vaebench import io as vio
-from vaebench.config import PLAIN, ConfigError, Variant
-from vaebench.models import VAE, build_model
+from vaebench.core.variants import PLAIN, Variant
+from vaebench.config import ConfigError
+from vaebench.core.models import VAE, build_model
 from vaebench.errors import CheckpointError
 
 WEIGHTS, SIDECAR = "model.safetensors", "model.json"

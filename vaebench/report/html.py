@@ -88,14 +88,19 @@ def loaded_sources() -> list[Path]:
     module each training and evaluation stage imports.
     """
     mods = [m for name, m in list(sys.modules.items()) if name == "vaebench" or name.startswith("vaebench.")]
-    return sorted({Path(m.__file__) for m in mods if getattr(m, "__file__", None)}, key=lambda p: p.name)
+    return sorted({Path(m.__file__) for m in mods if getattr(m, "__file__", None)}, key=_in_package)
+
+
+def _in_package(path: Path) -> str:
+    """`report/build.py`: a module's path inside the package (names repeat across its layers)."""
+    return path.resolve().relative_to(Path(__file__).resolve().parents[1]).as_posix()
 
 
 def sources_sha256(files: list[Path]) -> str:
-    """sha256 over source files (name and bytes, in name order)."""
+    """sha256 over source files (path inside the package and bytes, in path order)."""
     h = hashlib.sha256()
-    for path in sorted(files, key=lambda p: p.name):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in sorted(files, key=_in_package):
+        h.update(_in_package(path).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 

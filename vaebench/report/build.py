@@ -30,17 +30,17 @@ import numpy as np
 import yaml
 
 from vaebench import io as vio
-from vaebench import plots
+from vaebench.report import plots
 from vaebench.config import Params, run_name, to_dict
-from vaebench.data import manifest_path
+from vaebench.run.data import manifest_path
 from vaebench.errors import ReportError
-from vaebench.evaluate import ACTIVE_THRESHOLD
-from vaebench.plots import figure_names, save_figure
-from vaebench.html_report import loaded_sources, machine, sources_sha256, write_html
-from vaebench.references import COMPARISON_NOTE, REFERENCES, THESIS_POINTS, compares_to, thesis_value
-from vaebench.report_inputs import load_run, n_test_images, read_metrics, require_figures
-from vaebench.tables import md_row, num, pm, summary, to_csv
-from vaebench.variants_report import load_variants, variant_summary, write_variants
+from vaebench.core.estimators import ACTIVE_THRESHOLD
+from vaebench.run.drawing import figure_names, save_figure
+from vaebench.report.html import loaded_sources, machine, sources_sha256, write_html
+from vaebench.report.references import COMPARISON_NOTE, REFERENCES, THESIS_POINTS, compares_to, thesis_value
+from vaebench.report.inputs import load_run, n_test_images, read_metrics, require_figures
+from vaebench.report.tables import md_row, num, pm, summary, to_csv
+from vaebench.report.variants import load_variants, variant_summary, write_variants
 
 # ---------------------------------------------------------------- inputs
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from vaebench import bounds
-from vaebench.models import VAE
+from vaebench.core import bounds
+from vaebench.core.models import VAE
 
 
 def grid_points(zdim: int, half_width: float, n: int) -> tuple[torch.Tensor, float]:

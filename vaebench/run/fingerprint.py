@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from vaebench.checkpoint import SIDECAR, WEIGHTS, read_sidecar
+from vaebench.run.checkpoint import SIDECAR, WEIGHTS, read_sidecar
 from vaebench.config import Params, to_dict
-from vaebench.data import Mnist
+from vaebench.run.data import Mnist
 from vaebench.errors import CheckpointError
 
 
@@ -38,7 +38,8 @@ def run_fingerprint(model: str, zdim: int, params: Params) -> dict[str, Any]:
         "activation": params.model.activation,
         # only a variant has one: the thesis's VAE and CVAE keep the fingerprint they had before the variants,
         # so that a run's resumable state (which records it) stays its own across that change
-        **({"variant": to_dict(v)} if not (v := params.variant(model)).is_plain else {}),
+        # (the pieces a checkpoint has always recorded, and a later piece only when set: Variant.fingerprint)
+        **({"variant": v.fingerprint()} if not (v := params.variant(model)).is_plain else {}),
         "train": _train(params),
         "data": {k: v for k, v in to_dict(params.data).items() if k != "source"},
     }

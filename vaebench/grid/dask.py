@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from vaebench.stagegraph import Graph, needing_run, stale_stages, stage_graph, waves
+from vaebench.grid.stagegraph import Graph, needing_run, stale_stages, stage_graph, waves
 
 
 class StageFailed(RuntimeError):

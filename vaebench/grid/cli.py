@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from vaebench.stagegraph import machine_share, stage_graph, waves
+from vaebench.grid.stagegraph import machine_share, stage_graph, waves
 
 app = typer.Typer(
     help="Run vaebench's DVC pipeline on many cores (DVC's queue), many machines, or a Dask cluster.",
@@ -69,7 +69,7 @@ def queue(
 ) -> None:
     """Run the grid on DVC's experiment queue, --jobs stages at a time; a final `dvc repro` restores
     every result from the run-cache and runs the report."""
-    from vaebench.queue import QueueError, run_on_queue
+    from vaebench.grid.queue import QueueError, run_on_queue
 
     try:
         run_on_queue(root, jobs=jobs, threads=threads, targets=targets or None, log=typer.echo)
@@ -87,7 +87,7 @@ def dask(
     root: RootOpt = Path("."),
 ) -> None:
     """Run every stage as a task on a Dask cluster, in dependency order (a line per finished stage)."""
-    from vaebench.dask_grid import StageFailed, run_on_dask
+    from vaebench.grid.dask import StageFailed, run_on_dask
 
     try:
         run_on_dask(root, scheduler=scheduler, workers=workers, threads=threads, log=typer.echo)

@@ -13,7 +13,7 @@ from typing import Any
 
 from vaebench import io as vio
 from vaebench.config import Params, run_name
-from vaebench.data import SHAPES
+from vaebench.run.data import SHAPES
 from vaebench.errors import ReportError
 
 REQUIRED_KEYS = ("model", "zdim", "n_images", "k", "test_elbo", "test_elbo_se", "neg_elbo", "iwae_nll",

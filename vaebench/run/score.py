@@ -1,29 +1,30 @@
-"""One run of the grid, (model, zdim): where its files live, whether its checkpoint is current,
-training it when needed, and scoring it. The CLI and the DVC stages both go through here.
+"""Scoring one run, (model, zdim): whether its checkpoint is current, and its test metrics.
+
+The `evaluate` stages and `vaebench eval` both go through here; nothing here trains (so the scoring stages
+do not depend on the training loop: `vaebench eval` trains a missing model through run/fit.py itself).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vaebench.checkpoint import CheckpointError, load_checkpoint
+from vaebench.run.checkpoint import load_checkpoint
 import torch
 
-from vaebench import bounds
-from vaebench.config import PLAIN, Params, Variant, check_zdim
-from vaebench.data import Mnist, binarize_test, flip_bits, load_mnist
-from vaebench.elbo import DECODE_ROWS, code_all, decode_rows
-from vaebench.enumeration import enumerate_log_px, n_states
+from vaebench.core import bounds
+from vaebench.core.variants import PLAIN, Variant
+from vaebench.config import Params, check_zdim
+from vaebench.run.data import Mnist, binarize_test, flip_bits, load_mnist
+from vaebench.core.batching import DECODE_ROWS, code_all, decode_rows
+from vaebench.core.enumeration import enumerate_log_px, n_states
 from vaebench.streams import Draws, Stream
-from vaebench.evaluate import evaluate_model
-from vaebench.fingerprint import expected_sidecar, refuse_to_replace
-from vaebench.models import VAE
+from vaebench.core.estimators import evaluate_model
+from vaebench.run.fingerprint import expected_sidecar
+from vaebench.core.models import VAE
 from vaebench.numerics import require_strict_mkl
-from vaebench.quadrature import QUAD_THREADS, quadrature
-from vaebench.train import fit
+from vaebench.core.quadrature import QUAD_THREADS, quadrature
 
 
 def load_data(params: Params, data_path: str | Path) -> Mnist:
@@ -36,26 +37,6 @@ def load_current(model: str, zdim: int, params: Params, data: Mnist, ckpt: str |
     params.variant(model)
     check_zdim(zdim)
     return load_checkpoint(ckpt, expect=expected_sidecar(model, zdim, params, data))
-
-
-def ensure_trained(
-    model: str, zdim: int, params: Params, data: Mnist, ckpt: str | Path,
-    log: Callable[[str], None] = print, progress: bool = True,
-) -> tuple[VAE, dict]:
-    """Load the current checkpoint, or train it first through the pipeline's own fit().
-
-    Only an empty folder, or a damaged checkpoint of this configuration, is trained into: a
-    checkpoint of another configuration is refused (refuse_to_replace), never overwritten.
-    """
-    try:
-        return load_current(model, zdim, params, data, ckpt)
-    except CheckpointError as e:
-        refuse_to_replace(ckpt, model, zdim, params, data,
-                          f"pass another --ckpt, or retrain it on purpose: "
-                          f"vaebench train --model {model} --zdim {zdim} --out {ckpt} --overwrite")
-        log(f"no current checkpoint ({e}); training {model} z={zdim} first")
-    fit(model, zdim, params, None, ckpt, log=log, progress=progress, data=data)
-    return load_current(model, zdim, params, data, ckpt)
 
 
 def score(model: VAE, params: Params, data: Mnist, k: int | None = None, progress: bool = True,

@@ -12,9 +12,9 @@ import itertools
 
 import torch
 
-from vaebench import bounds
-from vaebench.elbo import DECODE_ROWS, decode_rows
-from vaebench.models import VAE
+from vaebench.core import bounds
+from vaebench.core.batching import DECODE_ROWS, decode_rows
+from vaebench.core.models import VAE
 
 IMAGE_BLOCK = 1000  # images scored against all states at once: (1000, S) float64, 40 MB at S = 5000
 

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from vaebench import io as vio
-from vaebench.checkpoint import SIDECAR, WEIGHTS, read_sidecar
+from vaebench.run.checkpoint import SIDECAR, WEIGHTS, read_sidecar
 from vaebench.config import Params, run_name
-from vaebench.data import manifest_path
+from vaebench.run.data import manifest_path
 from vaebench.errors import CheckpointError
-from vaebench.fingerprint import first_difference, run_fingerprint
+from vaebench.run.fingerprint import first_difference, run_fingerprint
 
 
 def _status(folder: Path, meta: dict[str, Any], params: Params, data_sha: str | None) -> str:

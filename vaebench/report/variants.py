@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from vaebench import io as vio
-from vaebench import variant_plots
-from vaebench.config import MODELS, PLAIN, Params, Variant, run_name, split_run
-from vaebench.plots import figure_names, save_figure
-from vaebench.references import VARIANT_COMPARISON_NOTE, VARIANT_REFERENCES, VariantReference
-from vaebench.report_inputs import RESTORE_KEYS, load_run, n_test_images, require_figures
-from vaebench.tables import SUMMARY_KEYS, md_row, num, pm, summary, to_csv
+from vaebench.report import variant_plots
+from vaebench.config import MODELS, Params, run_name, split_run
+from vaebench.core.variants import PLAIN, Variant
+from vaebench.run.drawing import figure_names, save_figure
+from vaebench.report.references import VARIANT_COMPARISON_NOTE, VARIANT_REFERENCES, VariantReference
+from vaebench.report.inputs import RESTORE_KEYS, load_run, n_test_images, require_figures
+from vaebench.report.tables import SUMMARY_KEYS, md_row, num, pm, summary, to_csv
 
 VARIANT_SUMMARY_KEYS = SUMMARY_KEYS + ("rate", "distortion", "exact_nll", "exact_nll_se", "iwae_gap_to_exact",
                                        "restore_nll", "restore_nll_se", "restore_nll_clean")

@@ -113,7 +113,7 @@ def waves(graph: Graph) -> list[list[str]]:
     return out
 
 
-def run_name(stage: str) -> str | None:
+def run_of_stage(stage: str) -> str | None:
     """The matrix item a stage belongs to (`train@vae-2` -> `vae-2`), None for a stage outside the grid."""
     return stage.split("@", 1)[1] if "@" in stage else None
 
@@ -138,8 +138,8 @@ def machine_share(graph: Graph, part: int, parts: int) -> list[str]:
         raise ValueError(f"machine {part} of {parts}: need 1 <= part <= parts")
     size: dict[str, int] = {}
     for s in graph:
-        if (r := run_name(s)) is not None:
+        if (r := run_of_stage(s)) is not None:
             size[r] = size.get(r, 0) + 1
     runs = sorted(size, key=lambda r: (-size[r], _natural(r)))
     mine = set(runs[part - 1 :: parts])
-    return [s for wave in waves(graph) for s in wave if run_name(s) in mine]
+    return [s for wave in waves(graph) for s in wave if run_of_stage(s) in mine]

@@ -1,0 +1,28 @@
+"""Stages `figures` and `figures-variant`: one run's figures, drawn from its own checkpoint.
+
+    python -m vaebench.stages.figures --run vae-2 --data data/mnist.npz --ckpt models/vae-2 --out plots/runs/vae-2
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from vaebench.config import load_params, split_run
+from vaebench.run.figures import draw_run
+from vaebench.stages import entry, parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = parser(__doc__)
+    ap.add_argument("--run", required=True, help="<model>-<latent size>: vae-2, beta4-20")
+    ap.add_argument("--data", type=Path, required=True, help="MNIST file of the download stage")
+    ap.add_argument("--ckpt", type=Path, required=True, help="checkpoint directory of the train stage")
+    ap.add_argument("--out", type=Path, required=True, help="directory for the figures")
+    a = ap.parse_args(argv)
+    model, zdim = split_run(a.run, "--run")
+    print("\n".join(str(w) for w in draw_run(load_params(a.params), model, zdim, a.ckpt, a.data, a.out)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(entry(main))
