@@ -1,4 +1,4 @@
-"""The variants: each piece pinned to a case computed by another route (DESIGN.md, Variants).
+"""The variants: each piece pinned to a case computed by another route (vaebench/core/variants.py).
 
 - a variant whose pieces are all at their defaults trains the thesis's VAE byte for byte, checked against
   a training loop written out here from the thesis's algorithm (not through fit's composition);

@@ -28,7 +28,8 @@ def training_bound(model: VAE, v: Variant, x_in: torch.Tensor, x: torch.Tensor, 
     what the decoder must reconstruct; the noise comes from the epoch's stream `g` in a fixed order.
     `kl_weight` is the KL warm-up's factor of this epoch (train.kl_warmup), multiplying beta.
     - Gaussian, `elbo`: one reparameterised sample, analytic KL weighted by beta (Kingma & Welling 2014,
-      eq. 10; Higgins et al. 2017, eq. 4). With beta = 1 and x_in = x: the thesis's VAE, byte for byte.
+      eq. 10; Higgins et al. 2017, eq. 4), with free bits if the variant sets them (`free_bits_kl`). With
+      beta = 1, no free bits and x_in = x: the thesis's VAE, byte for byte.
     - Gaussian, `iwae`: k reparameterised samples, L_k (Burda et al. 2016, eq. 8); its gradient is theirs,
       eq. 14, the importance-weighted average of the k single-sample gradients (beta is refused with it).
     - Gaussian, `dreg`: the same L_k, the encoder's gradient doubly reparameterised (`_dreg`).
@@ -49,8 +50,20 @@ def training_bound(model: VAE, v: Variant, x_in: torch.Tensor, x: torch.Tensor, 
         log_px_z = bounds.bernoulli_log_lik(model.decode(z, y), x[:, None])  # (b, k); (b,) labels serve (b, k, D)
         return bounds.iwae_bound(bounds.log_importance_weights(log_px_z, z, mu[:, None], logvar[:, None]))
     z = bounds.reparameterize(mu, logvar, _noise(tuple(mu.shape), g, device))  # (b, D)
-    return bounds.beta_elbo(bounds.bernoulli_log_lik(model.decode(z, y), x), bounds.gaussian_kl(mu, logvar),
-                            v.beta * kl_weight)
+    kl = free_bits_kl(mu, logvar, v.free_bits) if v.free_bits else bounds.gaussian_kl(mu, logvar)  # (b,)
+    return bounds.beta_elbo(bounds.bernoulli_log_lik(model.decode(z, y), x), kl, v.beta * kl_weight)
+
+
+def free_bits_kl(mu: torch.Tensor, logvar: torch.Tensor, floor: float) -> torch.Tensor:
+    """The KL term with free bits, per image, (b, D), (b, D) -> (b,) (Kingma et al. 2016, appendix, "free bits",
+    one group per latent dimension): a dimension whose KL, averaged over the minibatch, is below `floor` nats
+    counts as `floor`, a constant, so no gradient pulls it further towards the prior. The minibatch mean of the
+    result is sum_j max(floor, mean_b KL_bj); a dimension at or above the floor keeps its per-image KL (and, when
+    every dimension does, the sum is gaussian_kl's to the bit).
+    """
+    per_dim = bounds.gaussian_kl_per_dim(mu, logvar)  # (b, D)
+    free = per_dim.detach().mean(0) < floor  # (D,)
+    return torch.where(free, torch.full_like(per_dim, floor), per_dim).sum(-1)
 
 
 def _dreg(model: VAE, x: torch.Tensor, y: torch.Tensor | None, z: torch.Tensor, mu: torch.Tensor,

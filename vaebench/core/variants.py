@@ -87,6 +87,13 @@ class Variant:
     tau_end: float = piece(0.5, "... annealed geometrically to this one at the last epoch (> 0; Jang et al. 2017 "
                            "anneal to 0.5)", positive, {"latent": ("categorical",)},
                            "applies to categorical latents only (this variant's latent is {latent})")
+    free_bits: float = piece(0.0, "free bits (Kingma et al. 2016, appendix, 'free bits'): each latent dimension's "
+                             "KL, averaged over the minibatch, costs at least this many nats, so that the objective "
+                             "stops pushing dimensions below it towards the prior (0 = none)", non_negative,
+                             {"objective": ("elbo",), "latent": ("gaussian",)},
+                             "applies to the ELBO objective of a gaussian latent (this variant: {objective}, "
+                             "{latent})")
+
     def __post_init__(self) -> None:
         if self.k is None:  # not named: the objective's own sample count, so Variant(objective="iwae") has k = 5
             object.__setattr__(self, "k", 1 if self.objective == "elbo" else IWAE_K)
