@@ -297,3 +297,39 @@ def test_runs_lists_checkpoints_their_numbers_and_whether_they_are_current(proje
     assert rows["vae-7"].endswith("current; the folder's name says vae-7, its model is vae-5 "
                                   "(data not checked: no data manifest) (not in grid)"), rows["vae-7"]
     assert "broken: no model.safetensors" in rows["vae-8"]
+
+
+# ---------------------------------------------------------------- importance samples that cannot fit
+
+
+def test_importance_samples_that_cannot_fit_are_refused_in_one_line(project, tmp_path) -> None:
+    """eval.k of 10^12 would need terabytes whatever eval.chunk is: `check` and `eval --k` say so and
+    name what fits, instead of numpy's allocation traceback (or minutes of silence)."""
+    from vaebench.config import IWAE_BYTES, physical_memory
+
+    root, params, data = project
+    huge = yaml.safe_load(params.read_text())
+    huge["eval"]["k"] = 10**12
+    bad = tmp_path / "huge.yaml"
+    bad.write_text(yaml.safe_dump(huge))
+    r = invoke("check", "--params", bad)
+    fits = physical_memory() // (2 * IWAE_BYTES)  # the tiny grid's widest latent: z = 2
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert r.output.startswith("error: eval.k: 1,000,000,000,000 importance samples need about ")
+    assert f"at latent width 2" in r.output and r.output.rstrip().endswith(f"at most k = {fits:,} fits")
+    invoke("train", "--zdim", 2, "--params", params, "--data", data, "--out", root / "models" / "vae-2", "--quiet")
+    before = _files(root)
+    r = invoke("eval", "--zdim", 2, "--k", 10**12, "--params", params, "--data", data, "--ckpt", root / "models" / "vae-2",
+               "--no-train", "--quiet")
+    assert r.exit_code == 2 and r.output.startswith("error: --k: 1,000,000,000,000 importance samples"), r.output
+    assert _files(root) == before
+
+
+def test_quiet_scoring_says_how_far_it_is() -> None:
+    from vaebench.run.score import Heartbeat
+
+    lines: list[str] = []
+    beat = Heartbeat(total=1000, log=lines.append, every=0.0)
+    beat(250)
+    beat(750)  # done: nothing more to say
+    assert len(lines) == 1 and lines[0].startswith("IWAE: 250 of 1,000 samples decoded (25%), about ")

@@ -73,7 +73,14 @@ def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
         ({"train": {"device": "tpu"}}, r"^train\.device: 'tpu' is not one of"),
         ({"train": {"heldout": 600}, "data": {"test_subset": 500}},
          r"^train\.heldout: 600 is more than the test images there are \(data\.test_subset = 500\)"),
-        ({"train": {"heldout": 10001}}, r"^train\.heldout: must be between 0 and 10000"),
+        ({"train": {"heldout": 10001}}, r"^train\.heldout: must be between 1 and 10000"),
+        ({"train": {"heldout": 0}}, r"^train\.heldout: must be between 1 and 10000, got 0"),  # an all-NaN curve
+        ({"train": {"lr": float("inf")}}, r"^train\.lr: must be a finite number, got inf"),
+        ({"eval": {"quad_half_width": float("inf")}}, r"^eval\.quad_half_width: must be a finite number"),
+        ({"eval": {"quad_half_width": float("nan")}}, r"^eval\.quad_half_width: must be a finite number"),
+        ({"variants": {"defs": {"b": {"beta": float("inf")}}}}, r"^variants\.defs\.b\.beta: must be a finite number"),
+        ({"grid": {"zdims": [2, 5, 2]}}, r"^grid\.zdims: lists 2 twice"),
+        ({"grid": {"models": ["vae", "vae"]}}, r"^grid\.models: lists vae twice"),
         ({"data": {"binarize": "otsu"}}, r"^data\.binarize: 'otsu' is not one of dynamic, static, threshold"),
         ({"data": {"source": "web"}}, r"^data\.source: 'web' is not one of"),
         ({"data": {"train_subset": 70000}}, r"^data\.train_subset: must be between 0 and 60000"),
@@ -86,7 +93,7 @@ def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
         ({"train": {"kl_warmup": -1}}, r"^train\.kl_warmup: must be >= 0, got -1"),
         ({"train": {"kl_warmup": 5}, "variants": {"defs": {"iw": {"objective": "iwae", "k": 5}}}},
          r"^train\.kl_warmup: variant iw trains the iwae bound, which has no KL term to warm up"),
-        ({"train": {"eps": float("inf")}}, r"^train\.eps: must be > 0 and finite, got inf"),  # YAML's .inf
+        ({"train": {"eps": float("inf")}}, r"^train\.eps: must be a finite number, got inf"),  # YAML's .inf
         ({"train": {"schedule": "cosine"}}, r"^train\.schedule: 'cosine' is not one of constant, burda, exponential$"),
         ({"train": {"schedule": "burda", "epochs": 41}}, r"^train\.epochs: 41 is not a whole number of stages"),
         ({"train": {"schedule": "burda", "epochs": 3281}},
@@ -110,10 +117,32 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
         load_params(bad)
 
 
-def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
+def test_an_empty_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
-    path.write_text("")
-    assert load_params(path) == Params()
+    path.write_text("# nothing here\n")
+    with pytest.raises(ConfigError, match=r"params\.yaml: holds no parameters"):
+        load_params(path)
+
+
+def test_the_defaults_are_params_yaml(tmp_path: Path) -> None:
+    """One source of defaults: a key left out of a params file means what params.yaml says (the variants
+    aside: the pipeline's choice, none by default)."""
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    defaults = to_dict(Params())
+    for section, values in shipped.items():
+        if section != "variants":
+            assert {k: defaults[section][k] for k in values} == values, section
+    assert defaults["variants"] == {"defs": {}, "runs": []}
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  epochs: 3\n")  # one key: the rest from the defaults
+    assert load_params(path) == params_from_dict({"train": {"epochs": 3}})
+
+
+def test_a_key_written_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  epochs: 3\n  lr: 0.001\n  epochs: 5\n")  # PyYAML would keep 5; DVC refuses the file
+    with pytest.raises(ConfigError, match=r"params\.yaml: epochs: written twice in one mapping \(line 4\)"):
+        load_params(path)
 
 
 # ---------------------------------------------------------------- properties

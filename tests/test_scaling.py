@@ -101,6 +101,15 @@ def test_a_bad_share_is_one_line_and_exit_2() -> None:
         assert proc.returncode == 2 and proc.stderr.startswith("error: --part") and len(proc.stderr.splitlines()) == 1
 
 
+def test_outside_a_dvc_repository_every_engine_says_so_in_one_line(tmp_path) -> None:
+    for command in (["stages"], ["queue"], ["dask"]):
+        proc = subprocess.run([Path(sys.executable).parent / "vaebench-grid", *command], cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert proc.returncode == 2, (command, proc.stderr)
+        assert proc.stderr.splitlines() == [f"error: {tmp_path.resolve()} is not in a DVC repository (no .dvc/ here "
+                                            "or above): run vaebench-grid in a clone of vaebench, or name one with --root"]
+
+
 # ---- the engines, for real ----------------------------------------------------------------------
 
 def _lock(root: Path) -> dict:

@@ -7,6 +7,7 @@ refusal has one wording: the key's dotted name, then what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -51,6 +52,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             value = number_from_text(value, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # YAML's .inf and .nan: no parameter of vaebench takes them
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,10 @@ class GridConfig:
             raise ConfigError("grid.zdims: must list at least one latent dimension")
         for z in self.zdims:
             check_zdim(z, "grid.zdims")
+        for key, values in (("grid.models", self.models), ("grid.zdims", self.zdims)):
+            twice = sorted({v for v in values if values.count(v) > 1})
+            if twice:  # DVC's matrix would merge the two items silently
+                raise ConfigError(f"{key}: lists {twice[0]} twice")
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,7 @@ class TrainConfig:
     """KL warm-up (Bowman et al. 2016; Sonderby et al. 2016): for the first N epochs the KL term of the ELBO
     objective is weighted (e + 1) / N in epoch e (0-based), then 1. 0 = none. Training only: the scores are
     the true ELBO's. Not for the iwae/dreg objectives, which have no KL term."""
-    batch_size: int = 128
+    batch_size: int = 256
     """Images per gradient step."""
     epochs: int = 40
     """Passes over the training set."""
@@ -157,7 +162,7 @@ class TrainConfig:
         if self.schedule == "burda" and self.epochs not in BURDA_EPOCHS:
             raise ConfigError(f"train.epochs: {self.epochs} is not a whole number of stages of the burda schedule "
                               f"(allowed: {', '.join(map(str, BURDA_EPOCHS))})")
-        int_range(self.heldout, "train.heldout", 0, 10000)
+        int_range(self.heldout, "train.heldout", 1, 10000)  # 0 would log an empty (NaN) curve every epoch
         choice(self.device, DEVICES, "train.device")
 
     def lr_at(self, epoch: int) -> float:
@@ -177,13 +182,13 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    k: int = 1000
+    k: int = 500
     """Importance samples per image for the IWAE bound (the literature uses 5000)."""
-    k_marginal: int = 100
+    k_marginal: int = 50
     """Importance samples per label for the CVAE's marginal log p(x) = log 1/10 sum_y p(x|y)."""
     seed: int = 0
     """Seed of the importance samples; the seed spread uses seed + 1 ... seed + spread_seeds (all < 2**32)."""
-    chunk: int = 100_000
+    chunk: int = 50_000
     """Latent samples held in memory at once (bounds memory only: results are bit-identical for any value)."""
     spread_seeds: int = 2
     """Extra evaluation seeds (seed + 1, ...) that re-estimate the IWAE on the first `spread_images` images (0 = skip)."""
@@ -244,6 +249,15 @@ class Params:
             return self.variants.defs[model]
         raise ConfigError(f"model: {model!r} is not one of {', '.join(MODELS + tuple(self.variants.defs))}")
 
+    def widest(self) -> int:
+        """The largest latent width among the grid's and the variants' runs (N * K for a categorical one)."""
+        widths = list(self.grid.zdims)
+        for run in self.variants.runs:
+            name, size = split_run(run)
+            v = self.variants.defs[name]
+            widths.append(size * v.classes if v.latent == "categorical" else size)
+        return max(widths)
+
     def __post_init__(self) -> None:
         for z in self.exact.zdims:
             if z not in self.grid.zdims:
@@ -267,6 +281,41 @@ class Params:
             raise ConfigError(
                 f"train.batch_size: {self.train.batch_size} is larger than the training data ({n_train} images)"
             )
+
+
+# ---------------------------------------------------------------- what the IWAE estimator holds in memory
+
+# Bytes per importance sample and latent feature that one pass of the IWAE estimator (core/estimators.py)
+# holds at once: the noise, the latents and their temporaries (bench/bench.py's memory section measures it:
+# about 12 for a Gaussian latent, 16 for a categorical one, whose Gumbel noise is drawn in float64).
+IWAE_BYTES = 20
+
+
+def iwae_bytes(k: int, chunk: int, width: int) -> int:
+    """About the memory the IWAE estimator holds at once: max(k, chunk) samples of `width` latent features
+    (zdim, or N * K for a categorical latent). eval.chunk bounds it only while k <= chunk: an image's k
+    samples are drawn at once."""
+    return max(k, chunk) * width * IWAE_BYTES
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def require_iwae_fits(key: str, k: int, chunk: int, width: int) -> None:
+    """ConfigError naming `key` if `k` importance samples at this latent width cannot fit in this machine."""
+    have = physical_memory()
+    if have is None or iwae_bytes(k, chunk, width) <= have:
+        return
+    fits = have // (width * IWAE_BYTES)
+    raise ConfigError(f"{key}: {k:,} importance samples need about {iwae_bytes(k, chunk, width) / 2**30:,.0f} GiB at "
+                      f"once at latent width {width} (max(k, eval.chunk) x width x {IWAE_BYTES} bytes: eval.chunk "
+                      f"bounds memory only while k <= chunk), more than this machine's {have / 2**30:.0f} GiB; "
+                      f"at most k = {fits:,} fits")
 
 
 # ---------------------------------------------------------------- the staged schedule
@@ -312,14 +361,32 @@ def params_from_dict(data: Any) -> Params:
     return build(Params, data, "")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key written twice in one mapping (PyYAML keeps the last, DVC refuses)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"{key}: written twice in one mapping (line {key_node.start_mark.line + 1}); "
+                                  "keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such parameter file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    if not data:  # the defaults are params.yaml's, but a file that sets nothing is a mistake, not a choice
+        raise ConfigError(f"{path}: holds no parameters (see params.yaml for every key)")
     return params_from_dict(data)
 
 

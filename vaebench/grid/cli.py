@@ -31,6 +31,19 @@ def _fail(message: str) -> None:
     raise typer.Exit(2)
 
 
+def _repo(root: Path) -> Path:
+    """`root` if it lies in a DVC repository; one line and exit 2 otherwise (not DVC's traceback)."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
+
+    try:
+        Repo.find_root(str(root))
+    except NotDvcRepoError:
+        _fail(f"{root.resolve()} is not in a DVC repository (no .dvc/ here or above): run vaebench-grid in a "
+              "clone of vaebench, or name one with --root")
+    return root
+
+
 def _part(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -53,8 +66,8 @@ def stages(
     With --part I/N, machine I's share of the grid when N machines split it:
     `dvc repro $(vaebench-grid stages --part 1/2) && dvc push --run-cache`.
     """
-    graph = stage_graph(root)
     share = _part(part)
+    graph = stage_graph(_repo(root))
     names = machine_share(graph, *share) if share else [s for wave in waves(graph) for s in wave]
     typer.echo("\n".join(names))
 
@@ -71,6 +84,7 @@ def queue(
     every result from the run-cache and runs the report."""
     from vaebench.grid.queue import QueueError, run_on_queue
 
+    _repo(root)
     try:
         run_on_queue(root, jobs=jobs, threads=threads, targets=targets or None, log=typer.echo)
     except (QueueError, ValueError) as e:
@@ -89,6 +103,7 @@ def dask(
     """Run every stage as a task on a Dask cluster, in dependency order (a line per finished stage)."""
     from vaebench.grid.dask import StageFailed, run_on_dask
 
+    _repo(root)
     try:
         run_on_dask(root, scheduler=scheduler, workers=workers, threads=threads, log=typer.echo)
     except (StageFailed, RuntimeError) as e:

@@ -6,6 +6,8 @@ do not depend on the training loop: `vaebench eval` trains a missing model throu
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,12 +17,12 @@ import torch
 
 from vaebench.core import bounds
 from vaebench.core.variants import PLAIN, Variant
-from vaebench.config import Params, check_zdim
+from vaebench.config import Params, check_zdim, require_iwae_fits
 from vaebench.run.data import Mnist, binarize_test, flip_bits, load_mnist
 from vaebench.core.batching import DECODE_ROWS, code_all, decode_rows
 from vaebench.core.enumeration import enumerate_log_px, n_states
 from vaebench.streams import Draws, Stream
-from vaebench.core.estimators import evaluate_model
+from vaebench.core.estimators import evaluate_model, planned_samples
 from vaebench.run.fingerprint import expected_sidecar
 from vaebench.core.models import VAE
 from vaebench.numerics import require_strict_mkl
@@ -39,11 +41,30 @@ def load_current(model: str, zdim: int, params: Params, data: Mnist, ckpt: str |
     return load_checkpoint(ckpt, expect=expected_sidecar(model, zdim, params, data))
 
 
+class Heartbeat:
+    """A line every `every` seconds for scoring without a progress bar (a DVC stage's log, `--quiet`):
+    the importance samples decoded so far, of how many, and roughly how long the rest takes."""
+
+    def __init__(self, total: int, log: Callable[[str], None], every: float = 60.0) -> None:
+        self.total, self.log, self.every = total, log, every
+        self.done, self.t0 = 0, time.perf_counter()
+        self.last = self.t0
+
+    def __call__(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if now - self.last >= self.every and self.done < self.total:
+            self.last = now
+            left = (now - self.t0) / self.done * (self.total - self.done)
+            self.log(f"IWAE: {self.done:,} of {self.total:,} samples decoded ({self.done / self.total:.0%}), "
+                     f"about {left / 60:.0f} min left")
+
+
 def score(model: VAE, params: Params, data: Mnist, k: int | None = None, progress: bool = True,
-          variant: Variant = PLAIN, exact: bool = True) -> dict[str, Any]:
+          variant: Variant = PLAIN, exact: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Test metrics of a trained model on the shared binarised test set; `k` overrides eval.k.
 
-    `exact`: also the exact log p(x) where the latent space allows it (quadrature for 1-2 Gaussian
+    `log`: where a line goes every minute when there is no progress bar. `exact`: also the exact log p(x) where the latent space allows it (quadrature for 1-2 Gaussian
     dimensions, enumeration for small categorical spaces); the `exact` stage, which re-scores a model
     with more samples only, turns it off. A variant adds what is its own: a denoising VAE's restoration
     of corrupted test images.
@@ -52,8 +73,10 @@ def score(model: VAE, params: Params, data: Mnist, k: int | None = None, progres
     ev = params.eval if k is None else replace(params.eval, k=k)
     x = binarize_test(data.test_x, params.data.binarize, params.data.test_seed)  # (N, 784), same bits for all
     # no timings in here: metrics must be byte-identical across identical runs
+    require_iwae_fits("eval.k" if k is None else "--k", ev.k, ev.chunk, model.width)
+    beat = None if progress or log is None else Heartbeat(planned_samples(len(x), ev, model.conditional), log)
     per_image: dict[str, torch.Tensor] = {}
-    metrics = evaluate_model(model, x, data.test_y, ev, show_progress=progress, per_image=per_image)
+    metrics = evaluate_model(model, x, data.test_y, ev, show_progress=progress, progress=beat, per_image=per_image)
     if not variant.is_plain:
         # rate and distortion (Alemi et al. 2018): the mean KL and -E_q log p(x|z), so -ELBO = rate + distortion
         metrics["rate"] = metrics["kl"]

@@ -13,15 +13,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vaebench import io as vio
-from vaebench.config import load_params
+from vaebench.config import load_params, require_iwae_fits
 from vaebench.stages import entry, parser
 
 STAMP = "params.yaml is valid\n"
 
 
 def check(params: Path, out: Path | None = None) -> None:
-    """Refuse `params` in one line naming the key if anything in it is unknown or not allowed; else stamp `out`."""
-    load_params(params)
+    """Refuse `params` in one line naming the key if anything in it is unknown or not allowed, or if its
+    importance samples cannot fit in this machine's memory at the widest run's latent; else stamp `out`."""
+    p = load_params(params)
+    width = p.widest()
+    require_iwae_fits("eval.k", p.eval.k, p.eval.chunk, width)
+    if p.exact.zdims:
+        require_iwae_fits("exact.k", p.exact.k, p.eval.chunk, max(p.exact.zdims))
     if out is not None:
         vio.write_text(out, STAMP)
 

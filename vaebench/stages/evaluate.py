@@ -29,7 +29,7 @@ def run_metrics(p: Params, model: str, zdim: int, mnist: Mnist, net: VAE, meta: 
     t0 = time.perf_counter()
     # the weights' hash ties the numbers to the checkpoint they score (`vaebench runs` checks it)
     metrics = {"model": model, "zdim": zdim, "weights_sha256": meta["weights_sha256"],
-               **score(net, p, mnist, k=k, progress=progress, variant=p.variant(model), exact=exact)}
+               **score(net, p, mnist, k=k, progress=progress, variant=p.variant(model), exact=exact, log=log)}
     log(f"evaluated {model} z={zdim} (k={metrics['k']}) in {time.perf_counter() - t0:.0f} s")
     return metrics
 
