@@ -305,7 +305,7 @@ def test_runs_lists_checkpoints_their_numbers_and_whether_they_are_current(proje
 def test_importance_samples_that_cannot_fit_are_refused_in_one_line(project, tmp_path) -> None:
     """eval.k of 10^12 would need terabytes whatever eval.chunk is: `check` and `eval --k` say so and
     name what fits, instead of numpy's allocation traceback (or minutes of silence)."""
-    from vaebench.config import IWAE_BYTES, physical_memory
+    from vaebench.resources import IWAE_BYTES, physical_memory
 
     root, params, data = project
     huge = yaml.safe_load(params.read_text())
@@ -316,7 +316,7 @@ def test_importance_samples_that_cannot_fit_are_refused_in_one_line(project, tmp
     fits = physical_memory() // (2 * IWAE_BYTES)  # the tiny grid's widest latent: z = 2
     assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
     assert r.output.startswith("error: eval.k: 1,000,000,000,000 importance samples need about ")
-    assert f"at latent width 2" in r.output and r.output.rstrip().endswith(f"at most k = {fits:,} fits")
+    assert "at latent width 2" in r.output and r.output.rstrip().endswith(f"at most k = {fits:,} fits")
     invoke("train", "--zdim", 2, "--params", params, "--data", data, "--out", root / "models" / "vae-2", "--quiet")
     before = _files(root)
     r = invoke("eval", "--zdim", 2, "--k", 10**12, "--params", params, "--data", data, "--ckpt", root / "models" / "vae-2",
@@ -333,3 +333,48 @@ def test_quiet_scoring_says_how_far_it_is() -> None:
     beat(250)
     beat(750)  # done: nothing more to say
     assert len(lines) == 1 and lines[0].startswith("IWAE: 250 of 1,000 samples decoded (25%), about ")
+
+
+# ---------------------------------------------------------------- the committed numbers in the terminal
+
+
+def test_results_prints_the_committed_summary_without_any_model(monkeypatch) -> None:
+    repo = Path(__file__).resolve().parents[1]
+    summary = json.loads((repo / "metrics" / "summary.json").read_text())
+    monkeypatch.chdir(repo)
+    r = invoke("results")
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0].split()[:4] == ["run", "-ELBO", "IWAE", "NLL"] and max(map(len, lines)) < 120  # fits a terminal
+    row = next(ln for ln in lines if ln.startswith("vae-25 ")).split()
+    assert row[1:3] == [f"{summary['vae']['z25']['neg_elbo']:.2f}", f"{summary['vae']['z25']['iwae_nll']:.2f}"]
+    runs = [ln.split()[0] for ln in lines[1:]]
+    assert runs[0] == "vae-2" and runs.index("vae-50") < runs.index("cvae-2")  # by family, then latent size
+    rows = json.loads(invoke("results", "--json").output)["metrics/summary.json"]
+    assert {r["run"] for r in rows} == {f"{f}-{z[1:]}" for f in summary for z in summary[f]}
+
+
+def test_results_compares_two_revisions_with_their_difference(tmp_path, monkeypatch) -> None:
+    import subprocess
+
+    def git(*a: str) -> None:
+        subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True,
+                       env={**__import__("os").environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e",
+                            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"})
+
+    (tmp_path / "metrics").mkdir()
+    git("init", "-q", "-b", "main")
+    for iwae in (95.25, 94.5):
+        (tmp_path / "metrics" / "summary.json").write_text(json.dumps(
+            {"vae": {"z25": {"neg_elbo": 100.0, "iwae_nll": iwae}}, "beta4": {"z20": {"iwae_nll": 105.0}}}))
+        git("add", "-A")
+        git("commit", "-qm", str(iwae))
+    monkeypatch.chdir(tmp_path)
+    r = invoke("results", "--rev", "HEAD~1", "--rev", "HEAD")
+    assert r.exit_code == 0, r.output
+    assert r.output.splitlines()[0].split() == ["run", "-ELBO", "HEAD~1", "-ELBO", "HEAD", "diff", "IWAE", "NLL",
+                                                "HEAD~1", "IWAE", "NLL", "HEAD", "diff"]
+    assert r.output.splitlines()[1].split() == ["vae-25", "100.00", "100.00", "+0.00", "95.25", "94.50", "-0.75"]
+    assert r.output.splitlines()[2].split() == ["beta4-20", "-", "-", "-", "105.00", "105.00", "+0.00"]
+    bad = invoke("results", "--rev", "nope")
+    assert bad.exit_code == 2 and bad.output.startswith("error: --rev: nope has no metrics/summary.json")

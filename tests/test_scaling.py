@@ -290,3 +290,29 @@ def test_the_queue_runs_a_last_wave_of_many_targets_at_once(tmp_path: Path) -> N
     assert any(ln.startswith("wave 0: 2 stage(s)") for ln in lines)
     assert lines[-1].endswith("restored from the run-cache, ran nothing"), lines
     assert (root / "a1.txt").read_text() == "1\n" and (root / "a2.txt").read_text() == "2\n"
+
+
+@pytest.mark.slow
+def test_relock_records_new_code_and_keeps_the_hashes_of_outputs_not_here(tmp_path: Path,
+                                                                          projects: dict[str, Path]) -> None:
+    """After a refactor proven not to move bytes, a machine without the models records the new module hashes:
+    every output's hash stays, every stage is up to date once the outputs come back (here: from the cache)."""
+    root = tmp_path / "relock"
+    shutil.copytree(projects["sequential"], root, symlinks=True)
+    before = _lock(root)
+    fit = root / "vaebench" / "run" / "fit.py"
+    fit.write_text(fit.read_text() + "\n# a refactor that moves no byte\n")
+    shutil.rmtree(root / "models")  # the trained models are not on this machine
+    refused = subprocess.run([str(Path(sys.executable).parent / "vaebench-grid"), "relock"], cwd=root,
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "pass --proven" in refused.stderr and _lock(root) == before
+    out = _grid(root, "relock", "--proven").stdout
+    assert "recorded train@vae-2" in out and "recorded report" in out
+    after = _lock(root)
+    assert set(after) == set(before)
+    for name, stage in after.items():
+        assert stage["outs"] == before[name]["outs"], name  # the outputs' hashes are the ones recorded before
+        changed = [d["path"] for d, b in zip(stage["deps"], before[name]["deps"]) if d != b]
+        assert changed == (["vaebench/run/fit.py"] if name.startswith("train") else []), (name, changed)
+    run(root, "dvc", "checkout")  # the models come back (from this machine's cache, or a remote's)
+    assert "changed" not in run(root, "dvc", "status").stdout

@@ -618,3 +618,17 @@ def test_the_warmup_weighs_the_kl_of_the_training_bound() -> None:
                                      1.0, w) for w in (1.0, 0.5))
         mu, logvar = model.encode(x)
     assert torch.allclose(half - full, 0.5 * bounds.gaussian_kl(mu, logvar), atol=1e-4)
+
+
+def test_the_console_names_the_bound_a_variant_trains_on(mnist_file, tmp_path) -> None:
+    """A beta-VAE's or an IWAE objective's curve is not the ELBO: the epoch line says what it is."""
+    params = _with_variants({"b4": {"beta": 4.0}, "iw": {"objective": "iwae"}}, train={"epochs": 1})
+    said = {}
+    for model in ("vae", "b4", "iw"):
+        lines: list[str] = []
+        fit(model, 2, params, mnist_file, tmp_path / model, log=lines.append, progress=False)
+        said[model] = next(ln for ln in lines if " epoch 1/1: " in ln)
+    assert ": train ELBO -" in said["vae"]
+    assert ": train objective (beta 4) -" in said["b4"]
+    assert ": train IWAE bound (k=5) -" in said["iw"]
+    assert all("held-out ELBO" in line for line in said.values())  # the held-out curve is the true ELBO

@@ -210,6 +210,36 @@ def figures(
     typer.echo("\n".join(str(w) for w in written))
 
 
+@app.command()
+@clean_errors
+def results(
+    rev: Annotated[list[str] | None, typer.Option(
+        "--rev", help="A git revision whose committed metrics/summary.json to show; repeat to compare (two: "
+                      "with their difference).")] = None,
+    summary: Annotated[Path, typer.Option("--summary", help="The report's summary file.")] = Path("metrics/summary.json"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """The benchmark's numbers in the terminal: every run's test -ELBO, IWAE NLL and more, from the committed
+    metrics/summary.json (no model needed), or several revisions' side by side."""
+    import subprocess
+
+    from vaebench.config import ConfigError
+    from vaebench.report.console import results_table, summary_rows
+
+    def load(source: str | None) -> dict:
+        if source is None:
+            if not summary.exists():
+                raise ConfigError(f"--summary: {summary} not found (run `dvc repro`, or pass --rev)")
+            return json.loads(summary.read_text())
+        proc = subprocess.run(["git", "show", f"{source}:{summary.as_posix()}"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ConfigError(f"--rev: {source} has no {summary} ({proc.stderr.strip().splitlines()[-1]})")
+        return json.loads(proc.stdout)
+
+    columns = {s or str(summary): summary_rows(load(s)) for s in (rev or [None])}
+    typer.echo(json.dumps(columns, indent=2) if as_json else results_table(columns))
+
+
 @app.command("runs")
 @clean_errors
 def runs_(

@@ -109,3 +109,23 @@ def dask(
     except (StageFailed, RuntimeError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None
+
+
+@app.command()
+def relock(
+    dvcfiles: Annotated[list[str] | None, typer.Argument(help="dvc.yaml files [dvc.yaml].")] = None,
+    proven: Annotated[bool, typer.Option("--proven", help="Confirm that the change moves no output "
+                                         "(bench/same_bytes.py said so); refused without it.")] = False,
+    root: RootOpt = Path("."),
+) -> None:
+    """Record the current commands, code and params of every stage in dvc.lock, keeping the hashes of outputs
+    that are not here (a refactor proven not to move bytes, on a machine without the trained models)."""
+    from vaebench.grid.relock import relock as record
+
+    if not proven:
+        _fail("relock records new code against outputs it does not see: pass --proven once bench/same_bytes.py "
+              "has shown that the change moves no output")
+    _repo(root)
+    for name in record(root, dvcfiles or ["dvc.yaml"]):
+        typer.echo(f"recorded {name}")
+

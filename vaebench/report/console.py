@@ -39,3 +39,49 @@ def format_metrics(m: dict[str, Any]) -> str:
     head = (f"{m['model']} z={m['zdim']} on {m['n_images']} test images: nats per image, lower is better; "
             f"± is one standard error over the test images")
     return "\n".join([head] + [f"  {a:<{width}}  {b}" for a, b in rows])
+
+
+# the columns of `vaebench results`, in order, and their headers; a run shows those its summary has
+RESULT_COLUMNS = (("neg_elbo", "-ELBO"), ("iwae_nll", "IWAE NLL"), ("iwae_nll_se", "+-"),
+                  ("iwae_nll_marginal", "-log p(x)"), ("quad_nll", "exact (quad)"), ("exact_nll", "exact (enum)"),
+                  ("rate", "rate"), ("distortion", "distortion"), ("active_units", "AU"))
+
+
+def summary_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """metrics/summary.json ({family: {"z<size>": {metric: value}}}) as one row per run, grid runs first."""
+    rows = []
+    for family in sorted(summary, key=lambda f: (f not in ("vae", "cvae"), f != "vae", f)):
+        for size in sorted(summary[family], key=lambda z: int(z[1:])):
+            rows.append({"run": f"{family}-{size[1:]}", **summary[family][size]})
+    return rows
+
+
+def results_table(columns: dict[str, list[dict[str, Any]]]) -> str:
+    """Runs down, metrics across; with several sources (git revisions), one column per source and metric,
+    and a difference column when there are two. Numbers to 2 decimals, '-' where a run has no such metric."""
+    sources = list(columns)
+    runs = list(dict.fromkeys(r["run"] for rows in columns.values() for r in rows))
+    by = {s: {r["run"]: r for r in rows} for s, rows in columns.items()}
+    keys = [(k, h) for k, h in RESULT_COLUMNS if any(k in r for rows in columns.values() for r in rows)]
+    if len(sources) > 1:  # comparing: the two headline numbers only, each source and their difference
+        keys = [(k, h) for k, h in keys if k in ("neg_elbo", "iwae_nll")]
+
+    def fmt(v: Any) -> str:
+        return "-" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.2f}"
+
+    head, lines = ["run"], []
+    for k, h in keys:
+        head += [h] if len(sources) == 1 else [f"{h} {s}" for s in sources] + (["diff"] if len(sources) == 2 else [])
+    for run in runs:
+        cells = [run]
+        for k, _ in keys:
+            values = [by[s].get(run, {}).get(k) for s in sources]
+            cells += [fmt(v) for v in values]
+            if len(sources) == 2:
+                cells.append("-" if None in values else f"{values[1] - values[0]:+.2f}")
+        lines.append(cells)
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *lines)]
+    out = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths)))]
+    out += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+            for row in lines]
+    return "\n".join(out)

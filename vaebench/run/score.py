@@ -17,7 +17,8 @@ import torch
 
 from vaebench.core import bounds
 from vaebench.core.variants import PLAIN, Variant
-from vaebench.config import Params, check_zdim, require_iwae_fits
+from vaebench.config import Params, check_zdim
+from vaebench.resources import require_iwae_fits
 from vaebench.run.data import Mnist, binarize_test, flip_bits, load_mnist
 from vaebench.core.batching import DECODE_ROWS, code_all, decode_rows
 from vaebench.core.enumeration import enumerate_log_px, n_states

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vaebench import io as vio
-from vaebench.config import load_params, require_iwae_fits
+from vaebench.config import load_params
+from vaebench.resources import require_iwae_fits
 from vaebench.stages import entry, parser
 
 STAMP = "params.yaml is valid\n"
