@@ -8,7 +8,7 @@ vaebench asks MKL for AUTO,STRICT so that its bytes do not depend on the thread 
 runs in a fresh subprocess: "strict" imports vaebench first, "default" runs one matrix product
 before importing it (MKL then stays in its default mode). Both run the same work, alternating
 round by round on this noisy shared machine: a training step as fit() takes it (784-500-500-2z MLPs,
-RMSprop, batch 256, z = 50, the ELBO of bounds.py) and the IWAE of evaluate.py (k = 1000, z = 50).
+RMSprop, batch 256, z = 50, the ELBO of core/bounds.py) and the IWAE of core/estimators.py (k = 1000, z = 50).
 Each line prints the load average beside it; the summary is the ratio of the medians.
 """
 

@@ -1,8 +1,8 @@
 """The report's inputs written by hand: runs' metrics, dvclive logs, per-run figures, with numbers chosen here.
 
 For report tests that need no training: every number in the outputs can be checked against the ones
-below. The files have the shapes the stages write (the keys of vaebench/runs.py's score, dvclive's TSV
-columns, the figure names of vaebench/figures.py); the PNGs are placeholders (the report copies and
+below. The files have the shapes the stages write (the keys of vaebench/run/score.py's score, dvclive's TSV
+columns, the figure names of vaebench/run/figures.py); the PNGs are placeholders (the report copies and
 embeds them, never decodes them).
 """
 

@@ -47,7 +47,7 @@ def test_eval_trains_a_missing_checkpoint_then_prints_the_table(project) -> None
     assert "vae z=2 on 500 test images: nats per image, lower is better; ± is one standard error" in r.output
     for row in ("test -ELBO", "IWAE NLL (k=20)", "exact NLL (quadrature)", "active units"):
         assert row in r.output
-    # the thesis reports VAE z=2 as 157 (see vaebench/references.py)
+    # the thesis reports VAE z=2 as 157 (see vaebench/report/references.py)
     assert "the thesis (its 'quality')  157" in r.output
     assert (ckpt / "model.safetensors").exists()
     # the second time the checkpoint is current: no training, and the same numbers as JSON

@@ -1,4 +1,4 @@
-"""The one ELBO estimator (vaebench/elbo.py) against numbers computed by other routes.
+"""The one ELBO estimator (vaebench/core/elbo.py) against numbers computed by other routes.
 
 - a decoder whose logits do not depend on z: the ELBO is then exact, by hand;
 - a 1-D model with q = N(mu(x), 1): the Monte Carlo mean over many draws against

@@ -1,4 +1,4 @@
-"""evaluate.py against numbers computed by another route.
+"""core/estimators.py against numbers computed by another route.
 
 - constructed models whose log p(x) and latent statistics are known in closed form;
 - trained tiny models (1- and 2-D latents) whose log p(x) is computed by quadrature over the

@@ -14,7 +14,7 @@ from vaebench.streams import ARITY, Draws, Stream, philox_key, stream_key, strea
 def pipeline_streams(p: Params, n_test: int) -> dict[tuple, tuple[int, int]]:
     """Every (stream, fields) that `dvc repro` with params `p` draws from, with its generator's 128-bit key.
 
-    Mirrors the calls in data.py, train.py, elbo.py and evaluate.py: training (one seed; every
+    Mirrors the calls in run/data.py, run/fit.py, core/elbo.py and core/estimators.py: training (one seed; every
     epoch's bits and noise), the test bits, the test ELBO, and the IWAE of each test image with
     eval.seed and the spread seeds, for no label (VAE), the true and every other label (CVAE).
     """

@@ -26,7 +26,7 @@ OPTIMIZERS = ("rmsprop", "adam")
 ACTIVATIONS = ("relu", "tanh")
 ENUM_MAX = 100_000  # latent states a categorical model's exact log p(x) may enumerate at most (eval.enum_max):
 # the decoded states are held at once, (S, 784) in float32 and float64 with a float64 temporary, beside a
-# (1000, S) float64 block: 2.9 GiB above the process's own at 100,000 (measured 2026-11-26, 784-500-500)
+# (1000, S) float64 block: about 3 GiB at 100,000 (docs/speed-and-tests.md)
 SCHEDULES = ("constant", "burda", "exponential")
 BINARIZATIONS = ("dynamic", "static", "threshold")
 SOURCES = ("auto", "mirrors", "pypi")

@@ -10,10 +10,9 @@ import torch
 from vaebench.core.models import VAE
 
 # Latent samples decoded at once: keeps the decoder's activations and logits (DECODE_ROWS x 784
-# floats, 3.2 MB) in cache and under glibc's 32 MB mmap threshold. With 50,000 rows at once every
-# temporary was a fresh 100-160 MB mapping, page-faulted and zeroed anew, and each elementwise pass
-# (ReLU, bias, softplus, x*l) streamed from DRAM: 45% of peak instead of ~75%. 512-1024 rows were
-# best (decoder + log-likelihood at 82% of peak, 2048 rows at 75%, 128 at 72%).
+# floats, 3.2 MB) in cache and under glibc's 32 MB mmap threshold. With tens of thousands of rows at once
+# every temporary was a fresh mapping of 100+ MB, page-faulted and zeroed anew, and each elementwise pass
+# (ReLU, bias, softplus, x*l) streamed from DRAM (docs/speed-and-tests.md: the block sizes measured).
 DECODE_ROWS = 1024
 # Images encoded at once. Every encoder call gets exactly this many rows (the last block is padded):
 # MKL takes another code path for products of 1 or 2 rows (gemv), whose rows differ from the same

@@ -2,7 +2,7 @@
 
 Shapes: B images, S importance samples, D latent dimensions, P = 784 pixels.
 All log-densities are in nats and summed over the event dimension (the last one).
-Training (train.py) and evaluation (evaluate.py) both call these; nothing else computes a bound.
+Training (core/objectives.py) and evaluation (core/elbo.py, core/estimators.py) both call these; nothing else computes a bound.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ _PRODUCT_GROUP = 16
 def _log1p_exp_neg_abs_sum(logits: torch.Tensor) -> torch.Tensor:
     """sum_p log(1 + exp(-|l_p|)), (..., P) -> (...), with one log per 16 pixels.
 
-    Why: torch's CPU softplus, log1p and logaddexp run at ~5 ns per element on this machine's
-    AVX-512 cores, sigmoid and log at ~0.3-0.9 ns; the softplus took a quarter of the IWAE time.
+    Why: torch's CPU softplus, log1p and logaddexp cost several times a sigmoid or a log per element
+    (docs/speed-and-tests.md has the measurement); the softplus took a quarter of the IWAE time.
     log(1 + e^{-a}) = -log sigmoid(a), and sigmoid(|l|) lies in [1/2, 1): halving the last
     dimension four times multiplies groups of 16 such factors (each product >= 2^-16, no
     underflow), and one log per group replaces 16.

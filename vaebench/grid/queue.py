@@ -1,6 +1,6 @@
 """The grid on one machine's cores with DVC's own machinery: its experiment queue and its run-cache.
 
-    wave by wave (vaebench/stagegraph.py::waves):
+    wave by wave (grid/stagegraph.py::waves):
         a wave of one stage          -> `dvc repro <stage>` here, in the workspace
         a wave of independent stages -> one `dvc exp run --queue <stage>` each, then
                                         `dvc queue start --jobs N`: N at a time, each in a

@@ -1,7 +1,7 @@
 """The pipeline's stages and which stages each one needs, read from DVC's own graph of dvc.yaml.
 
 One source of truth: the engines that spread the grid over cores, machines or a Dask cluster
-(vaebench/queue.py, vaebench/dask_grid.py) schedule exactly the stages `dvc repro` would run,
+(grid/queue.py, grid/dask.py) schedule exactly the stages `dvc repro` would run,
 in an order DVC accepts, and never keep a second list of them.
 """
 

@@ -8,13 +8,13 @@ Outputs (every one written atomically through vaebench.io, so a kill never leave
   thesis's own numbers and the published reference points;
 - `nll_by_zdim.csv`: one row per latent size, one column per curve, for `dvc plots`;
 - the grid's PNG figures (drawn by vaebench.plots; the per-run ones come from the `figures`
-  stage, vaebench/figures.py), byte-identical across runs of the same inputs;
-- the variants' summary keys, table and figures (vaebench/variants_report.py);
-- `report.html`: all of it on one self-contained page (vaebench/html_report.py).
+  stage, run/figures.py), byte-identical across runs of the same inputs;
+- the variants' summary keys, table and figures (report/variants.py);
+- `report.html`: all of it on one self-contained page (report/html.py).
 
-Every input is checked before anything is written (vaebench/report_inputs.py): a missing one is a
+Every input is checked before anything is written (report/inputs.py): a missing one is a
 ReportError that names the file and the `dvc repro` stage that makes it. Numbers and cells are
-written by vaebench/tables.py, the same way in every product.
+written by report/tables.py, the same way in every product.
 """
 
 from __future__ import annotations

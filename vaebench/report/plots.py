@@ -70,7 +70,7 @@ def _by_model(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, 
 def nll_vs_zdim(runs: Sequence[Mapping[str, Any]], thesis: Sequence[tuple[str, int, float]]) -> Figure:
     """Test -ELBO and IWAE NLL (nats) against latent size, per model; the thesis's points as stars.
 
-    `runs` are the per-run metrics (evaluate.py's keys plus model, zdim); `thesis` holds
+    `runs` are the per-run metrics (core/estimators.py's keys plus model, zdim); `thesis` holds
     (model, zdim, value) triples. A CVAE gets both its conditional -log p(x|y) and its
     marginal -log p(x), since only the latter compares with a VAE's -log p(x).
     """
@@ -164,7 +164,7 @@ def training_curves(curves: Mapping[str, Sequence[Curve]]) -> Figure:
 def active_units(runs: Sequence[Mapping[str, Any]], threshold: float) -> Figure:
     """Per model, KL per latent unit sorted (one line per zdim); last panel: active units against zdim.
 
-    `threshold` is the activity Cov_x(E_q[z_u]) above which evaluate.py counted a unit as active.
+    `threshold` is the activity Cov_x(E_q[z_u]) above which core/estimators.py counted a unit as active.
     """
     groups = _by_model(runs)
     fig = figure_of_size(5.0 * (len(groups) + 1), 4.8)

@@ -1,6 +1,6 @@
 """How the report writes numbers: stable JSON/CSV numbers, the flat summary, CSV files and Markdown cells.
 
-Shared by the grid's tables (report.py) and the variants' (variants_report.py), so that a number is
+Shared by the grid's tables (report/build.py) and the variants' (report/variants.py), so that a number is
 rounded, and a cell written, the same way in every product.
 """
 

@@ -1,6 +1,6 @@
 """The variants' figures: the rate-distortion plane and the likelihood of each model family by latent size.
 
-Pure like vaebench/plots.py: plain rows in (the rows of vaebench/variants_report.py: run, model,
+Pure like report/plots.py: plain rows in (the rows of report/variants.py: run, model,
 setting, latent, size, classes, rate, distortion, iwae_nll, iwae_nll_se, k, exact_method,
 exact_nll), a matplotlib Figure of fixed size out; nothing here reads or writes files.
 """

@@ -8,8 +8,8 @@ denoising one. Its products:
 - `summary.json` keys `<variant>.z<size>.<metric>`, like the grid's `vae.z20.iwae_nll`;
 - `variants.md` and `variants.csv`: one row per variant run, each latent size led by the grid's plain VAE
   at that size (the reference point every variant differs from in one piece), then the published numbers
-  that apply (vaebench/references.py, VARIANT_REFERENCES) and which of our rows each compares with;
-- `rate_distortion.png` and `nll_by_family.png` (drawn by vaebench/variant_plots.py).
+  that apply (report/references.py, VARIANT_REFERENCES) and which of our rows each compares with;
+- `rate_distortion.png` and `nll_by_family.png` (drawn by report/variant_plots.py).
 
 dvc.yaml declares these files, so they are written even without variant runs (the literature pipeline
 has none): the table then says so and the figures show the grid's VAE alone.
@@ -43,7 +43,7 @@ VARIANT_COLUMNS = ("run", "model", "setting", "latent", "size", "classes", "n_im
 
 
 def run_figure_names(params: Params, model: str, size: int) -> list[str]:
-    """The figures the figures-variant stage draws for this run (vaebench/figures.py)."""
+    """The figures the figures-variant stage draws for this run (run/figures.py)."""
     v = params.variant(model)
     return figure_names(run_name(model, size), size, categorical=v.latent == "categorical", restorations=v.noise > 0)
 
@@ -98,7 +98,7 @@ def row(r: Mapping[str, Any], v: Variant) -> dict[str, Any]:
         exact = ("quadrature", r["quad_nll"], r["quad_nll_se"], r["iwae_gap_to_quad"])
     else:
         exact = (None, None, None, None)
-    # a plain VAE's metrics carry no rate and distortion (runs.py adds them for variants only): the same
+    # a plain VAE's metrics carry no rate and distortion (run/score.py adds them for variants only): the same
     # definitions, the mean KL and -ELBO minus it, from its own numbers
     rate = r["rate"] if "rate" in r else r["kl"]
     distortion = r["distortion"] if "distortion" in r else r["neg_elbo"] - r["kl"]

@@ -144,7 +144,7 @@ def save_figure(fig: Figure, path: Path) -> Path:
 
 
 def figure_names(name: str, zdim: int, categorical: bool = False, restorations: bool = False) -> list[str]:
-    """The files vaebench/figures.py draws for run `name`, in the order the report shows them.
+    """The files run/figures.py draws for run `name`, in the order the report shows them.
 
     Every run: prior samples and reconstructions; a denoising run (`restorations`): its restorations
     of corrupted images; a 2-D Gaussian latent (not a categorical one of 2 variables): the latent
