@@ -428,8 +428,6 @@ def test_manifold_grid_spans_the_5_to_95_percent_prior_quantiles() -> None:
 def test_training_curves_axis_fits_the_epochs_after_a_blown_up_first_one() -> None:
     # the committed VAE z=2 run once logged -4.96e9 nats at epoch 1 (RMSprop's first step); the axis
     # used to run to +2.5e8 (matplotlib's 5% margin of the whole range), every later epoch a flat line
-    from vaebench.report import plots
-
     e = np.arange(1, 41)
     later = -150 + 50 * np.exp(-e / 5.0)  # epochs 2-40: -116.5 ... -150.0
     train = np.where(e == 1, -4.96e9, later - 1)
