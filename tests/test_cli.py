@@ -378,3 +378,24 @@ def test_results_compares_two_revisions_with_their_difference(tmp_path, monkeypa
     assert r.output.splitlines()[2].split() == ["beta4-20", "-", "-", "-", "105.00", "105.00", "+0.00"]
     bad = invoke("results", "--rev", "nope")
     assert bad.exit_code == 2 and bad.output.startswith("error: --rev: nope has no metrics/summary.json")
+
+
+def test_runs_shows_the_numbers_of_a_model_scored_ad_hoc(project, tmp_path, monkeypatch) -> None:
+    """`vaebench eval` without --out keeps its metrics beside a checkpoint outside the pipeline (eval.json),
+    and `vaebench runs` shows them; into a pipeline's own checkpoint folder (DVC hashes it whole) it writes
+    nothing."""
+    root, params, data = project
+    monkeypatch.chdir(root)
+    models = root / "models"
+    r = invoke("eval", "--zdim", 3, "--params", params, "--data", data, "--quiet", "--json")  # trains models/vae-3
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.output[r.output.index("{"):])
+    assert json.loads((models / "vae-3" / "eval.json").read_text()) == m
+    r = invoke("runs", "--params", params, "--models", models, "--metrics", tmp_path / "none", "--data", data)
+    row = next(ln for ln in r.output.splitlines() if ln.startswith("vae-3 "))
+    assert f"{m['neg_elbo']:.2f}" in row and f"{m['iwae_nll']:.2f} (k={m['k']})" in row
+    invoke("train", "--zdim", 2, "--params", params, "--data", data, "--out", models / "vae-2", "--quiet")
+    (models / "vae-2" / "eval.json").unlink(missing_ok=True)  # left by tests that scored it from elsewhere
+    r = invoke("eval", "--zdim", 2, "--params", params, "--data", data, "--quiet", "--no-train")  # a grid run
+    assert r.exit_code == 0, r.output
+    assert not (models / "vae-2" / "eval.json").exists()

@@ -97,6 +97,7 @@ def test_work_outside_the_grid_leaves_every_stage_up_to_date(project: Path) -> N
     training leaves models/<run>.partial: no stage reads either, so a second `dvc repro` stays a no-op."""
     out = run(project, "vaebench", "eval", "--zdim", "4", "--quiet").stderr
     assert "training vae z=4 first" in out and (project / "models/vae-4/model.safetensors").exists()
+    assert (project / "models/vae-4/eval.json").exists()  # its numbers, for `vaebench runs`, beside its weights
     (project / "models/vae-5.partial").mkdir()
     try:
         assert "changed" not in run(project, "dvc", "status").stdout

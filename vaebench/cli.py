@@ -150,7 +150,8 @@ def eval_(
     params: ParamsOpt = Path("params.yaml"),
     data: DataOpt = Path("data/mnist.npz"),
     ckpt: CkptOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Also write the metrics JSON here.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write the metrics JSON here [beside the "
+                                                           "checkpoint, as eval.json, unless it is a pipeline's]")] = None,
     no_train: Annotated[bool, typer.Option("--no-train", help="Fail instead of training a missing checkpoint.")] = False,
     quiet: QuietOpt = False,
     run: RunOpt = None,
@@ -165,7 +166,8 @@ def eval_(
     from vaebench.config import ConfigError, load_params, run_name
     from vaebench.run.score import load_current, load_data
     from vaebench.report.console import format_metrics
-    from vaebench.selection import ensure_trained, exact_check, select
+    from vaebench.report.listing import ADHOC_METRICS
+    from vaebench.selection import ensure_trained, exact_check, pipeline_output, select
     from vaebench.stages.evaluate import run_metrics
 
     if k is not None and k < 1:
@@ -183,6 +185,8 @@ def eval_(
     metrics = run_metrics(p, model, zdim, mnist, net, meta, k=k, exact=exact is not False, progress=not quiet, log=log)
     if out is not None:
         vio.write_json(out, metrics)
+    elif not pipeline_output(p, model, zdim, ckpt):  # kept beside the weights, for `vaebench runs`
+        vio.write_json(Path(ckpt) / ADHOC_METRICS, metrics)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True) if as_json else format_metrics(metrics))
 
 

@@ -110,3 +110,14 @@ def exact_check(p: Any, model: str, zdim: int) -> None:
     elif zdim > 2 or p.eval.quad_n == 0:
         raise ConfigError(f"--exact: the quadrature needs zdim <= 2 and eval.quad_n > 0 (zdim = {zdim}, "
                           f"eval.quad_n = {p.eval.quad_n})")
+
+
+def pipeline_output(p: Any, model: str, zdim: int, ckpt: Path) -> bool:
+    """Whether `ckpt` is the checkpoint folder a train stage of the pipeline owns (models/<run> of a grid or
+    variant run): DVC hashes it whole, so nothing may be written into it."""
+    from vaebench.config import run_name
+
+    name = run_name(model, zdim)
+    runs = {run_name(m, z) for m in p.grid.models for z in p.grid.zdims} | set(p.variants.runs)
+    return name in runs and Path(ckpt).resolve() == (Path("models") / name).resolve()
+

@@ -16,6 +16,9 @@ from vaebench.run.data import manifest_path
 from vaebench.errors import CheckpointError
 from vaebench.run.fingerprint import first_difference, run_fingerprint
 
+# the metrics `vaebench eval` writes beside a checkpoint outside the pipeline when no --out is given
+ADHOC_METRICS = "eval.json"
+
 
 def _status(folder: Path, meta: dict[str, Any], params: Params, data_sha: str | None) -> str:
     """`current`, or what is wrong: the first setting that differs from params.yaml, a folder named for
@@ -62,6 +65,8 @@ def list_runs(params: Params, models_dir: Path, metrics_dir: Path, data_path: Pa
             rows.append((name, "-", "-", "-", "-", f"unreadable: {e}"))
             continue
         neg_elbo, iwae = _numbers(Path(metrics_dir) / f"{name}.json", meta["weights_sha256"])
+        if neg_elbo == "-":  # scored ad hoc: `vaebench eval` left its numbers beside the weights
+            neg_elbo, iwae = _numbers(models_dir / name / ADHOC_METRICS, meta["weights_sha256"])
         status = _status(models_dir / name, meta, params, data_sha) + ("" if name in grid else " (not in grid)")
         rows.append((name, f"{meta['model']} z={meta['zdim']}", str(meta.get("epochs_done", "?")), neg_elbo, iwae, status))
     lines = []
