@@ -419,8 +419,6 @@ def quad(args: argparse.Namespace, params: Params, peak_gflops: float) -> None:
 GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm")
 
 
-# what fit does besides its steps (setup, binarisation, held-out ELBO, state and checkpoint writes)
-
 
 UNPROFILED = "vaebench-bench: not counted"
 

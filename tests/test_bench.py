@@ -124,8 +124,6 @@ def test_iwae_seeds_prints_one_estimate_per_seed_and_the_spread(trained) -> None
 def test_test_draws_repeats_the_pipelines_draw_and_pairs_the_others_with_it(trained) -> None:
     """The first draw is the pipeline's test bits: its NLL is the evaluate computation's on those images,
     computed here by another call; each other draw's printed difference is its NLL minus the first."""
-    import torch
-
     from vaebench.run.checkpoint import load_checkpoint
     from vaebench.config import load_params
     from vaebench.run.data import binarize_test, load_mnist

@@ -381,6 +381,9 @@ def test_results_compares_two_revisions_with_their_difference(tmp_path, monkeypa
 
 
 def test_runs_shows_the_numbers_of_a_model_scored_ad_hoc(project, tmp_path, monkeypatch) -> None:
+    import os
+    import subprocess
+
     """`vaebench eval` without --out keeps its metrics beside a checkpoint outside the pipeline (eval.json),
     and `vaebench runs` shows them; into a pipeline's own checkpoint folder (DVC hashes it whole) it writes
     nothing."""
@@ -394,8 +397,15 @@ def test_runs_shows_the_numbers_of_a_model_scored_ad_hoc(project, tmp_path, monk
     r = invoke("runs", "--params", params, "--models", models, "--metrics", tmp_path / "none", "--data", data)
     row = next(ln for ln in r.output.splitlines() if ln.startswith("vae-3 "))
     assert f"{m['neg_elbo']:.2f}" in row and f"{m['iwae_nll']:.2f} (k={m['k']})" in row
-    invoke("train", "--zdim", 2, "--params", params, "--data", data, "--out", models / "vae-2", "--quiet")
-    (models / "vae-2" / "eval.json").unlink(missing_ok=True)  # left by tests that scored it from elsewhere
-    r = invoke("eval", "--zdim", 2, "--params", params, "--data", data, "--quiet", "--no-train")  # a grid run
+    # a stage's output (here the one stage of a real DVC repository): left alone, DVC hashes it whole
+    repo = tmp_path / "repo"
+    (repo / "models").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=repo, check=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": {"cmd": "true", "outs": ["models/vae-2"]}}}))
+    shutil.copytree(models / "vae-3", repo / "models" / "vae-2")
+    (repo / "models" / "vae-2" / "eval.json").unlink()
+    r = invoke("eval", "--zdim", 3, "--params", params, "--data", data, "--quiet", "--no-train",
+               "--ckpt", repo / "models" / "vae-2")
     assert r.exit_code == 0, r.output
-    assert not (models / "vae-2" / "eval.json").exists()
+    assert not (repo / "models" / "vae-2" / "eval.json").exists()

@@ -316,3 +316,26 @@ def test_relock_records_new_code_and_keeps_the_hashes_of_outputs_not_here(tmp_pa
         assert changed == (["vaebench/run/fit.py"] if name.startswith("train") else []), (name, changed)
     run(root, "dvc", "checkout")  # the models come back (from this machine's cache, or a remote's)
     assert "changed" not in run(root, "dvc", "status").stdout
+
+
+@pytest.mark.slow
+def test_relock_refuses_a_stage_whose_parameters_or_outputs_moved(tmp_path: Path, projects: dict[str, Path]) -> None:
+    """relock records code, never a change that needs a re-run: a parameter edit or an output that differs
+    from the lock is refused for the whole file, and nothing is written."""
+    root = tmp_path / "refused"
+    shutil.copytree(projects["sequential"], root, symlinks=True)
+    lock = (root / "dvc.lock").read_bytes()
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["eval"]["k"] += 1
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    grid = [str(Path(sys.executable).parent / "vaebench-grid"), "relock", "--proven"]
+    proc = subprocess.run(grid, cwd=root, capture_output=True, text=True)
+    # the first stage that reads it: `check`, which hashes params.yaml whole
+    assert proc.returncode == 2 and "check: its input params.yaml changed since the lock" in proc.stderr, proc.stderr
+    assert (root / "dvc.lock").read_bytes() == lock
+    params["eval"]["k"] -= 1
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (root / "metrics" / "runs" / "vae-2.json").write_text("{}")  # an output here that is not the locked one
+    proc = subprocess.run(grid, cwd=root, capture_output=True, text=True)
+    assert proc.returncode == 2 and "evaluate@vae-2: an output here differs from the lock's" in proc.stderr
+    assert (root / "dvc.lock").read_bytes() == lock

@@ -581,7 +581,6 @@ def test_the_vae_and_cvae_fingerprint_is_the_one_before_the_variants(mnist_file,
     """A training's resumable state records its fingerprint and resumes only under an equal one: a key added
     to the fingerprint of the plain VAE would restart every interrupted run (the literature run's state,
     committed mid-training, among them). Variants add their pieces; the VAE and CVAE add nothing."""
-    from vaebench.config import to_dict
     from vaebench.run.fingerprint import run_fingerprint
 
     params = _with_variants({"b": {"beta": 2.0}})

@@ -109,10 +109,9 @@ def download(
 @clean_errors
 def pieces() -> None:
     """List the variant pieces that `--piece` and params.yaml's variants.defs accept, with the VAE's values."""
-    from vaebench.core.variants import PIECES
+    from vaebench.core.variants import piece_lines
 
-    for name, f in PIECES.items():
-        typer.echo(f"{name} [{f.metadata['plain']!r}]: {f.metadata['doc']}")
+    typer.echo("\n".join(piece_lines()))
 
 
 @app.command()
@@ -167,7 +166,8 @@ def eval_(
     from vaebench.run.score import load_current, load_data
     from vaebench.report.console import format_metrics
     from vaebench.report.listing import ADHOC_METRICS
-    from vaebench.selection import ensure_trained, exact_check, pipeline_output, select
+    from vaebench.resources import require_iwae_fits
+    from vaebench.selection import ensure_trained, exact_check, select, tracked_by_dvc
     from vaebench.stages.evaluate import run_metrics
 
     if k is not None and k < 1:
@@ -175,6 +175,9 @@ def eval_(
     p, model, zdim = select(load_params(params), model, zdim, run, piece)
     if exact:
         exact_check(p, model, zdim)
+    v = p.variant(model)  # refused before any training: samples that cannot fit
+    require_iwae_fits("eval.k" if k is None else "--k", k or p.eval.k, p.eval.chunk,
+                      zdim * v.classes if v.latent == "categorical" else zdim)
     ckpt = ckpt or Path("models") / run_name(model, zdim)
     log = lambda s: typer.echo(s, err=True)  # noqa: E731
     mnist = load_data(p, data)
@@ -185,7 +188,7 @@ def eval_(
     metrics = run_metrics(p, model, zdim, mnist, net, meta, k=k, exact=exact is not False, progress=not quiet, log=log)
     if out is not None:
         vio.write_json(out, metrics)
-    elif not pipeline_output(p, model, zdim, ckpt):  # kept beside the weights, for `vaebench runs`
+    elif not tracked_by_dvc(ckpt):  # kept beside the weights, for `vaebench runs`
         vio.write_json(Path(ckpt) / ADHOC_METRICS, metrics)
     typer.echo(json.dumps(metrics, indent=2, sort_keys=True) if as_json else format_metrics(metrics))
 
@@ -235,9 +238,11 @@ def results(
             if not summary.exists():
                 raise ConfigError(f"--summary: {summary} not found (run `dvc repro`, or pass --rev)")
             return json.loads(summary.read_text())
-        proc = subprocess.run(["git", "show", f"{source}:{summary.as_posix()}"], capture_output=True, text=True)
+        # ./: the path from here, as `summary` is (git would read it from the repository's root)
+        proc = subprocess.run(["git", "show", f"{source}:./{summary.as_posix()}"], capture_output=True, text=True)
         if proc.returncode != 0:
-            raise ConfigError(f"--rev: {source} has no {summary} ({proc.stderr.strip().splitlines()[-1]})")
+            why = (proc.stderr.strip().splitlines() or ["git show failed"])[-1]
+            raise ConfigError(f"--rev: {source} has no {summary} ({why})")
         return json.loads(proc.stdout)
 
     columns = {s or str(summary): summary_rows(load(s)) for s in (rev or [None])}

@@ -228,6 +228,9 @@ class ExactConfig:
         int_range(self.k, "exact.k", 1, None)
         for z in self.zdims:
             int_range(z, "exact.zdims", 1, 2)  # quadrature is exact only in 1 or 2 dimensions
+        twice = sorted({z for z in self.zdims if self.zdims.count(z) > 1})
+        if twice:  # DVC's matrix would merge the two items silently
+            raise ConfigError(f"exact.zdims: lists {twice[0]} twice")
 
 
 @dataclass(frozen=True)
@@ -330,9 +333,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
-        for key_node, _ in node.value:
+        for key_node, _ in node.value:  # the keys written in this mapping: YAML's `<<` merges are not duplicates
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                twice = key in seen
+            except TypeError:  # an unhashable key: PyYAML's own error says so, below
+                break
+            if twice:
                 raise ConfigError(f"{key}: written twice in one mapping (line {key_node.start_mark.line + 1}); "
                                   "keep one")
             seen.add(key)

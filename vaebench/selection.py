@@ -38,7 +38,7 @@ def select(p: Any, model: str | None, zdim: int | None, run: str | None,
     """(params, model, zdim) of the run the options name: --run or --model/--zdim, and any `--piece`s.
 
     Pieces given on the command line make a variant of the named model, registered in the returned params
-    under a name that spells what the resolved variant changes (`vae_beta4`), so that `--piece objective=iwae`
+    under a name that spells what the resolved variant changes (`vae_beta4p0`), so that `--piece objective=iwae`
     and `--piece objective=iwae --piece k=5` (the same model) share one name, checkpoint and fingerprint;
     pieces that change nothing make no variant.
     """
@@ -112,12 +112,18 @@ def exact_check(p: Any, model: str, zdim: int) -> None:
                           f"eval.quad_n = {p.eval.quad_n})")
 
 
-def pipeline_output(p: Any, model: str, zdim: int, ckpt: Path) -> bool:
-    """Whether `ckpt` is the checkpoint folder a train stage of the pipeline owns (models/<run> of a grid or
-    variant run): DVC hashes it whole, so nothing may be written into it."""
-    from vaebench.config import run_name
+def tracked_by_dvc(folder: Path) -> bool:
+    """Whether `folder` is (or lies in) an output of any stage of the DVC repository around it (models/<run> of
+    the grid, literature/models/...): DVC hashes such a folder whole, so nothing may be written into it."""
+    from dvc.exceptions import NotDvcRepoError
+    from dvc.repo import Repo
 
-    name = run_name(model, zdim)
-    runs = {run_name(m, z) for m in p.grid.models for z in p.grid.zdims} | set(p.variants.runs)
-    return name in runs and Path(ckpt).resolve() == (Path("models") / name).resolve()
-
+    target = Path(folder).resolve()
+    here = next(p for p in (target, *target.parents) if p.exists())
+    try:
+        root = Repo.find_root(str(here))
+    except NotDvcRepoError:
+        return False
+    with Repo(root) as repo:
+        outs = [Path(out.fs_path).resolve() for out in repo.index.outs]
+    return any(target == out or out in target.parents for out in outs)

@@ -16,14 +16,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from vaebench.core import bounds
+from vaebench.core import ACTIVE_THRESHOLD, bounds
 from vaebench.config import EvalConfig
 from vaebench.core.batching import DECODE_ROWS, decode_rows, encode_all, encode_logits_all
 from vaebench.core.elbo import elbo_per_image
 from vaebench.core.models import N_LABELS, VAE
 from vaebench.streams import Draws, Stream
 
-ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016, section 5.2: unit u is active if Cov_x(E_q[z_u]) > 0.01
 
 
 @torch.no_grad()

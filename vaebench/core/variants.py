@@ -150,7 +150,7 @@ class Variant:
         return {name: getattr(self, name) for name in PIECES if name in RECORDED_ALWAYS or name in set_now}
 
     def tag(self, base: Variant | None = None) -> str:
-        """The changed pieces as a name part: beta=4 -> `beta4`, objective=iwae, k=5 -> `k5_objectiveiwae`."""
+        """The changed pieces as a name part: beta=4 -> `beta4p0`, objective=iwae, k=5 -> `k5_objectiveiwae`."""
         return "_".join(f"{k}{v}".replace(".", "p").replace("-", "m").lower()
                         for k, v in sorted(self.changed(base).items()))
 
@@ -159,6 +159,6 @@ PIECES = {f.name: f for f in dataclasses.fields(Variant)}
 PLAIN = Variant()  # the thesis's VAE (and CVAE): every piece at its default
 
 
-def piece_help() -> str:
-    """One line per piece, from its declaration: for the CLI's --piece help and the docs."""
-    return "; ".join(f"{name} [{f.metadata['plain']!r}]: {f.metadata['doc']}" for name, f in PIECES.items())
+def piece_lines() -> list[str]:
+    """One line per piece, from its declaration (the VAE's value in brackets): `vaebench pieces`."""
+    return [f"{name} [{f.metadata['plain']!r}]: {f.metadata['doc']}" for name, f in PIECES.items()]

@@ -3,7 +3,7 @@
 A command of its own, not a `vaebench` subcommand, on purpose: every pipeline stage runs `vaebench`,
 so each module `vaebench` imports is a dependency of every stage, and a change to a scheduling
 option would mark the whole grid stale. Nothing here changes a result: each engine runs the very
-stages `dvc repro` runs, and the bytes are the same (README, "Scaling out").
+stages `dvc repro` runs, and the bytes are the same (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -120,12 +120,16 @@ def relock(
 ) -> None:
     """Record the current commands, code and params of every stage in dvc.lock, keeping the hashes of outputs
     that are not here (a refactor proven not to move bytes, on a machine without the trained models)."""
-    from vaebench.grid.relock import relock as record
+    from vaebench.grid.relock import RelockRefused, relock as record
 
     if not proven:
         _fail("relock records new code against outputs it does not see: pass --proven once bench/same_bytes.py "
               "has shown that the change moves no output")
     _repo(root)
-    for name in record(root, dvcfiles or ["dvc.yaml"]):
+    try:
+        names = record(root, dvcfiles or ["dvc.yaml"])
+    except RelockRefused as e:
+        _fail(f"{e} (nothing was recorded)")
+    for name in names:
         typer.echo(f"recorded {name}")
 

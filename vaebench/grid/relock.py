@@ -6,28 +6,66 @@ a machine without the grid's 22 trained models could not record the new commands
 retraining them. This asks DVC to commit each stage with its missing outputs (and missing upstream outputs)
 left at the hashes dvc.lock already holds; outputs and dependencies that are here are hashed afresh.
 
-Use it only for changes proven not to move outputs. A changed output that is here is recorded as it is, as
-`dvc commit` would; a changed output that is not here is not noticed: that is the promise you make.
+Use it only for changes proven not to move outputs. It refuses a stage whose parameters or non-module inputs
+changed, or whose outputs that are here differ from the lock; a changed output that is not here is not
+noticed: that is the promise `--proven` makes.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class RelockRefused(RuntimeError):
+    """A stage changed in more than its command and its vaebench modules: a re-run's business, not relock's."""
+
+
+def _is_module(path: str) -> bool:
+    return path.endswith(".py") and "vaebench/" in path
+
+
+def _unmoved(name: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+    """RelockRefused unless `new` differs from the lock's `old` entry only in the command and vaebench modules."""
+    if old is None:
+        raise RelockRefused(f"{name}: not in the lock yet (a new stage): run it")
+    if new.get("params") != old.get("params"):
+        raise RelockRefused(f"{name}: its parameters changed since the lock; re-run it (`dvc repro {name}`)")
+    before = {d["path"]: d for d in old.get("deps", [])}
+    for dep in new.get("deps", []):
+        if not _is_module(dep["path"]) and before.get(dep["path"]) != dep:
+            raise RelockRefused(f"{name}: its input {dep['path']} changed since the lock; re-run it")
+    if new.get("outs") != old.get("outs"):
+        raise RelockRefused(f"{name}: an output here differs from the lock's; re-run it or `dvc checkout` it")
 
 
 def relock(root: Path | str, dvcfiles: list[str]) -> list[str]:
     """Commit every stage of `dvcfiles` (dvc.yaml paths relative to `root`); their names, in order.
 
     What `dvc commit --force` does (dvc/repo/commit.py), with missing outputs allowed and without the
-    run-cache, whose entries need the outputs themselves."""
+    run-cache, whose entries need the outputs themselves; refused (nothing written) for a stage whose
+    parameters, non-module inputs or present outputs differ from its lock entry.
+    """
     from dvc.repo import Repo
+    from dvc.stage.serialize import to_single_stage_lockfile
 
     names: list[str] = []
     with Repo(str(root)) as repo, repo.lock:
-        for dvcfile in dvcfiles:
+        files = []
+        for dvcfile in dvcfiles:  # every stage checked before anything is written
+            lock_path = Path(root) / Path(dvcfile).with_suffix(".lock")
+            locked = yaml.safe_load(lock_path.read_text())["stages"] if lock_path.exists() else {}
             stages = [info.stage for info in repo.stage.collect_granular(dvcfile)]
             for stage in stages:
                 stage.save(allow_missing=True, run_cache=False)
+                new = json.loads(json.dumps(to_single_stage_lockfile(stage)))  # as dvc.lock will hold it
+                _unmoved(stage.addressing, locked.get(stage.name), new)
+            files.append(stages)
+        for stages in files:
+            for stage in stages:
                 stage.commit(allow_missing=True, relink=True)
             if stages:
                 stages[0].dvcfile.dump_stages(stages, update_pipeline=False)

@@ -34,7 +34,7 @@ from vaebench.report import plots
 from vaebench.config import Params, run_name, to_dict
 from vaebench.run.data import manifest_path
 from vaebench.errors import ReportError
-from vaebench.core.estimators import ACTIVE_THRESHOLD
+from vaebench.core import ACTIVE_THRESHOLD
 from vaebench.run.drawing import figure_names, save_figure
 from vaebench.report.html import loaded_sources, machine, sources_sha256, write_html
 from vaebench.report.references import COMPARISON_NOTE, REFERENCES, THESIS_POINTS, compares_to, thesis_value
@@ -246,7 +246,7 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
 
 def build_report(params: Params, runs_dir: Path, logs_dir: Path, figures_dir: Path, data_path: Path,
                  out_dir: Path, plots_dir: Path, exact_dir: Path | None = None) -> list[Path]:
-    """Write the summary, the tables and the grid's figures, and the variants' (variants_report.py); return the files written.
+    """Write the summary, the tables and the grid's figures, and the variants' (report/variants.py); return the files written.
 
     `figures_dir` holds the `figures` stage's per-run folders (figures_dir/<run>/*.png), linked
     from the tables and embedded in the HTML page; `exact_dir` holds the `exact` stage's metrics

@@ -163,7 +163,7 @@ class VariantReference:
     model: str
     """The paper's name of the row, e.g. `IWAE, k=5`."""
     pieces: tuple[tuple[str, object], ...]
-    """The Variant pieces (vaebench/config.py) that make our run this family: () is the plain VAE."""
+    """The Variant pieces (vaebench/core/variants.py) that make our run this family: () is the plain VAE."""
     nll: float
     """As published, nats per image (-log p(x), lower is better)."""
 

@@ -1,8 +1,9 @@
 """What happens around fit()'s loop, as callbacks: resumption, the time estimate, the curves, the console.
 
-fit() calls each hook of each callback in order (`end` in reverse order, as context managers unwind): `start`
-once before the first epoch, `epoch_start`, `steps_start` and `steps_end` around the gradient steps,
-`epoch_end` with the epoch's row, and `end` after the checkpoint is written. None of them draws a random
+fit() calls each hook of each callback in order (`end` and `close` in reverse order): `start` once before the
+first epoch, `epoch_start`, `steps_start` and `steps_end` around the gradient steps, `epoch_end` with the
+epoch's row, `end` after the checkpoint is written, and `close` always, after `end` or after an exception
+(a crash, a kill) has stopped the run. None of them draws a random
 number or touches the model's training: a run's bytes are the same with any set of callbacks (the bench adds
 its own, to time the phases of an epoch).
 """
@@ -33,6 +34,7 @@ class Callback:
     def steps_end(self, run: Run, epoch: int) -> None: ...
     def epoch_end(self, run: Run, epoch: int, row: dict[str, float]) -> None: ...
     def end(self, run: Run) -> None: ...
+    def close(self, run: Run) -> None: ...
 
 
 def duration(seconds: float) -> str:
@@ -113,6 +115,8 @@ class Console(Callback):
     def __init__(self, progress: bool) -> None:
         self.progress = progress
 
+    bar: Any = None
+
     def start(self, run: Run) -> None:
         self.bar = tqdm(desc=run.label, unit="epoch", initial=run.start, total=run.epochs,
                         disable=not self.progress, leave=False)
@@ -127,5 +131,6 @@ class Console(Callback):
                     f"train {run.objective_name} {row['train_elbo']:.2f}, held-out ELBO {row['heldout_elbo']:.2f}"
                     + (f" (about {duration(left)} left)" if epoch + 1 < run.epochs else ""))
 
-    def end(self, run: Run) -> None:
-        self.bar.close()
+    def close(self, run: Run) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -51,8 +51,9 @@ class Run:
     opt: torch.optim.Optimizer
     fingerprint: dict[str, Any]
     out_dir: Path
-    train_x: torch.Tensor  # (N, 784) grey levels, binarised afresh each epoch
-    train_y: torch.Tensor | None  # (N,) labels, for a CVAE only
+    device: torch.device
+    train_x: torch.Tensor  # (N, 784) grey levels on the CPU, binarised afresh each epoch (then moved)
+    train_y: torch.Tensor | None  # (N,) labels on the device, for a CVAE only
     held_x: torch.Tensor  # (H, 784) the held-out bits of the monitoring curve
     held_y: torch.Tensor | None
     binarize: str
@@ -81,8 +82,11 @@ class Run:
         """What the training curve measures: the ELBO, or the bound the variant trains on instead."""
         v = self.variant
         if v.objective != "elbo":
-            return f"{v.objective.upper()} bound (k={v.k})"
-        changes = ([f"beta {v.beta:g}"] if v.beta != 1 else []) + (["KL warm-up"] if self.tc.kl_warmup else [])
+            return f"{v.objective.upper()} bound (k={v.k})" + (f" of inputs with {v.noise:g} flipped" if v.noise else "")
+        changes = ([f"beta {v.beta:g}"] if v.beta != 1 else []) + (["KL warm-up"] if self.tc.kl_warmup else []) \
+            + ([f"free bits {v.free_bits:g}"] if v.free_bits else []) \
+            + (["Gumbel-softmax relaxation"] if v.latent == "categorical" else []) \
+            + ([f"inputs with {v.noise:g} flipped"] if v.noise else [])
         return f"objective ({', '.join(changes)})" if changes else "ELBO"
 
 
@@ -112,8 +116,6 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
 def heldout_elbo(model: VAE, x: torch.Tensor, y: torch.Tensor | None, seed: int) -> float:
     """Mean single-sample ELBO of the held-out images (nats per image): evaluation's own estimator,
     with the noise of the stream HELDOUT_ELBO(seed), the same every epoch so that epochs compare."""
-    if len(x) == 0:
-        return float("nan")
     return elbo_per_image(model, x, y, Draws(Stream.HELDOUT_ELBO, seed)).double().mean().item()
 
 
@@ -150,7 +152,7 @@ def prepare(model_name: str, zdim: int, params: Params, data: Mnist, out_dir: Pa
         label=f"{model_name} z={zdim}", tc=tc, variant=variant, model=model,
         opt=make_optimizer(tc.optimizer, model.parameters(), tc.lr, tc.eps),
         fingerprint={**run_fingerprint(model_name, zdim, params), "data_manifest_sha256": data.manifest_sha256},
-        out_dir=Path(out_dir), train_x=data.train_x.to(device),
+        out_dir=Path(out_dir), device=device, train_x=data.train_x,
         train_y=data.train_y.to(device) if conditional else None,
         held_x=test_bits[: tc.heldout].to(device),
         held_y=data.test_y[: tc.heldout].to(device) if conditional else None,
@@ -160,10 +162,10 @@ def prepare(model_name: str, zdim: int, params: Params, data: Mnist, out_dir: Pa
 
 def train_epoch(run: Run, epoch: int, hooks: Sequence[Callback]) -> dict[str, float]:
     """One pass over the training images, then the held-out ELBO: the epoch's row of the curves."""
-    tc, v, model, device = run.tc, run.variant, run.model, run.train_x.device
+    tc, v, model, device = run.tc, run.variant, run.model, run.device
     model.train()
     set_lr(run.opt, tc.lr_at(epoch))
-    xb = binarize_train(run.train_x.cpu(), run.binarize, tc.seed, epoch).to(device)  # (N, 784)
+    xb = binarize_train(run.train_x, run.binarize, tc.seed, epoch).to(device)  # (N, 784)
     g = Draws(Stream.EPOCH, tc.seed, epoch)
     n, bs = len(xb), tc.batch_size
     perm = g.permutation(n).to(device)
@@ -218,19 +220,23 @@ def fit(
     run = prepare(model_name, zdim, params, data, Path(out_dir), log)
     hooks = [Resumable(), TimeEstimate(time_a_step), *([LiveCurves(live_dir)] if live_dir is not None else []),
              Console(progress), *callbacks]
-    for h in hooks:
-        h.start(run)
-    for epoch in range(run.start, run.epochs):
+    try:
         for h in hooks:
-            h.epoch_start(run, epoch)
-        row = train_epoch(run, epoch, hooks)
-        run.history.append(row)
-        for h in hooks:
-            h.epoch_end(run, epoch, row)
-    save_checkpoint(run.out_dir, run.model.cpu(), {**run.fingerprint, "epochs_done": run.epochs,
-                                                   "final": run.history[-1] if run.history else {}})
-    for h in reversed(hooks):
-        h.end(run)
+            h.start(run)
+        for epoch in range(run.start, run.epochs):
+            for h in hooks:
+                h.epoch_start(run, epoch)
+            row = train_epoch(run, epoch, hooks)
+            run.history.append(row)
+            for h in hooks:
+                h.epoch_end(run, epoch, row)
+        save_checkpoint(run.out_dir, run.model.cpu(), {**run.fingerprint, "epochs_done": run.epochs,
+                                                       "final": run.history[-1] if run.history else {}})
+        for h in reversed(hooks):
+            h.end(run)
+    finally:  # a crash or a kill too: the bar is closed (the resumable state stays for the rerun)
+        for h in reversed(hooks):
+            h.close(run)
     seconds, ran = time.perf_counter() - t0, run.epochs - run.start
     what = f"epochs {run.start + 1}-{run.epochs}" if ran > 1 else f"epoch {run.epochs}" if ran == 1 else "no epoch"
     resumed = f", resumed after epoch {run.start}" if run.start else ""
@@ -239,4 +245,6 @@ def fit(
 
 
 def time_a_step(run: Run) -> float:
-    return seconds_per_step(run.model, run.tc, run.train_x, run.train_y, variant=run.variant)
+    bs = run.tc.batch_size
+    return seconds_per_step(run.model, run.tc, run.train_x[:bs].to(run.device),
+                            None if run.train_y is None else run.train_y[:bs], variant=run.variant)
