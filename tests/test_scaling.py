@@ -20,7 +20,8 @@ from vaebench.grid.queue import exp_name, threads_per_job
 from vaebench.grid.stagegraph import machine_share, needing_run, run_of_stage, stage_graph, waves
 
 # one latent size: 2 trainings, then 6 independent stages (evaluate, figures, exact for each model)
-GRID = {**TINY, "grid": {"models": ["vae", "cvae"], "zdims": [2]}}
+# eps 1e-8: dvc.lock writes it `1e-08`, which YAML 1.1 (PyYAML) reads as a string and DVC as a number (relock)
+GRID = {**TINY, "grid": {"models": ["vae", "cvae"], "zdims": [2]}, "train": {**TINY["train"], "eps": 1e-8}}
 
 
 # ---- the stage graph, from DVC's own view of dvc.yaml -------------------------------------------

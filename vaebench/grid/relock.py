@@ -17,7 +17,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 
 class RelockRefused(RuntimeError):
@@ -51,13 +50,15 @@ def relock(root: Path | str, dvcfiles: list[str]) -> list[str]:
     """
     from dvc.repo import Repo
     from dvc.stage.serialize import to_single_stage_lockfile
+    from dvc.utils.serialize import load_yaml
 
     names: list[str] = []
     with Repo(str(root)) as repo, repo.lock:
         files = []
         for dvcfile in dvcfiles:  # every stage checked before anything is written
             lock_path = Path(root) / Path(dvcfile).with_suffix(".lock")
-            locked = yaml.safe_load(lock_path.read_text())["stages"] if lock_path.exists() else {}
+            # read as DVC reads it (YAML 1.2: `1e-08` is a number, which PyYAML's 1.1 leaves a string)
+            locked = load_yaml(lock_path)["stages"] if lock_path.exists() else {}
             stages = [info.stage for info in repo.stage.collect_granular(dvcfile)]
             for stage in stages:
                 stage.save(allow_missing=True, run_cache=False)
