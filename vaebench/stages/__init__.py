@@ -22,6 +22,16 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     return ap
 
 
+def run_parser(doc: str | None, ckpt: bool = False) -> argparse.ArgumentParser:
+    """parser() with the options of a stage on one run: --run and --data, and with `ckpt` the --ckpt it reads."""
+    ap = parser(doc)
+    ap.add_argument("--run", required=True, help="<model>-<latent size>: vae-5, cvae-35, beta4-20")
+    ap.add_argument("--data", type=Path, required=True, help="MNIST file of the download stage")
+    if ckpt:
+        ap.add_argument("--ckpt", type=Path, required=True, help="checkpoint directory of the train stage")
+    return ap
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 

@@ -1,6 +1,6 @@
 """Stages `evaluate`, `exact` and `evaluate-variant`: one trained run's test metrics, as JSON.
 
-    python -m vaebench.stages.evaluate --run vae-5 --data data/mnist.npz --ckpt models/vae-5 \
+    python -m vaebench.stages.evaluate --run vae-5 --data data/mnist.npz --ckpt models/vae-5
         --out metrics/runs/vae-5.json [--k 5000] [--no-exact]
 
 The checkpoint must be current for the params (else one line and exit 2); nothing is trained here.
@@ -18,7 +18,7 @@ from vaebench.config import ConfigError, Params, load_params, split_run
 from vaebench.core.models import VAE
 from vaebench.run.data import Mnist
 from vaebench.run.score import load_current, load_data, score
-from vaebench.stages import entry, log, parser
+from vaebench.stages import entry, log, run_parser
 
 
 def run_metrics(p: Params, model: str, zdim: int, mnist: Mnist, net: VAE, meta: dict[str, Any], k: int | None = None,
@@ -35,10 +35,7 @@ def run_metrics(p: Params, model: str, zdim: int, mnist: Mnist, net: VAE, meta: 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = parser(__doc__)
-    ap.add_argument("--run", required=True, help="<model>-<latent size>: vae-5, cvae-35, beta4-20")
-    ap.add_argument("--data", type=Path, required=True, help="MNIST file of the download stage")
-    ap.add_argument("--ckpt", type=Path, required=True, help="checkpoint directory of the train stage")
+    ap = run_parser(__doc__, ckpt=True)
     ap.add_argument("--out", type=Path, required=True, help="the metrics JSON to write")
     ap.add_argument("--k", type=int, help="importance samples (overrides eval.k)")
     ap.add_argument("--no-exact", action="store_true", help="skip the exact NLL (quadrature, enumeration)")

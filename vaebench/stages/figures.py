@@ -10,14 +10,11 @@ from pathlib import Path
 
 from vaebench.config import load_params, split_run
 from vaebench.run.figures import draw_run
-from vaebench.stages import entry, parser
+from vaebench.stages import entry, run_parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = parser(__doc__)
-    ap.add_argument("--run", required=True, help="<model>-<latent size>: vae-2, beta4-20")
-    ap.add_argument("--data", type=Path, required=True, help="MNIST file of the download stage")
-    ap.add_argument("--ckpt", type=Path, required=True, help="checkpoint directory of the train stage")
+    ap = run_parser(__doc__, ckpt=True)
     ap.add_argument("--out", type=Path, required=True, help="directory for the figures")
     a = ap.parse_args(argv)
     model, zdim = split_run(a.run, "--run")

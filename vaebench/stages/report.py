@@ -1,6 +1,6 @@
 """Stage `report`: the tables, the summary metrics, the grid's figures and the HTML page, from the runs' outputs.
 
-    python -m vaebench.stages.report --runs metrics/runs --exact metrics/exact --logs logs --figures plots/runs \
+    python -m vaebench.stages.report --runs metrics/runs --exact metrics/exact --logs logs --figures plots/runs
         --data data/mnist.npz --out metrics --plots plots
 """
 

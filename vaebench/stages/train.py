@@ -14,7 +14,7 @@ from vaebench.config import Params, check_zdim, load_params, split_run
 from vaebench.run.data import load_mnist
 from vaebench.run.fingerprint import refuse_to_replace
 from vaebench.run.fit import FitResult, fit
-from vaebench.stages import entry, log, parser
+from vaebench.stages import entry, log, run_parser
 
 
 def train(p: Params, model: str, zdim: int, data: Path, out: Path, live: Path | None = None,
@@ -30,9 +30,7 @@ def train(p: Params, model: str, zdim: int, data: Path, out: Path, live: Path | 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = parser(__doc__)
-    ap.add_argument("--run", required=True, help="<model>-<latent size>: vae-5, cvae-35, beta4-20")
-    ap.add_argument("--data", type=Path, required=True, help="MNIST file of the download stage")
+    ap = run_parser(__doc__)
     ap.add_argument("--out", type=Path, required=True, help="checkpoint directory")
     ap.add_argument("--live", type=Path, help="dvclive directory for the training curves")
     a = ap.parse_args(argv)
