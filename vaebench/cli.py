@@ -175,9 +175,9 @@ def eval_(
     p, model, zdim = select(load_params(params), model, zdim, run, piece)
     if exact:
         exact_check(p, model, zdim)
-    v = p.variant(model)  # refused before any training: samples that cannot fit
-    require_iwae_fits("eval.k" if k is None else "--k", k or p.eval.k, p.eval.chunk,
-                      zdim * v.classes if v.latent == "categorical" else zdim)
+    # refused before any training: samples that cannot fit
+    require_iwae_fits("eval.k" if k is None else "--k", p.eval.k if k is None else k, p.eval.chunk,
+                      p.variant(model).width(zdim))
     ckpt = ckpt or Path("models") / run_name(model, zdim)
     log = lambda s: typer.echo(s, err=True)  # noqa: E731
     mnist = load_data(p, data)

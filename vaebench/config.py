@@ -256,8 +256,7 @@ class Params:
         widths = list(self.grid.zdims)
         for run in self.variants.runs:
             name, size = split_run(run)
-            v = self.variants.defs[name]
-            widths.append(size * v.classes if v.latent == "categorical" else size)
+            widths.append(self.variants.defs[name].width(size))
         return max(widths)
 
     def __post_init__(self) -> None:

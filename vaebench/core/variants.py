@@ -116,6 +116,11 @@ class Variant:
         """A variant from params.yaml's `variants.defs.<name>` (config's builder calls it): the VAE with `pieces`."""
         return PLAIN.with_pieces(**pieces)
 
+    def width(self, size: int) -> int:
+        """Features of a latent state of this family at latent size `size`, as the decoder sees it: the size
+        for a Gaussian latent, N * K for N categorical variables of K classes (VAE.width, before a model exists)."""
+        return size * self.classes if self.latent == "categorical" else size
+
     def tau_at(self, epoch: int, epochs: int) -> float:
         """Temperature of epoch `epoch` (0-based) of `epochs`: tau_start * (tau_end / tau_start)^(epoch / (epochs - 1))."""
         if epochs <= 1:
