@@ -1,9 +1,8 @@
 """`vaebench-grid`: the pipeline's stages spread over cores, machines or a Dask cluster.
 
-A command of its own, not a `vaebench` subcommand, on purpose: every pipeline stage runs `vaebench`,
-so each module `vaebench` imports is a dependency of every stage, and a change to a scheduling
-option would mark the whole grid stale. Nothing here changes a result: each engine runs the very
-stages `dvc repro` runs, and the bytes are the same (docs/scaling.md).
+A command of its own, beside `vaebench`: no stage imports the grid layer (the stages run
+`python -m vaebench.stages.*`), so a change to a scheduling option re-runs nothing. Nothing here changes a
+result: each engine runs the very stages `dvc repro` runs, and the bytes are the same (docs/scaling.md).
 """
 
 from __future__ import annotations
