@@ -29,7 +29,7 @@ def make_tiny_params(**sections: dict):
     Keyword arguments override sections key by key: make_tiny_params(train={"epochs": 3}).
     """
     base = {
-        "grid": {"models": ["vae", "cvae"], "zdims": [2]},
+        "grid": {"models": ["vae", "cvae"], "zdims": [2], "seeds": [0]},
         "data": {"train_subset": 1000, "test_subset": 500},
         "model": {"hidden": 32},
         "train": {"epochs": 2, "batch_size": 100, "heldout": 100},

@@ -13,17 +13,19 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 TINY = {
-    "grid": {"models": ["vae", "cvae"], "zdims": [2, 3]},
+    "grid": {"models": ["vae", "cvae"], "zdims": [2, 3], "seeds": [0]},
     "data": {"source": "auto", "binarize": "dynamic", "test_seed": 1234, "train_subset": 1000, "test_subset": 300},
     "model": {"hidden": 32, "activation": "relu"},
     "train": {"optimizer": "rmsprop", "lr": 0.001, "batch_size": 100, "epochs": 1, "seed": 0, "heldout": 100,
-              "device": "cpu"},
+              "monitor": "validation", "device": "cpu"},
     "eval": {"k": 10, "k_marginal": 3, "seed": 0, "chunk": 50000, "spread_seeds": 2, "spread_images": 100,
              "quad_n": 40, "quad_half_width": 6.0, "enum_max": 5000},
-    "exact": {"zdims": [2], "k": 25},
+    "exact": {"zdims": [2], "k": 25, "seeds": [0]},
     "variants": {"defs": {}, "runs": []},  # tests/test_variants.py runs a grid with variants
 }
-ITEMS = [f"{m}-{z}" for m in TINY["grid"]["models"] for z in TINY["grid"]["zdims"]]
+CELLS = [f"{m}-{z}" for m in TINY["grid"]["models"] for z in TINY["grid"]["zdims"]]  # a figure file's name: vae-2
+# the runs, as DVC's matrix names their stages and folders: <model>-<zdim>-<training seed>, train@vae-2-0, models/vae-2-0
+ITEMS = [f"{cell}-{seed}" for cell in CELLS for seed in TINY["grid"]["seeds"]]
 
 
 def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from vaebench import io as vio
-from vaebench.config import Params, params_from_dict, split_run
+from vaebench.config import Params, params_from_dict, run_name, split_run
 
 N_IMAGES = 500
 
 PARAMS = {
-    "grid": {"models": ["vae", "cvae"], "zdims": [2, 20]},
+    "grid": {"models": ["vae", "cvae"], "zdims": [2, 20], "seeds": [0, 1, 2]},
     "data": {"train_subset": 1000, "test_subset": N_IMAGES},
     "train": {"batch_size": 100, "heldout": 100},
     "exact": {"zdims": [2], "k": 5000},
@@ -46,6 +46,9 @@ QUAD = {("vae", 2): 135.0, ("cvae", 2): 116.5, ("denoise", 2): 143.0}  # exact N
 ENUMERATED = {("cat10", 1): 194.0, ("cat10", 2): 168.5}  # exact NLL by enumeration
 RESTORE = {"denoise": (88.0, 0.4, 80.0, 0.35)}  # restore_nll, its se, restore_nll_clean, its se
 EXACT_K_IWAE = {"vae": 135.4, "cvae": 116.8}  # the exact stage's k = 5000 IWAE NLL of the z = 2 runs
+# each training seed's -ELBO and IWAE NLL (and a CVAE's marginal) are NUMBERS' plus this offset: the seeds'
+# mean is NUMBERS' own, their sd exactly 0.3 (n - 1 = 2: sqrt((0.09 + 0 + 0.09) / 2))
+SEED_OFFSET = {0: -0.3, 1: 0.0, 2: 0.3}
 
 
 def params(variants: bool = True) -> Params:
@@ -55,16 +58,19 @@ def params(variants: bool = True) -> Params:
     return params_from_dict(d)
 
 
-def run_metrics(model: str, size: int, variant: bool) -> dict[str, Any]:
-    """What `vaebench eval --out` writes for this run."""
+def run_metrics(model: str, size: int, variant: bool, seed: int | None = None) -> dict[str, Any]:
+    """What `vaebench eval --out` writes for this run (training seed `seed`: SEED_OFFSET; None: NUMBERS as they are)."""
     neg_elbo, elbo_se, iwae, iwae_se, kl, active = NUMBERS[model, size]
+    shift = 0.0 if seed is None else SEED_OFFSET[seed]
+    neg_elbo, iwae = neg_elbo + shift, iwae + shift
     width = size  # latent units (Gaussian) or categorical variables
     m: dict[str, Any] = {
         "model": model, "zdim": size, "n_images": N_IMAGES, "k": 100, "test_elbo": -neg_elbo,
         "test_elbo_se": elbo_se, "neg_elbo": neg_elbo, "iwae_nll": iwae, "iwae_nll_se": iwae_se,
-        "iwae_nll_seed_sd": 0.01, "kl": kl, "kl_per_dim": [kl / width] * width,
+        "iwae_nll_eval_sd": 0.01, "kl": kl, "kl_per_dim": [kl / width] * width,
         "activity_per_dim": [0.5] * active + [0.001] * (width - active), "active_units": active,
-        "weights_sha256": f"{model}-{size}",
+        "weights_sha256": f"{model}-{size}-{seed}",
+        **({} if seed is None else {"train_seed": seed}),
     }
     if model == "cvae":
         m.update(k_marginal=10, iwae_nll_marginal=iwae + 8.0, iwae_nll_marginal_se=iwae_se)
@@ -73,7 +79,7 @@ def run_metrics(model: str, size: int, variant: bool) -> dict[str, Any]:
         m.update(quad_nll=q, quad_nll_se=iwae_se - 0.01, quad_error_bound=0.02, quad_mean_error=0.001,
                  iwae_gap_to_quad=iwae - q)
     if variant:
-        m.update(rate=kl, distortion=neg_elbo - kl)
+        m.update(rate=kl, distortion=neg_elbo - kl)  # the distortion carries the seed's offset, the rate not
     if (model, size) in ENUMERATED:
         e = ENUMERATED[model, size]
         m.update(exact_nll=e, exact_nll_se=iwae_se - 0.05, exact_states=10 ** size, iwae_gap_to_exact=iwae - e)
@@ -90,26 +96,32 @@ def figure_files(name: str, size: int, categorical: bool = False, restorations: 
     return [f"{kind}_{name}.png" for kind in kinds]
 
 
-def write_inputs(root: Path, p: Params, exact_with_quad: bool = False) -> dict[str, Path]:
-    """runs/, exact/, logs/, figures/ and a data manifest under root, for the grid and variants of `p`."""
+def write_inputs(root: Path, p: Params, exact_with_quad: bool = False, seeded: bool = True) -> dict[str, Path]:
+    """runs/, exact/, logs/, figures/ and a data manifest under root, for the grid and variants of `p`: one run per
+    training seed of grid.seeds, named `vae-2-0`, or with `seeded` False one per cell named `vae-2` (the literature's)."""
     runs, exact, logs, figures = root / "runs", root / "exact", root / "logs", root / "figures"
+    seeds = list(p.grid.seeds) if seeded else [None]
     items = [(m, z, False) for m in p.grid.models for z in p.grid.zdims]
     # as score() does: rate and distortion only for a variant with a piece of its own
     items += [(m, z, not p.variant(m).is_plain) for m, z in map(split_run, p.variants.runs)]
-    for model, size, variant in items:
-        name = f"{model}-{size}"
-        vio.write_json(runs / f"{name}.json", run_metrics(model, size, variant))
+    for (model, size, variant), seed in ((item, seed) for item in items for seed in seeds):
+        name = run_name(model, size, seed)
+        vio.write_json(runs / f"{name}.json", run_metrics(model, size, variant, seed))
         v = p.variant(model)
-        for fig in figure_files(name, size, v.latent == "categorical", v.noise > 0):
-            vio.write_bytes(figures / name / fig, b"\x89PNG placeholder " + fig.encode())
+        # named after the cell in a folder named after the run, as the figures stage writes them; the bytes
+        # name the run, so that a test can tell which seed's figure a page embeds
+        for fig in figure_files(run_name(model, size), size, v.latent == "categorical", v.noise > 0):
+            vio.write_bytes(figures / name / fig, b"\x89PNG placeholder " + f"{name}/{fig}".encode())
         for part, shift in (("train", 0.0), ("heldout", 2.0)):  # dvclive: 0-based step, one row per epoch
             rows = "".join(f"{e}\t{-NUMBERS[model, size][0] - 40.0 / (e + 1) - shift}\n" for e in range(5))
             vio.write_text(logs / name / "plots" / "metrics" / part / "elbo.tsv", "step\telbo\n" + rows)
     for m in p.grid.models:  # the exact stage runs `eval --no-exact`: no quadrature, unless an older file
         for z in p.exact.zdims:
-            ex = {**run_metrics(m, z, False), "k": p.exact.k, "iwae_nll": EXACT_K_IWAE[m], "iwae_nll_seed_sd": 0.003}
-            ex = {k: v for k, v in ex.items() if exact_with_quad or not k.startswith(("quad_", "iwae_gap"))}
-            vio.write_json(exact / f"{m}-{z}.json", ex)
+            for seed in (p.exact.seeds if seeded else [None]):
+                ex = {**run_metrics(m, z, False, seed), "k": p.exact.k, "iwae_nll": EXACT_K_IWAE[m],
+                      "iwae_nll_eval_sd": 0.003}
+                ex = {k: v for k, v in ex.items() if exact_with_quad or not k.startswith(("quad_", "iwae_gap"))}
+                vio.write_json(exact / f"{run_name(m, z, seed)}.json", ex)
     data = root / "data" / "mnist.npz"
     vio.write_json(data.with_suffix(".json"), {"source": "handmade"})
     return {"runs": runs, "exact": exact, "logs": logs, "figures": figures, "data": data}

@@ -21,6 +21,33 @@ def test_repository_params_load_and_match_the_documented_grid() -> None:
     assert {2, 25, 35} <= set(p.grid.zdims)  # the thesis's three points
     assert p.train.optimizer == "rmsprop"  # the thesis's optimiser
     assert p.data.binarize == "dynamic"
+    assert p.grid.seeds == (0, 1, 2) and p.exact.seeds == (0,)  # three training seeds; the costly exact scoring on one
+    assert p.train.monitor == "validation"  # no test image informs training
+
+
+def test_run_names_carry_the_training_seed() -> None:
+    from vaebench.config import parse_run, run_name
+
+    assert run_name("vae", 2, 0) == "vae-2-0" and run_name("beta4", 20, 12) == "beta4-20-12"
+    assert run_name("vae", 50) == "vae-50"  # the literature pipelines' unseeded names
+    for name, want in (("vae-5-1", ("vae", 5, 1)), ("cvae-35", ("cvae", 35, None)), ("cat10-2-0", ("cat10", 2, 0)),
+                       ("beta0_5-20-2", ("beta0_5", 20, 2))):
+        assert parse_run(name) == want
+        assert run_name(*want) == name  # the inverse
+    for bad in ("vae", "vae-0", "vae-5-", "vae-5-01", "vae-5--1", "vae-5-1-2", "VAE-5", 5, None):
+        with pytest.raises(ConfigError, match=r"^--run: .* is not <name>-<latent size>\[-<seed>\]"):
+            parse_run(bad, "--run")
+
+
+def test_with_seed_sets_the_training_seed_only() -> None:
+    p = params_from_dict({"train": {"seed": 3, "epochs": 4}})
+    assert p.with_seed(None) is p and p.with_seed(3) == p
+    q = p.with_seed(7)
+    assert q.train.seed == 7 and dataclasses.replace(q.train, seed=3) == p.train
+    assert (q.grid, q.data, q.model, q.eval, q.exact, q.variants) == (p.grid, p.data, p.model, p.eval, p.exact,
+                                                                      p.variants)
+    with pytest.raises(ConfigError, match=r"must be between 0 and"):
+        p.with_seed(2**32)
 
 
 def test_params_are_frozen() -> None:
@@ -68,13 +95,31 @@ def test_int_is_accepted_for_a_float_but_not_the_reverse() -> None:
         ({"train": {"lr": -0.1}}, r"^train\.lr: must be > 0"),
         ({"train": {"lr": "fast"}}, r"^train\.lr: expected a number, got 'fast'"),
         ({"train": {"batch_size": 0}}, r"^train\.batch_size: must be >= 1"),
-        ({"train": {"batch_size": 60001}}, r"^train\.batch_size: 60001 is larger than the training data \(60000"),
-        ({"train": {"batch_size": 600}, "data": {"train_subset": 500}}, r"^train\.batch_size: 600 is larger .*500"),
+        # monitor: validation (the default) trains on the 60,000 less the 2,000 held-out images
+        ({"train": {"batch_size": 60001}}, r"^train\.batch_size: 60001 is larger than the training data \(58000 "),
+        ({"train": {"batch_size": 58001}}, r"^train\.batch_size: 58001 is larger than the training data \(58000 "),
+        ({"train": {"batch_size": 60001, "monitor": "test"}},
+         r"^train\.batch_size: 60001 is larger than the training data \(60000 "),
+        ({"train": {"batch_size": 450, "heldout": 100}, "data": {"train_subset": 500}},
+         r"^train\.batch_size: 450 is larger than the training data \(400 images\)"),
+        ({"train": {"batch_size": 600, "monitor": "test"}, "data": {"train_subset": 500}},
+         r"^train\.batch_size: 600 is larger .*500"),
         ({"train": {"device": "tpu"}}, r"^train\.device: 'tpu' is not one of"),
-        ({"train": {"heldout": 600}, "data": {"test_subset": 500}},
+        ({"train": {"monitor": "train"}}, r"^train\.monitor: 'train' is not one of validation, test$"),
+        ({"train": {"heldout": 600, "monitor": "test"}, "data": {"test_subset": 500}},
          r"^train\.heldout: 600 is more than the test images there are \(data\.test_subset = 500\)"),
-        ({"train": {"heldout": 10001}}, r"^train\.heldout: must be between 1 and 10000"),
-        ({"train": {"heldout": 0}}, r"^train\.heldout: must be between 1 and 10000, got 0"),  # an all-NaN curve
+        ({"train": {"heldout": 10001, "monitor": "test"}},
+         r"^train\.heldout: 10001 is more than the test images there are \(MNIST's 10,000\)"),
+        ({"train": {"heldout": 500}, "data": {"train_subset": 500}},
+         r"^train\.heldout: 500 validation images leave none of the 500 training images to train on$"),
+        ({"train": {"heldout": 60000}}, r"^train\.heldout: 60000 validation images leave none of the 60000 "),
+        ({"train": {"heldout": 0}}, r"^train\.heldout: must be >= 1, got 0"),  # an all-NaN curve
+        ({"grid": {"seeds": []}}, r"^grid\.seeds: must list at least one training seed$"),
+        ({"grid": {"seeds": [-1]}}, r"^grid\.seeds: must be between 0 and"),
+        ({"grid": {"seeds": [0, 1, 0]}}, r"^grid\.seeds: lists 0 twice$"),
+        ({"exact": {"seeds": [1, 1]}, "grid": {"seeds": [0, 1]}}, r"^exact\.seeds: lists 1 twice$"),
+        ({"exact": {"seeds": [3]}}, r"^exact\.seeds: 3 is not in grid\.seeds \(\[0, 1, 2\]\)"),
+        ({"exact": {"seeds": [1]}, "grid": {"seeds": [0]}}, r"^exact\.seeds: 1 is not in grid\.seeds \(\[0\]\)"),
         ({"train": {"lr": float("inf")}}, r"^train\.lr: must be a finite number, got inf"),
         ({"eval": {"quad_half_width": float("inf")}}, r"^eval\.quad_half_width: must be a finite number"),
         ({"eval": {"quad_half_width": float("nan")}}, r"^eval\.quad_half_width: must be a finite number"),

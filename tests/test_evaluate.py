@@ -132,9 +132,9 @@ def test_seed_spread_hand_computed():
     # image 0 across two seeds: 1, 3 -> variance 2; image 1: 2, 6 -> variance 8; mean 5;
     # a mean over 10 such images has variance 5 / 10 = 0.5
     per_seed = torch.tensor([[1.0, 2.0], [3.0, 6.0]])
-    assert ev.seed_spread(per_seed, 10) == pytest.approx(math.sqrt(0.5), abs=1e-12)
-    with pytest.raises(ValueError, match="^seed_spread needs estimates from at least two seeds$"):
-        ev.seed_spread(per_seed[:1], 10)
+    assert ev.eval_seed_spread(per_seed, 10) == pytest.approx(math.sqrt(0.5), abs=1e-12)
+    with pytest.raises(ValueError, match="^eval_seed_spread needs estimates from at least two seeds$"):
+        ev.eval_seed_spread(per_seed[:1], 10)
 
 
 def test_mean_and_se_of_two_values_and_of_one():
@@ -287,16 +287,16 @@ def test_evaluate_model_reports_what_its_parts_compute(trained):
         -ev.marginal_log_px(model, x, y, log_px, cfg).double().mean().item(), abs=1e-6)
     assert out["active_units"] == ev.latent_diagnostics(mu, logvar)["active_units"]
     assert set(out) == {"n_images", "k", "test_elbo", "test_elbo_se", "neg_elbo", "iwae_nll", "iwae_nll_se", "kl",
-                        "kl_per_dim", "activity_per_dim", "active_units", "iwae_nll_seed_sd", "seed_spread_seeds",
-                        "seed_spread_images", "k_marginal", "iwae_nll_marginal", "iwae_nll_marginal_se"}
+                        "kl_per_dim", "activity_per_dim", "active_units", "iwae_nll_eval_sd", "eval_spread_seeds",
+                        "eval_spread_images", "k_marginal", "iwae_nll_marginal", "iwae_nll_marginal_se"}
     assert out["test_elbo_se"] == pytest.approx(ev.mean_and_se(elbo)[1], abs=1e-9)
     assert out["iwae_nll_marginal_se"] == pytest.approx(
         ev.mean_and_se(ev.marginal_log_px(model, x, y, log_px, cfg))[1], abs=1e-9)
     # the spread across seeds: cfg.seed's estimates of all 40 images (spread_images 1000 > 40) and seeds 5, 6
     per_seed = torch.stack([log_px] + [ev.iwae_log_px(model, x, y, cfg.k, s, cfg.chunk) for s in (5, 6)])
-    assert out["seed_spread_seeds"] == 3 and out["seed_spread_images"] == 40
-    assert out["iwae_nll_seed_sd"] == pytest.approx(ev.seed_spread(per_seed, 40), rel=1e-4)
-    assert "iwae_nll_seed_sd" not in ev.evaluate_model(
+    assert out["eval_spread_seeds"] == 3 and out["eval_spread_images"] == 40
+    assert out["iwae_nll_eval_sd"] == pytest.approx(ev.eval_seed_spread(per_seed, 40), rel=1e-4)
+    assert "iwae_nll_eval_sd" not in ev.evaluate_model(
         model, x, y, EvalConfig(k=20, k_marginal=5, seed=4, chunk=64, spread_seeds=0), show_progress=False)
     # the ELBO is a lower bound on the IWAE estimate's expectation: on 40 images, well below it
     assert out["neg_elbo"] > out["iwae_nll"]
@@ -323,11 +323,11 @@ def test_the_seed_spread_of_a_vae_needs_two_images(trained, n):
     out = ev.evaluate_model(model, x_all[:n], y_all[:n], cfg, show_progress=False, progress=told.append)
     assert sum(told) == ev.planned_samples(n, cfg, conditional=False) == 10 * n * (1 if n == 1 else 3)
     if n == 1:
-        assert "iwae_nll_seed_sd" not in out
+        assert "iwae_nll_eval_sd" not in out
     else:
         per_seed = torch.stack([ev.iwae_log_px(model, x_all[:2], None, 10, s) for s in (3, 4, 5)])
-        assert out["seed_spread_images"] == 2
-        assert out["iwae_nll_seed_sd"] == pytest.approx(ev.seed_spread(per_seed, 2), rel=1e-6)
+        assert out["eval_spread_images"] == 2
+        assert out["iwae_nll_eval_sd"] == pytest.approx(ev.eval_seed_spread(per_seed, 2), rel=1e-6)
 
 
 @pytest.mark.parametrize(("n", "spread_seeds", "spread_images", "conditional", "want"), [
@@ -367,6 +367,6 @@ def test_seed_spread_predicts_the_spread_of_means_across_many_seeds(trained):
     model, x_all, _ = trained("vae", 2)
     x = x_all[:200]
     per_seed = torch.stack([ev.iwae_log_px(model, x, None, 10, s).double() for s in range(40)])  # (40, 200)
-    predicted = ev.seed_spread(per_seed[:3], len(x))
+    predicted = ev.eval_seed_spread(per_seed[:3], len(x))
     observed = per_seed.mean(1).std().item()
     assert 0.7 < predicted / observed < 1.4, (predicted, observed)

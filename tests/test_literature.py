@@ -33,6 +33,10 @@ def test_the_literature_stages_import_what_the_top_level_ones_do(folder: Path, u
                                                                    if f"data/mnist.{e}" in root[name]["deps"]], name
         assert stage.get("params", []) == root[name].get("params", []), name
         assert stage["cmd"].split()[:2] == root[name]["cmd"].split()[:2], name
+    # its runs are named without a training seed (train@vae-50, models/vae-50): one per cell, as committed
+    assert "matrix" in lit["train"] and "seed" not in lit["train"]["matrix"] and "seed" in root["train"]["matrix"]
+    assert "${item.model}-${item.zdim} " in lit["train"]["cmd"] + " "
+    assert lit["report"]["cmd"].split()[-1] == "--unseeded" and "--unseeded" not in root["report"]["cmd"]
 
 
 @pytest.mark.parametrize("folder", [REPO, LIT, LIT / "short"], ids=["top", "literature", "short"])
@@ -53,7 +57,7 @@ def test_dvclive_summaries_are_outside_every_pipelines_logs_hash() -> None:
     """dvclive's logs/<run>/metrics.json is not carried by a training restored on another machine, so in
     any pipeline's logs/ (the report's dependency) DVC must ignore it, or the report is stale on every fresh
     clone (it was for literature/ and literature/short/: the pattern matched the top level only)."""
-    summaries = ["logs/vae-2/metrics.json", "literature/logs/cvae-50/metrics.json",
+    summaries = ["logs/vae-2-0/metrics.json", "literature/logs/cvae-50/metrics.json",
                  "literature/short/logs/vae-50/metrics.json"]
     curve = "literature/logs/cvae-50/plots/metrics/train/elbo.tsv"
     out = run(REPO, "dvc", "check-ignore", *summaries, curve, check=False)
@@ -67,25 +71,30 @@ def test_the_literature_params_are_the_papers_setting() -> None:
     assert p.train.epochs == BURDA_EPOCHS[7] and p.eval.k == 5000 and p.data.binarize == "dynamic"
     # the rates the paper lists: 1e-3 for one epoch ... 1e-4 for the last 2187
     assert p.train.lr_at(0) == 1e-3 and p.train.lr_at(p.train.epochs - 1) == pytest.approx(1e-4, rel=1e-12)
+    # the committed runs were monitored on the first 2,000 test images, with one training seed: kept, so that
+    # their checkpoints stay current (the fingerprint leaves `monitor: test` out)
+    assert (p.train.monitor, p.train.heldout, p.grid.seeds, p.train.seed) == ("test", 2000, (0,), 0)
 
 
 def test_the_short_run_is_the_thesis_model_in_a_tenth_of_the_epochs() -> None:
     p = load_params(LIT / "short" / "params.yaml")
     assert (p.model.hidden, p.model.activation, p.grid.models, p.grid.zdims) == (500, "relu", ("vae",), (50,))
     assert p.train.epochs <= 328 and p.eval.k == 5000
+    assert (p.train.monitor, p.grid.seeds) == ("test", (0,))
 
 
 @pytest.mark.slow
 def test_the_literature_pipeline_runs_on_its_own_and_not_in_the_default_repro(tmp_path: Path) -> None:
     # the top level at its smallest (one run, no exact stage): what matters is that it leaves literature/ alone
-    project = make_project(tmp_path / "p", {**TINY, "grid": {"models": ["vae"], "zdims": [2]},
-                                            "exact": {"zdims": [], "k": 25}})
+    project = make_project(tmp_path / "p", {**TINY, "grid": {"models": ["vae"], "zdims": [2], "seeds": [0]},
+                                            "exact": {"zdims": [], "k": 25, "seeds": [0]}})
     (project / "literature").mkdir(exist_ok=True)
     shutil.copy(LIT / "dvc.yaml", project / "literature" / "dvc.yaml")
     tiny_lit = {**TINY, "grid": {"models": ["vae", "cvae"], "zdims": [3]},
                 "model": {"hidden": 16, "activation": "tanh"},
-                "train": {**TINY["train"], "optimizer": "adam", "eps": 1e-4, "schedule": "burda", "epochs": 4},
-                "exact": {"zdims": [], "k": 25}}
+                "train": {**TINY["train"], "optimizer": "adam", "eps": 1e-4, "schedule": "burda", "epochs": 4,
+                          "monitor": "test"},  # as literature/params.yaml
+                "exact": {"zdims": [], "k": 25, "seeds": [0]}}
     (project / "literature" / "params.yaml").write_text(yaml.safe_dump(tiny_lit, sort_keys=False))
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "literature")
@@ -94,10 +103,13 @@ def test_the_literature_pipeline_runs_on_its_own_and_not_in_the_default_repro(tm
     assert "literature" not in out and not (project / "literature" / "models").exists()
 
     out = run(project / "literature", "dvc", "repro").stdout
-    for item in ("vae-3", "cvae-3"):
+    for item in ("vae-3", "cvae-3"):  # named without a training seed
         assert f"Running stage 'train@{item}'" in out
         sidecar = json.loads((project / "literature" / "models" / item / "model.json").read_text())
         assert sidecar["activation"] == "tanh" and sidecar["train"]["schedule"] == "burda"
+        assert "monitor" not in sidecar["train"]  # `test` is left out: the committed sidecars stay current
+        assert (project / "literature" / "metrics" / "runs" / f"{item}.json").exists()
+        assert (project / "literature" / "plots" / "runs" / item / f"samples_{item}.png").exists()
     summary = json.loads((project / "literature" / "metrics" / "summary.json").read_text())
     assert {"vae", "cvae"} <= set(summary)
     # the top level is untouched by it and still up to date; `dvc metrics show` lists both summaries
@@ -116,7 +128,7 @@ def test_the_grid_engines_never_schedule_the_literature_pipeline(tmp_path: Path)
     shutil.copy(LIT / "dvc.yaml", project / "literature" / "dvc.yaml")
     shutil.copy(LIT / "params.yaml", project / "literature" / "params.yaml")
     graph = stage_graph(project)
-    assert "train@vae-2" in graph and "report" in graph
+    assert "train@vae-2-0" in graph and "report" in graph
     assert not [s for s in graph if "literature" in s]
     (project / "literature" / "short").mkdir()
     for f in ("dvc.yaml", "params.yaml"):

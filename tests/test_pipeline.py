@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import yaml
 
 from vaebench import io as vio
 
-from dvcproject import ITEMS, TINY, make_project, run
+from dvcproject import CELLS, ITEMS, TINY, make_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +28,16 @@ def declared_outputs(root: Path) -> list[Path]:
     paths = [root / "data/mnist.npz", root / "data/mnist.json", root / "metrics/summary.json",
              root / "metrics/table.md", root / "metrics/table.csv", root / "metrics/report.html",
              root / "metrics/variants.md", root / "metrics/variants.csv",  # written without variant runs too
+             root / "metrics/comparisons.md", root / "metrics/comparisons.csv",
              *(root / "plots" / f for f in REPORT_PNGS)]
-    for item in ITEMS:
-        paths += [root / "models" / item / "model.safetensors", root / "models" / item / "model.json",
-                  root / "logs" / item / "plots" / "metrics", root / "metrics" / "runs" / f"{item}.json",
-                  root / "plots" / "runs" / item / f"samples_{item}.png"]
-    paths += [root / "metrics" / "exact" / f"{m}-{z}.json" for m in TINY["grid"]["models"] for z in TINY["exact"]["zdims"]]
+    for cell in CELLS:
+        for seed in TINY["grid"]["seeds"]:
+            item = f"{cell}-{seed}"  # the run's folders carry its training seed; the figure files the cell's name
+            paths += [root / "models" / item / "model.safetensors", root / "models" / item / "model.json",
+                      root / "logs" / item / "plots" / "metrics", root / "metrics" / "runs" / f"{item}.json",
+                      root / "plots" / "runs" / item / f"samples_{cell}.png"]
+    paths += [root / "metrics" / "exact" / f"{m}-{z}-{seed}.json" for m in TINY["grid"]["models"]
+              for z in TINY["exact"]["zdims"] for seed in TINY["exact"]["seeds"]]
     return paths
 
 
@@ -40,13 +45,13 @@ def declared_outputs(root: Path) -> list[Path]:
 def project(tmp_path_factory) -> Path:
     root = make_project(tmp_path_factory.mktemp("pipe") / "proj", TINY)
     # one item first: only it and what it needs run
-    out = run(root, "dvc", "repro", "train@vae-2").stdout
-    assert "Running stage 'download'" in out and "Running stage 'train@vae-2'" in out
-    assert "train@vae-3" not in out and "train@cvae-2" not in out
-    assert (root / "models/vae-2/model.safetensors").exists() and not (root / "models/vae-3").exists()
+    out = run(root, "dvc", "repro", "train@vae-2-0").stdout
+    assert "Running stage 'download'" in out and "Running stage 'train@vae-2-0'" in out
+    assert "train@vae-3-0" not in out and "train@cvae-2-0" not in out
+    assert (root / "models/vae-2-0/model.safetensors").exists() and not (root / "models/vae-3-0").exists()
     # then the whole pipeline
     out = run(root, "dvc", "repro").stdout
-    assert "Running stage 'train@vae-2'" not in out  # already done, not repeated
+    assert "Running stage 'train@vae-2-0'" not in out  # already done, not repeated
     return root
 
 
@@ -63,7 +68,8 @@ def test_tables_hold_one_finite_row_per_item(project: Path) -> None:
     import pandas as pd
 
     table = pd.read_csv(project / "metrics/table.csv")
-    assert sorted(f"{m}-{z}" for m, z in zip(table["model"], table["zdim"])) == sorted(ITEMS)
+    assert sorted(f"{m}-{z}" for m, z in zip(table["model"], table["zdim"])) == sorted(CELLS)  # a row per cell
+    assert (table["n_seeds"] == len(TINY["grid"]["seeds"])).all()
     for col in ("neg_elbo", "iwae_nll"):
         assert table[col].notna().all() and (table[col] > 0).all() and (table[col] < 1000).all(), col
     summary = json.loads((project / "metrics/summary.json").read_text())
@@ -96,15 +102,16 @@ def test_work_outside_the_grid_leaves_every_stage_up_to_date(project: Path) -> N
     """An ad-hoc `vaebench eval` of a configuration outside the grid trains into models/, and a killed
     training leaves models/<run>.partial: no stage reads either, so a second `dvc repro` stays a no-op."""
     out = run(project, "vaebench", "eval", "--zdim", "4", "--quiet").stderr
-    assert "training vae z=4 first" in out and (project / "models/vae-4/model.safetensors").exists()
-    assert (project / "models/vae-4/eval.json").exists()  # its numbers, for `vaebench runs`, beside its weights
-    (project / "models/vae-5.partial").mkdir()
+    # the default folder names the training seed (train.seed), as the grid's do
+    assert "training vae z=4 first" in out and (project / "models/vae-4-0/model.safetensors").exists()
+    assert (project / "models/vae-4-0/eval.json").exists()  # its numbers, for `vaebench runs`, beside its weights
+    (project / "models/vae-5-0.partial").mkdir()
     try:
         assert "changed" not in run(project, "dvc", "status").stdout
         assert "Running stage" not in run(project, "dvc", "repro").stdout
     finally:
-        shutil.rmtree(project / "models/vae-4")
-        (project / "models/vae-5.partial").rmdir()
+        shutil.rmtree(project / "models/vae-4-0")
+        (project / "models/vae-5-0.partial").rmdir()
 
 
 def test_forced_rerun_is_byte_identical(project: Path) -> None:
@@ -113,7 +120,7 @@ def test_forced_rerun_is_byte_identical(project: Path) -> None:
     lock = (project / "dvc.lock").read_bytes()
     # one stage of every kind, forced (matrix items run the same command on other values): every output
     # they rewrite, and the lock, come back with the same bytes
-    kinds = ["check", "download", "train@cvae-3", "evaluate@cvae-3", "exact@cvae-2", "figures@cvae-2", "report"]
+    kinds = ["check", "download", "train@cvae-3-0", "evaluate@cvae-3-0", "exact@cvae-2-0", "figures@cvae-2-0", "report"]
     out = run(project, "dvc", "repro", "-f", "-s", *kinds).stdout
     assert all(f"Running stage '{k}'" in out for k in kinds)  # they really ran again
     assert _hashes(project) == before
@@ -128,7 +135,7 @@ def test_branch_that_changes_a_setting_shows_in_metrics_diff(project: Path) -> N
     params["eval"]["k"] = 30  # evaluation only: training must not re-run
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(project, "dvc", "repro").stdout
-    assert "Running stage 'evaluate@vae-2'" in out and "Running stage 'report'" in out
+    assert "Running stage 'evaluate@vae-2-0'" in out and "Running stage 'report'" in out
     assert "Running stage 'train@" not in out and "Running stage 'download'" not in out
     assert "Running stage 'exact@" not in out  # exact.k overrides eval.k: the exact stage does not read it
     diff = json.loads(run(project, "dvc", "metrics", "diff", "main", "--json").stdout)
@@ -148,15 +155,68 @@ def test_changing_exact_k_reruns_only_the_exact_stages_and_the_report(project: P
     params["exact"]["k"] = 40
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(project, "dvc", "repro").stdout
-    assert "Running stage 'exact@vae-2'" in out and "Running stage 'exact@cvae-2'" in out
+    assert "Running stage 'exact@vae-2-0'" in out and "Running stage 'exact@cvae-2-0'" in out
     assert "Running stage 'report'" in out
     assert "Running stage 'evaluate@" not in out and "Running stage 'train@" not in out
-    assert json.loads((project / "metrics/exact/vae-2.json").read_text())["k"] == 40
+    assert json.loads((project / "metrics/exact/vae-2-0.json").read_text())["k"] == 40
     diff = json.loads(run(project, "dvc", "metrics", "diff", "main", "--json").stdout)["metrics/summary.json"]
     assert "vae.z2.iwae_nll_exact_k" in diff and "vae.z2.iwae_nll" not in diff
     run(project, "git", "checkout", "-q", "--", ".")
     run(project, "git", "checkout", "-q", "main")
     run(project, "dvc", "checkout", "-q")  # the per-run outputs are DVC-cached: back to main's
+
+
+PER_RUN = ("models/", "metrics/runs/", "metrics/exact/", "logs/", "plots/runs/")
+
+
+def _running(out: str) -> set[str]:
+    """The stages a `dvc repro` ran, from its `Running stage '<name>':` lines."""
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+
+
+def test_adding_a_training_seed_runs_only_the_new_seeds_stages(tmp_path: Path) -> None:
+    """grid.seeds [0] -> [0, 1] on a pipeline that has run (a cell and a variant run): `dvc status` names only
+    the new seed's train/evaluate/figures stages (the variant's too), the report and the check; `dvc repro` runs
+    exactly those, and every output of seed 0 (models, metrics, exact, logs, figures) and its dvc.lock entry stay
+    as they were, byte for byte. The exact stage scores exact.seeds = [0] only: nothing of it runs."""
+    params = copy.deepcopy({**TINY, "grid": {"models": ["vae"], "zdims": [2], "seeds": [0]},
+                            "variants": {"defs": {"b2": {"beta": 2.0}}, "runs": ["b2-2"]}})
+    project = make_project(tmp_path / "p", params)
+    run(project, "dvc", "repro")
+    per_run = lambda: {k: v for k, v in _hashes(project).items()  # noqa: E731
+                       if k.startswith(PER_RUN) and k != "metrics/exact/.keep"}
+    before, lock_before = per_run(), yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    for path in ("models/vae-2-0/model.safetensors", "models/b2-2-0/model.safetensors", "metrics/runs/vae-2-0.json",
+                 "metrics/runs/b2-2-0.json", "metrics/exact/vae-2-0.json", "logs/vae-2-0/plots/metrics/heldout/elbo.tsv",
+                 "plots/runs/vae-2-0/samples_vae-2.png", "plots/runs/b2-2-0/samples_b2-2.png"):
+        assert path in before, path
+    assert all("-2-0" in k for k in before), sorted(before)
+
+    params["grid"]["seeds"] = [0, 1]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    new = {f"{kind}@vae-2-1" for kind in ("train", "evaluate", "figures")}
+    new |= {f"{kind}@b2-2-1" for kind in ("train-variant", "evaluate-variant", "figures-variant")}
+    assert set(json.loads(run(project, "dvc", "status", "--json").stdout)) == new | {"check", "report"}
+    assert _running(run(project, "dvc", "repro").stdout) == new | {"check", "report"}
+
+    after, lock_after = per_run(), yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    assert {k: v for k, v in after.items() if k in before} == before  # seed 0's outputs, byte for byte
+    added = set(after) - set(before)
+    assert added and all("-2-1" in k for k in added), sorted(added)
+    assert set(before) <= set(after)
+    assert set(lock_after) == set(lock_before) | new
+    for name, stage in lock_before.items():
+        if name not in ("check", "report"):  # check reads all of params.yaml; the report, grid.seeds
+            assert lock_after[name] == stage, name
+    # the new seed is another training: other weights, scored under its own seed
+    for model in ("vae", "b2"):
+        assert after[f"models/{model}-2-1/model.safetensors"] != before[f"models/{model}-2-0/model.safetensors"]
+        assert [json.loads((project / f"metrics/runs/{model}-2-{seed}.json").read_text())["train_seed"]
+                for seed in (0, 1)] == [0, 1]
+    import pandas as pd
+
+    assert list(pd.read_csv(project / "metrics/table.csv")["n_seeds"]) == [2]  # the report averages both
+    assert "changed" not in run(project, "dvc", "status").stdout
 
 
 # ---------------------------------------------------------------- dependencies that cannot drift
@@ -226,10 +286,15 @@ def test_an_edit_to_any_imported_module_makes_its_stages_stale(project: Path) ->
     ("vaebench/report/listing.py", set()),  # `vaebench runs`
     ("vaebench/grid/dask.py", set()),  # the grid engines start stages, no stage imports them
     ("vaebench/grid/stagegraph.py", set()),
+    ("vaebench/grid/cli.py", set()),
     ("vaebench/report/build.py", {"report"}),
     ("vaebench/report/references.py", {"report"}),
+    ("vaebench/report/seeds.py", {"report"}),  # the mean over training seeds
+    ("vaebench/report/comparisons.py", {"report"}),
+    ("vaebench/report/stats.py", {"report"}),
     ("vaebench/run/drawing.py", {"figures", "report"}),  # per-run figures; the report saves with its helpers
     ("vaebench/run/fit.py", {"train"}),  # the training loop: no scoring stage
+    ("vaebench/run/optim.py", {"train"}),
     ("vaebench/run/callbacks.py", {"train"}),
     ("vaebench/core/objectives.py", {"train"}),
     ("vaebench/run/score.py", {"evaluate", "exact"}),
@@ -249,9 +314,9 @@ def test_eval_chunk_changes_no_result_and_reruns_nothing(project: Path) -> None:
         params["eval"]["chunk"] = 7  # memory only
         params_path.write_text(yaml.safe_dump(params, sort_keys=False))
         assert "Running stage 'evaluate@" not in run(project, "dvc", "repro").stdout
-        before = (project / "metrics/runs/cvae-2.json").read_bytes()
-        run(project, "dvc", "repro", "-f", "-s", "evaluate@cvae-2")  # scored again with chunk 7: the same bytes
-        assert (project / "metrics/runs/cvae-2.json").read_bytes() == before
+        before = (project / "metrics/runs/cvae-2-0.json").read_bytes()
+        run(project, "dvc", "repro", "-f", "-s", "evaluate@cvae-2-0")  # scored again with chunk 7: the same bytes
+        assert (project / "metrics/runs/cvae-2-0.json").read_bytes() == before
     finally:
         params_path.write_bytes(original)
     run(project, "dvc", "repro")  # the check stage's stamp, for the tests after this one

@@ -11,7 +11,6 @@ import csv
 import hashlib
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -33,14 +32,17 @@ from vaebench.cli import app
 from vaebench.config import load_params, params_from_dict, to_dict
 from vaebench.run.figures import manifold_z
 from vaebench.report.references import COMPARISON_NOTE, REFERENCES, compares_to
-from vaebench.report.build import NLL_BY_ZDIM_COLUMNS, TABLE_COLUMNS, ReportError, build_report, nll_by_zdim, table_rows, to_csv
+from vaebench.report.build import (NLL_BY_ZDIM_COLUMNS, TABLE_COLUMNS, ReportError, build_report, mean_curve,
+                                    nll_by_zdim, table_rows, to_csv)
 from vaebench.config import run_name
+from vaebench.report.seeds import AGGREGATED, combine
 from vaebench.run.score import load_data, score
 from vaebench.run.fit import fit
 
 MODELS, ZDIMS = ("vae", "cvae"), (2, 3)
 ITEMS = [(m, z) for m in MODELS for z in ZDIMS]
-NAMES = [run_name(m, z) for m, z in ITEMS]
+NAMES = [run_name(m, z, 0) for m, z in ITEMS]  # the tiny grid trains one seed, 0: runs `vae-2-0`...
+CELLS = [run_name(m, z) for m, z in ITEMS]  # ...whose figure files the figures stage names after the cell, `vae-2`
 
 
 def _px(width_in: float, height_in: float) -> tuple[int, int]:
@@ -49,26 +51,28 @@ def _px(width_in: float, height_in: float) -> tuple[int, int]:
 
 
 # every figure the tiny grid must yield, with its size: figure sizes are fixed, never "tight".
-# The report draws the grid's three; the figures stage the others, in plots/runs/<run>/.
+# The report draws the grid's three; the figures stage the others, in plots/runs/<run>/ (the folder named
+# after the run with its seed, the files after the cell: plots/runs/vae-2-0/samples_vae-2.png).
 GRID_PNGS = {
     "nll_vs_zdim.png": _px(10.0, 5.5),
     "training_curves.png": _px(13.0, 5.0),  # one 6.5 in panel per model
     "active_units.png": _px(15.0, 4.8),  # one 5 in panel per model, plus the counts
 }
 RUN_PNGS = {
-    **{f"{n}/samples_{n}.png": _px(6.0, 6.7) for n in NAMES},  # 10 x 10 digits
-    **{f"{n}/reconstructions_{n}.png": _px(11.0, 6.4) for n in NAMES},
-    "vae-2/latent_vae-2.png": _px(7.5, 6.5),
-    "cvae-2/latent_cvae-2.png": _px(7.5, 6.5),
-    "vae-2/manifold_vae-2.png": _px(6.6, 7.0),
-    "cvae-2/manifold_cvae-2.png": _px(3 * 6.6, 7.0),  # three digits
+    **{f"{n}/samples_{c}.png": _px(6.0, 6.7) for n, c in zip(NAMES, CELLS)},  # 10 x 10 digits
+    **{f"{n}/reconstructions_{c}.png": _px(11.0, 6.4) for n, c in zip(NAMES, CELLS)},
+    "vae-2-0/latent_vae-2.png": _px(7.5, 6.5),
+    "cvae-2-0/latent_cvae-2.png": _px(7.5, 6.5),
+    "vae-2-0/manifold_vae-2.png": _px(6.6, 7.0),
+    "cvae-2-0/manifold_cvae-2.png": _px(3 * 6.6, 7.0),  # three digits
 }
-EXPECTED_PNGS = {**GRID_PNGS, **{f"runs/{k}": v for k, v in RUN_PNGS.items()}}  # what table.md links
+# what report.html embeds; table.md links the grid's three only (the runs' are DVC outputs: a fresh clone has none)
+EXPECTED_PNGS = {**GRID_PNGS, **{f"runs/{k}": v for k, v in RUN_PNGS.items()}}
 # the variants' figures, written without variant runs too (dvc.yaml declares them): the VAE alone, so the
 # NLL-by-family figure has no categorical panel (tests/test_variants_report.py draws them with variants)
 VARIANT_PNGS = {"rate_distortion.png": _px(10.0, 6.5), "nll_by_family.png": _px(8.0, 6.0)}
 TABLES = ("summary.json", "table.csv", "table.md", "nll_by_zdim.csv", "report.html", "all_runs.json",
-          "variants.md", "variants.csv")
+          "variants.md", "variants.csv", "comparisons.md", "comparisons.csv")
 
 
 @pytest.fixture(scope="module")
@@ -152,11 +156,16 @@ def test_all_runs_json_holds_every_metrics_file_whole(built, grid) -> None:
     assert "exact" not in copy  # built without the exact stage's folder (its copies: the exact-stage test)
 
 
-def test_the_report_links_every_run_figure(built, grid) -> None:
+def test_table_md_links_no_run_figure_and_the_page_shows_each_under_its_run(built, grid) -> None:
+    """The per-run figures are DVC outputs, absent from a fresh clone: table.md (committed, read on the forge)
+    must not link them; report.html embeds them, each under a caption naming its run."""
     where, _ = built
     md = (where / "metrics" / "table.md").read_text()
-    for name in RUN_PNGS:  # relative links from metrics/ into each run's folder
-        assert f"]({Path(os.path.relpath(grid['figures'] / name, where / 'metrics')).as_posix()})" in md
+    assert "runs/" not in md and not any(Path(f).name in md for f in RUN_PNGS)
+    page = (where / "metrics" / "report.html").read_text()
+    assert "<h2>Figures of each run (training seed 0)</h2>" in page
+    for name in RUN_PNGS:  # `vae-2-0: samples_vae-2`: the run's folder, the figure's name
+        assert f'<figcaption>{Path(name).parent.name}: {Path(name).stem}</figcaption>' in page, name
 
 
 def test_table_csv_has_one_row_per_grid_item_with_finite_numbers(built, grid) -> None:
@@ -180,11 +189,11 @@ def test_table_csv_has_one_row_per_grid_item_with_finite_numbers(built, grid) ->
 
 
 def test_thesis_column_holds_the_thesis_numbers_exactly_where_it_has_them(grid) -> None:
-    # real run metrics, relabelled onto the thesis's grid points and two it does not report
+    # real run metrics, relabelled onto the thesis's grid points and two it does not report, as one-seed cells
     vae, cvae = _runs(grid)[1], _runs(grid)[3]
     relabelled = [{**vae, "zdim": 25}, {**vae, "zdim": 35}, {**cvae, "zdim": 25}, {**cvae, "zdim": 35},
                   {**vae, "zdim": 2}, {**cvae, "zdim": 2}]
-    rows = table_rows(relabelled)
+    rows = table_rows([combine([r], [0]) for r in relabelled])
     assert [r["thesis"] for r in rows] == [102.0, None, None, 98.5, 157.0, None]
     cells = [r["thesis"] for r in csv.DictReader(to_csv(rows, TABLE_COLUMNS).splitlines())]
     assert cells == ["102.0", "", "", "98.5", "157.0", ""]
@@ -202,16 +211,18 @@ def test_table_markdown_has_the_rows_the_references_and_the_comparison(built, gr
     for line in body:
         model, zdim = line.split("|")[1].strip().lower(), int(line.split("|")[2])
         run = runs[(model, zdim)]
-        assert f"({run['k']}; sd {run['iwae_nll_seed_sd']:.3f})" in line.split("|")[4]
+        assert f"({run['k']}; eval. sd {run['iwae_nll_eval_sd']:.3f})" in line.split("|")[4]
+        # one training seed: `value ± s.e.`, no training-seed sd to print
+        assert line.split("|")[3].strip() == f"{run['neg_elbo']:.2f} ± {run['test_elbo_se']:.2f}"
     for ref in REFERENCES:
         assert ref.source in md and ref.nll in md
         assert compares_to(ref, params).replace("|", "\\|") in md
     # a bare "|" inside a cell would split it: every table line escapes the one in p(x|y)
     assert "log p(x\\|y)" in md and not any("p(x|y)" in line for line in md.splitlines() if line.startswith("|"))
     assert COMPARISON_NOTE in md
-    # the figure links resolve from where the table lies, so it reads offline
+    # the figure links resolve from where the table lies, so it reads offline: the grid's three, committed
     links = [line[line.index("(") + 1:-1] for line in md.splitlines() if line.startswith("![")]
-    assert sorted(Path(link).name for link in links) == sorted(Path(f).name for f in EXPECTED_PNGS)
+    assert sorted(Path(link).name for link in links) == sorted(GRID_PNGS)
     assert all((where / "metrics" / link).resolve().is_file() for link in links)
 
 
@@ -246,16 +257,20 @@ def test_summary_json_is_flat_stable_and_numeric(built, grid) -> None:
     where, _ = built
     summary = json.loads((where / "metrics" / "summary.json").read_text())
     assert set(summary) == set(MODELS)
-    base = {"test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "iwae_nll_seed_sd", "kl", "active_units"}
+    base = {"test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "iwae_nll_eval_sd", "kl", "active_units"}
     for run in _runs(grid):
         leaf = summary[run["model"]][f"z{run['zdim']}"]
         want = base | ({"iwae_nll_marginal", "iwae_nll_marginal_se"} if run["model"] == "cvae" else set()) \
             | ({"quad_nll", "quad_nll_se", "quad_error_bound", "iwae_gap_to_quad", "quad_mean_error"}
                if run["zdim"] <= 2 else set())
-        assert set(leaf) == want
+        # each seed-combined metric's number of seeds (1 here); no training-seed sd, which one seed has not
+        # (left out: never a null)
+        spread = {f"{k}_n" for k in want if k in AGGREGATED}
+        assert spread and set(leaf) == want | spread
         for key, value in leaf.items():
             assert isinstance(value, (int, float)) and not isinstance(value, bool), key
-            assert math.isfinite(value) and value == round(run[key], 4), key
+            assert math.isfinite(value), key
+            assert value == (1 if key in spread else round(run[key], 4)), key
         if "quad_nll" in run:  # the mean's error estimate: refinement plus truncation
             assert run["quad_mean_error"] == run["quad_refine_delta"] + run["quad_widen_delta"]
     assert {z for m in summary.values() for z in m} == {"z2", "z3"}
@@ -301,9 +316,9 @@ def test_a_second_build_gives_byte_identical_files(built, params, grid, tmp_path
 
 
 @pytest.mark.parametrize(("missing", "stage"), [
-    ("runs/cvae-3.json", "dvc repro evaluate@cvae-3"),
-    ("figures/vae-3/samples_vae-3.png", "dvc repro figures@vae-3"),
-    ("logs/cvae-2/plots/metrics/heldout/elbo.tsv", "dvc repro train@cvae-2"),
+    ("runs/cvae-3-0.json", "dvc repro evaluate@cvae-3-0"),
+    ("figures/vae-3-0/samples_vae-3.png", "dvc repro figures@vae-3-0"),
+    ("logs/cvae-2-0/plots/metrics/heldout/elbo.tsv", "dvc repro train@cvae-2-0"),
 ])
 def test_a_missing_input_is_a_clear_error_naming_it(params, grid, tmp_path, missing: str, stage: str) -> None:
     root = tmp_path / "grid"
@@ -319,13 +334,17 @@ def test_a_missing_input_is_a_clear_error_naming_it(params, grid, tmp_path, miss
 def test_a_stale_run_file_is_refused(params, grid, tmp_path) -> None:
     runs = tmp_path / "runs"
     shutil.copytree(grid["runs"], runs)
-    vio.write_json(runs / "vae-2.json", {**vio.read_json(runs / "vae-2.json"), "n_images": 123})
-    with pytest.raises(ReportError, match=r"vae-2\.json: scored on 123 test images.*evaluate@vae-2"):
+    vio.write_json(runs / "vae-2-0.json", {**vio.read_json(runs / "vae-2-0.json"), "n_images": 123})
+    with pytest.raises(ReportError, match=r"vae-2-0\.json: scored on 123 test images.*evaluate@vae-2-0"):
         _build(params, {**grid, "runs": runs}, tmp_path / "out")
     # a file from before the quadrature's mean error was recorded: a clear error, not a KeyError
-    old = {k: v for k, v in vio.read_json(grid["runs"] / "vae-2.json").items() if k != "quad_mean_error"}
-    vio.write_json(runs / "vae-2.json", old)
-    with pytest.raises(ReportError, match=r"vae-2\.json: no key 'quad_mean_error'; run `dvc repro evaluate@vae-2`"):
+    old = {k: v for k, v in vio.read_json(grid["runs"] / "vae-2-0.json").items() if k != "quad_mean_error"}
+    vio.write_json(runs / "vae-2-0.json", old)
+    with pytest.raises(ReportError, match=r"vae-2-0\.json: no key 'quad_mean_error'; run `dvc repro evaluate@vae-2-0`"):
+        _build(params, {**grid, "runs": runs}, tmp_path / "out")
+    # another seed's file under this run's name: the seed it records is not the one its name says
+    vio.write_json(runs / "vae-2-0.json", {**vio.read_json(grid["runs"] / "vae-2-0.json"), "train_seed": 1})
+    with pytest.raises(ReportError, match=r"vae-2-0\.json: holds training seed 1, not 0; run `dvc repro evaluate@vae-2-0`"):
         _build(params, {**grid, "runs": runs}, tmp_path / "out")
 
 
@@ -334,12 +353,13 @@ def exact_dir(tmp_path_factory, mnist_file, params, grid) -> Path:
     """What the `exact` stage writes: `vaebench eval --k <exact.k> --no-exact` of the exact.zdims models (no quadrature)."""
     root = tmp_path_factory.mktemp("exact")
     data = load_data(params, mnist_file)
+    assert params.exact.seeds == (0,)
     for m in MODELS:
         for z in params.exact.zdims:
-            net, _ = load_checkpoint(grid["models"] / run_name(m, z))
+            net, _ = load_checkpoint(grid["models"] / run_name(m, z, 0))
             metrics = {"model": m, "zdim": z, **score(net, params, data, k=params.exact.k, progress=False, exact=False)}
             assert "quad_nll" not in metrics
-            vio.write_json(root / f"{run_name(m, z)}.json", metrics)
+            vio.write_json(root / f"{run_name(m, z, 0)}.json", metrics)
     return root
 
 
@@ -356,19 +376,20 @@ def test_many_sample_iwae_sits_beside_the_quadrature_with_its_gap(params, grid, 
         if z not in params.exact.zdims:
             assert row["iwae_nll_exact_k"] == "" and "iwae_nll_exact_k" not in summary[m][f"z{z}"]
             continue
-        ex = vio.read_json(exact_dir / f"{run_name(m, z)}.json")
-        assert json.loads((where / "metrics" / "all_runs.json").read_text())["exact"][run_name(m, z)] == ex
+        ex = vio.read_json(exact_dir / f"{run_name(m, z, 0)}.json")
+        assert json.loads((where / "metrics" / "all_runs.json").read_text())["exact"][run_name(m, z, 0)] == ex
         assert int(row["exact_k"]) == params.exact.k
         assert float(row["iwae_nll_exact_k"]) == round(ex["iwae_nll"], 4)
         # the gap is to the run's own quadrature (the exact stage computes none)
-        run = vio.read_json(grid["runs"] / f"{run_name(m, z)}.json")
+        run = vio.read_json(grid["runs"] / f"{run_name(m, z, 0)}.json")
         assert float(row["iwae_gap_to_quad_exact_k"]) == round(ex["iwae_nll"] - run["quad_nll"], 4)
         assert float(row["iwae_gap_to_quad_exact_k"]) > 0  # a bound: above the exact NLL (500 images, tiny model)
         assert summary[m][f"z{z}"]["iwae_gap_to_quad_exact_k"] == float(row["iwae_gap_to_quad_exact_k"])
         # the exact stage's own spread across evaluation seeds (k = exact.k), not the evaluate stage's
-        assert float(row["iwae_nll_exact_k_seed_sd"]) == round(ex["iwae_nll_seed_sd"], 4) > 0
-        assert summary[m][f"z{z}"]["iwae_nll_exact_k_seed_sd"] == float(row["iwae_nll_exact_k_seed_sd"])
-        assert f"at k={params.exact.k} with seed sd {float(row['iwae_nll_exact_k_seed_sd']):.3f};" in md_rows[m, z]
+        assert float(row["iwae_nll_exact_k_eval_sd"]) == round(ex["iwae_nll_eval_sd"], 4) > 0
+        assert summary[m][f"z{z}"]["iwae_nll_exact_k_eval_sd"] == float(row["iwae_nll_exact_k_eval_sd"])
+        assert f"at k={params.exact.k} with evaluation-seed sd {float(row['iwae_nll_exact_k_eval_sd']):.3f};" \
+            in md_rows[m, z]
     md = (where / "metrics" / "table.md").read_text()
     assert f"at k={params.exact.k}" in md and f"at k={params.eval.k}" in md and "0e+00" not in md
 
@@ -377,19 +398,19 @@ def test_a_missing_or_stale_exact_file_is_refused(params, grid, exact_dir, tmp_p
     def build(d: Path) -> None:
         _build(params, grid, tmp_path / "out", d)
 
-    with pytest.raises(ReportError, match=r"vae-2\.json: missing.*dvc repro exact@vae-2"):
+    with pytest.raises(ReportError, match=r"vae-2-0\.json: missing.*dvc repro exact@vae-2-0"):
         build(tmp_path / "nowhere")
     stale = tmp_path / "stale"
     shutil.copytree(exact_dir, stale)
-    ex = vio.read_json(stale / "vae-2.json")
+    ex = vio.read_json(stale / "vae-2-0.json")
     # a file from before the stage ran --no-exact holds a quadrature: it must still be the run's
-    quad = vio.read_json(grid["runs"] / "vae-2.json")["quad_nll"]
-    vio.write_json(stale / "vae-2.json", {**ex, "quad_nll": quad})
+    quad = vio.read_json(grid["runs"] / "vae-2-0.json")["quad_nll"]
+    vio.write_json(stale / "vae-2-0.json", {**ex, "quad_nll": quad})
     build(stale)
-    vio.write_json(stale / "vae-2.json", {**ex, "quad_nll": quad + 0.01})
-    with pytest.raises(ReportError, match=r"vae-2\.json: its quadrature .* is not the one of evaluate@vae-2"):
+    vio.write_json(stale / "vae-2-0.json", {**ex, "quad_nll": quad + 0.01})
+    with pytest.raises(ReportError, match=r"vae-2-0\.json: its quadrature .* is not the one of evaluate@vae-2-0"):
         build(stale)
-    vio.write_json(stale / "vae-2.json", {**ex, "k": params.exact.k + 1})
+    vio.write_json(stale / "vae-2-0.json", {**ex, "k": params.exact.k + 1})
     with pytest.raises(ReportError, match=r"k=61, not exact\.k=60"):
         build(stale)
 
@@ -403,7 +424,7 @@ def test_cli_report_reports_a_missing_run_in_one_line(params, grid, tmp_path) ->
         "--data", grid["data"], "--out", tmp_path / "metrics", "--plots", tmp_path / "plots")])
     assert r.exit_code == 1
     assert r.output.strip().startswith("error: ") and len(r.output.strip().splitlines()) == 1
-    assert "vae-2.json" in r.output and "dvc repro evaluate@vae-2" in r.output
+    assert "vae-2-0.json" in r.output and "dvc repro evaluate@vae-2-0" in r.output
     assert not (tmp_path / "metrics").exists() and not (tmp_path / "plots").exists()
 
 
@@ -437,6 +458,47 @@ def test_training_curves_axis_fits_the_epochs_after_a_blown_up_first_one() -> No
     bottom, top = ax.get_ylim()
     assert -155 < bottom < -150 and -116.5 < top < -112  # the data of epochs 2-40 with a 5% margin
     assert "epoch 1 lies below the axis" in ax.get_xlabel()
+
+
+def test_a_cells_training_curve_is_its_seeds_mean_epoch_by_epoch() -> None:
+    e = np.arange(1, 4)
+    one = plots.Curve(2, e, np.array([-200.0, -150.0, -140.0]), e, np.array([-210.0, -160.0, -150.0]))
+    two = plots.Curve(2, e, np.array([-180.0, -148.0, -136.0]), e, np.array([-190.0, -158.0, -146.0]))
+    mean = mean_curve([one, two])
+    assert mean.zdim == 2 and mean.train_epoch.tolist() == mean.heldout_epoch.tolist() == [1, 2, 3]
+    assert mean.train_elbo.tolist() == [-190.0, -149.0, -138.0]
+    assert mean.heldout_elbo.tolist() == [-200.0, -159.0, -148.0]
+    assert mean_curve([one]).train_elbo.tolist() == one.train_elbo.tolist()  # one seed: its own curve
+    short = plots.Curve(2, e[:2], one.train_elbo[:2], e[:2], one.heldout_elbo[:2])
+    with pytest.raises(ReportError, match=r"^z=2: the training logs of its seeds cover different epochs"):
+        mean_curve([one, short])
+
+
+def test_nll_vs_zdim_draws_the_seed_means_95_percent_interval_or_else_the_standard_error() -> None:
+    """Three seeds a cell: bars from the cell's `_lo` to `_hi` (report/seeds.py); one seed: ± the s.e. over images."""
+    half = 4.302653 * 0.3 / math.sqrt(3)  # t_{0.975, 2} sd / sqrt(n): sd 0.3 over 3 seeds
+    seeded = [{"model": "vae", "zdim": z, "n_images": 500, "k": 100, "neg_elbo": v + 4.0, "iwae_nll": v,
+               "iwae_nll_se": 0.45, **{f"{k}_{s}": x for k, m in (("neg_elbo", v + 4.0), ("iwae_nll", v))
+                                         for s, x in (("n", 3), ("lo", m - half), ("hi", m + half))}}
+              for z, v in ((2, 136.0), (5, 110.0))]
+    single = [{k: v for k, v in r.items() if not k.endswith(("_n", "_lo", "_hi"))} for r in seeded]
+
+    def bars(runs: list[dict]) -> dict[str, list[list[float]]]:
+        fig = plots.nll_vs_zdim(runs, [])
+        out = {}
+        for c in fig.axes[0].containers:  # one ErrorbarContainer per curve: (line, caps, (bar segments,))
+            segs = c.lines[2][0].get_segments() if c.lines[2] else []
+            out[c.get_label()] = [float(y) for seg in segs for y in (seg[0][1], seg[1][1])]  # (low, high) per point
+        return out
+
+    got = bars(seeded)
+    assert got["VAE IWAE NLL -log p(x) (k=100), mean of 3 seeds ± 95 % interval"] == pytest.approx(
+        [136.0 - half, 136.0 + half, 110.0 - half, 110.0 + half], abs=1e-9)
+    assert got["VAE test -ELBO, mean of 3 seeds ± 95 % interval"] == pytest.approx(
+        [140.0 - half, 140.0 + half, 114.0 - half, 114.0 + half], abs=1e-9)
+    got = bars(single)
+    assert got["VAE IWAE NLL -log p(x) (k=100) ± s.e."] == pytest.approx([135.55, 136.45, 109.55, 110.45])
+    assert got["VAE test -ELBO"] == []  # no s.e. of the -ELBO is drawn, as before seeds
 
 
 # ---------------------------------------------------------------- the offline HTML page

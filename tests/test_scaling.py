@@ -21,7 +21,7 @@ from vaebench.grid.stagegraph import machine_share, needing_run, run_of_stage, s
 
 # one latent size: 2 trainings, then 6 independent stages (evaluate, figures, exact for each model)
 # eps 1e-8: dvc.lock writes it `1e-08`, which YAML 1.1 (PyYAML) reads as a string and DVC as a number (relock)
-GRID = {**TINY, "grid": {"models": ["vae", "cvae"], "zdims": [2]}, "train": {**TINY["train"], "eps": 1e-8}}
+GRID = {**TINY, "grid": {"models": ["vae", "cvae"], "zdims": [2], "seeds": [0]}, "train": {**TINY["train"], "eps": 1e-8}}
 
 
 # ---- the stage graph, from DVC's own view of dvc.yaml -------------------------------------------
@@ -46,17 +46,21 @@ def test_only_stale_stages_and_what_reads_them_are_visited() -> None:
 def test_the_real_pipeline_in_waves() -> None:
     graph = stage_graph(REPO)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    runs = [f"{m}-{z}" for m in params["grid"]["models"] for z in params["grid"]["zdims"]]
-    variants = params["variants"]["runs"]
-    exact = [f"exact@{m}-{z}" for m in params["grid"]["models"] for z in params["exact"]["zdims"]]
+    seeds = params["grid"]["seeds"]
+    assert len(seeds) > 1  # every cell and variant run once per training seed: vae-2-0, vae-2-1, ...
+    runs = [f"{m}-{z}-{s}" for m in params["grid"]["models"] for z in params["grid"]["zdims"] for s in seeds]
+    variants = [f"{r}-{s}" for r in params["variants"]["runs"] for s in seeds]
+    exact = [f"exact@{m}-{z}-{s}" for m in params["grid"]["models"] for z in params["exact"]["zdims"]
+             for s in params["exact"]["seeds"]]
     plan = waves(graph)
     assert plan[:3] == [["check"], ["download"], sorted([*(f"train@{r}" for r in runs),
                                                          *(f"train-variant@{r}" for r in variants)])]
     assert sorted(plan[3]) == sorted([*(f"evaluate@{r}" for r in runs), *(f"figures@{r}" for r in runs), *exact,
                                       *(f"{kind}-variant@{r}" for r in variants for kind in ("evaluate", "figures"))])
     assert plan[4:] == [["report"]]
-    assert graph["train@vae-2"] == ("check", "download")
-    assert set(graph["exact@vae-2"]) == {"check", "download", "train@vae-2"}
+    assert graph["train@vae-2-0"] == ("check", "download")
+    assert set(graph["exact@vae-2-0"]) == {"check", "download", "train@vae-2-0"}
+    assert set(graph["evaluate@vae-2-1"]) == {"check", "download", "train@vae-2-1"}  # its own seed's model only
     assert set(graph["report"]) >= set(plan[3])  # it reads every run's metrics and figures
 
 
@@ -72,6 +76,11 @@ def test_machines_split_the_grid_into_whole_runs() -> None:
     two = [machine_share(graph, p, 2) for p in (1, 2)]
     # the two runs with an exact stage (the longest) go to different machines
     assert sorted(sum(s.startswith("exact@") for s in share) for share in two) == [1, 1]
+    # a run is one training seed of a cell (`train@vae-2-1` -> `vae-2-1`), dealt out whole like any other run
+    assert run_of_stage("train@vae-2-1") == "vae-2-1" and run_of_stage("train-variant@beta4-20-2") == "beta4-20-2"
+    runs = [{run_of_stage(s) for s in share} for share in two]
+    assert not runs[0] & runs[1] and runs[0] | runs[1] == {run_of_stage(s) for s in grid_stages}
+    assert {"vae-2-0", "vae-2-1", "vae-2-2"} <= runs[0] | runs[1]
     for bad in ((0, 2), (3, 2), (1, 0)):
         with pytest.raises(ValueError):
             machine_share(graph, *bad)
@@ -82,17 +91,18 @@ def test_each_worker_gets_its_share_of_the_cores() -> None:
     assert threads_per_job(4, cores=32) == 8
     with pytest.raises(ValueError):
         threads_per_job(0)
-    assert exp_name("train@vae-2") == "vbq-train-vae-2"
+    assert exp_name("train@vae-2-0") == "vbq-train-vae-2-0"
 
 
 def test_the_most_needed_stages_go_first() -> None:
     graph = {"a": (), "b": ("a",), "c": ("a",), "d": ("b",)}
     assert downstream_counts(graph) == {"a": 3, "b": 1, "c": 0, "d": 0}
     # among stages needed as much, the long exact stage before the evaluate, that before the figures
-    run = {"train@vae-2": (), "evaluate@vae-2": ("train@vae-2",), "exact@vae-2": ("train@vae-2",),
-           "figures@vae-2": ("train@vae-2",), "report": ("evaluate@vae-2", "exact@vae-2", "figures@vae-2")}
+    run = {"train@vae-2-0": (), "evaluate@vae-2-0": ("train@vae-2-0",), "exact@vae-2-0": ("train@vae-2-0",),
+           "figures@vae-2-0": ("train@vae-2-0",), "report": ("evaluate@vae-2-0", "exact@vae-2-0", "figures@vae-2-0")}
     p = priorities(run)
-    assert sorted(run, key=lambda s: -p[s]) == ["train@vae-2", "exact@vae-2", "evaluate@vae-2", "figures@vae-2", "report"]
+    assert sorted(run, key=lambda s: -p[s]) == ["train@vae-2-0", "exact@vae-2-0", "evaluate@vae-2-0", "figures@vae-2-0",
+                                               "report"]
 
 
 def test_a_bad_share_is_one_line_and_exit_2() -> None:
@@ -308,7 +318,7 @@ def test_relock_records_new_code_and_keeps_the_hashes_of_outputs_not_here(tmp_pa
                              capture_output=True, text=True)
     assert refused.returncode == 2 and "pass --proven" in refused.stderr and _lock(root) == before
     out = _grid(root, "relock", "--proven").stdout
-    assert "recorded train@vae-2" in out and "recorded report" in out
+    assert "recorded train@vae-2-0" in out and "recorded report" in out
     after = _lock(root)
     assert set(after) == set(before)
     for name, stage in after.items():
@@ -336,7 +346,7 @@ def test_relock_refuses_a_stage_whose_parameters_or_outputs_moved(tmp_path: Path
     assert (root / "dvc.lock").read_bytes() == lock
     params["eval"]["k"] -= 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / "metrics" / "runs" / "vae-2.json").write_text("{}")  # an output here that is not the locked one
+    (root / "metrics" / "runs" / "vae-2-0.json").write_text("{}")  # an output here that is not the locked one
     proc = subprocess.run(grid, cwd=root, capture_output=True, text=True)
-    assert proc.returncode == 2 and "evaluate@vae-2: an output here differs from the lock's" in proc.stderr
+    assert proc.returncode == 2 and "evaluate@vae-2-0: an output here differs from the lock's" in proc.stderr
     assert (root / "dvc.lock").read_bytes() == lock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 import types
@@ -15,7 +16,7 @@ import torch
 from vaebench import io as vio
 from vaebench.run.callbacks import Callback
 from vaebench.run.checkpoint import SIDECAR, WEIGHTS, CheckpointError, load_checkpoint
-from vaebench.run.data import binarize_test, load_mnist
+from vaebench.run.data import binarize_test, binarize_validation, load_mnist
 from vaebench.run.score import load_current, load_data
 from vaebench.run.fit import TrainingDiverged, fit, heldout_elbo
 
@@ -233,7 +234,8 @@ def test_a_resumed_fit_ends_with_the_bytes_and_curves_of_an_unbroken_one(trained
     assert not out.with_name("run.partial").exists()
     # what it said: where it resumed, what it would run, each epoch with the time left, and what it ran
     assert lines[0] == f"resuming vae z=2 after epoch 2 from {out.with_name('run.partial')}"
-    assert lines[1].startswith("training vae z=2: epochs 3-5 of 5, 10 steps of 100 images each; about ")
+    # 1,000 images less the 100 held out for the monitoring curve: 9 steps of 100
+    assert lines[1].startswith("training vae z=2: epochs 3-5 of 5, 9 steps of 100 images each; about ")
     h = ref_result.history
     for line, row in zip(lines[2:5], h[2:]):
         assert line.startswith(f"vae z=2 epoch {row['epoch']}/5: train ELBO {row['train_elbo']:.2f}, "
@@ -292,11 +294,13 @@ def test_seconds_per_step_leaves_the_model_as_it_was(trained) -> None:
 
 def test_optimizer_and_device_choices() -> None:
     from vaebench.run.fit import make_optimizer, resolve_device
+    from vaebench.run.optim import FlatAdam, FlatRMSprop
 
     p = [torch.nn.Parameter(torch.zeros(2))]
-    rms, adam = make_optimizer("rmsprop", p, 0.01), make_optimizer("adam", p, 0.02)
-    assert type(rms) is torch.optim.RMSprop and rms.defaults["lr"] == 0.01 and rms.defaults["alpha"] == 0.99
-    assert type(adam) is torch.optim.Adam and adam.defaults["lr"] == 0.02
+    rms, adam = make_optimizer("rmsprop", p, 0.01), make_optimizer("adam", p, 0.02, eps=1e-4)
+    # torch's arithmetic over preallocated state (run/optim.py; tests/test_optim.py compares the bytes with torch's)
+    assert type(rms) is FlatRMSprop and rms.defaults == {"lr": 0.01, "alpha": 0.99, "eps": 1e-8}
+    assert type(adam) is FlatAdam and adam.defaults == {"lr": 0.02, "betas": (0.9, 0.999), "eps": 1e-4}
     with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
         make_optimizer("sgd", p, 0.1)
     assert resolve_device("cpu") == torch.device("cpu")
@@ -315,8 +319,8 @@ def test_heldout_elbo_of_no_images_is_nan(trained) -> None:
 
 
 def test_the_plan_line_states_epochs_steps_and_the_time_they_take(mnist_file, tmp_path, monkeypatch) -> None:
-    """1,000 images in batches of 100: 10 steps an epoch. A step timed at 31 ms (pinned here: the timing
-    itself is tested above) gives 3 epochs x 10 steps x 0.031 s = 0.93 s, and 2 epochs 0.62 s."""
+    """1,000 images less the 100 held out for the monitoring curve, in batches of 100: 9 steps an epoch. A step
+    timed at 31 ms (pinned here: the timing itself is tested above) gives 3 epochs x 9 steps x 0.031 s = 0.837 s."""
     import vaebench.run.fit as tr
     from conftest import make_tiny_params
 
@@ -334,7 +338,7 @@ def test_the_plan_line_states_epochs_steps_and_the_time_they_take(mnist_file, tm
               log=lines.append, progress=False)
     # readings 100 (start) .. 105 (end): 5 s in all
     assert res.seconds == 5.0 and lines[-1] == f"vae z=2: ran epochs 1-3 (3 of 3) in 5 s -> {out}"
-    assert ("training vae z=2: epochs 1-3 of 3, 10 steps of 100 images each; about <0.9300> "
+    assert ("training vae z=2: epochs 1-3 of 3, 9 steps of 100 images each; about <0.8370> "
             "(a step timed at 31 ms)") in lines
     # after epoch 1: 1 s per epoch so far, 2 epochs left; after epoch 2: (3 - 1) s / 2 epochs x 1 left; then none
     epochs = [ln for ln in lines if " epoch " in ln and "ELBO" in ln]
@@ -356,9 +360,9 @@ def test_the_plan_line_states_epochs_steps_and_the_time_they_take(mnist_file, tm
         fit("vae", 2, params, mnist_file, tmp_path / folder, log=rerun.append, progress=False)
         return rerun
 
-    # killed during epoch 3, before its state was saved: the rerun plans the 1 epoch left (10 steps, 0.31 s)
+    # killed during epoch 3, before its state was saved: the rerun plans the 1 epoch left (9 steps, 0.279 s)
     rerun = killed(Dies(after=2), "r")
-    assert "training vae z=2: epochs 3-3 of 3, 10 steps of 100 images each; about <0.3100> " \
+    assert "training vae z=2: epochs 3-3 of 3, 9 steps of 100 images each; about <0.2790> " \
            "(a step timed at 31 ms)" in rerun
     assert " ran epoch 3 (1 of 3, resumed after epoch 2) in " in rerun[-1]
     # killed after the last epoch's state, before the checkpoint: nothing is left to plan or time
@@ -407,26 +411,111 @@ def test_the_checkpoint_names_the_data_it_was_trained_on(mnist_file, tmp_path) -
     assert meta["data_manifest_sha256"] == data.manifest_sha256
 
 
-def test_the_heldout_curve_scores_the_configured_test_bits(mnist_file, tmp_path) -> None:
-    """The last point of the held-out curve is the final model's held-out ELBO on the test bits of
-    data.binarize (here `threshold`, not the default), for the first train.heldout images."""
+def test_the_heldout_curve_scores_the_configured_monitoring_bits(mnist_file, tmp_path) -> None:
+    """The last point of the held-out curve is the final model's held-out ELBO on the monitoring bits of
+    data.binarize (here `threshold`, not the default): with train.monitor = validation (the default) the last
+    train.heldout training images; with `test`, the first train.heldout test images."""
     from conftest import make_tiny_params
 
-    params = make_tiny_params(train={"epochs": 2, "heldout": 50}, data={"binarize": "threshold"})
-    res = fit("vae", 2, params, mnist_file, tmp_path / "m", log=_quiet, progress=False)
-    model, _ = load_checkpoint(res.checkpoint)
-    data = load_mnist(mnist_file, params.data.train_subset, params.data.test_subset)
-    bits = binarize_test(data.test_x, "threshold", params.data.test_seed)
-    assert res.history[-1]["heldout_elbo"] == heldout_elbo(model.eval(), bits[:50], None, params.train.seed)
-    assert res.history[-1]["heldout_elbo"] != heldout_elbo(
-        model, binarize_test(data.test_x, "dynamic", params.data.test_seed)[:50], None, params.train.seed)
+    data = load_mnist(mnist_file, 1000, 500)
+    for monitor in ("validation", "test"):
+        params = make_tiny_params(train={"epochs": 2, "heldout": 50, "monitor": monitor}, data={"binarize": "threshold"})
+        res = fit("vae", 2, params, mnist_file, tmp_path / monitor, log=_quiet, progress=False)
+        model, _ = load_checkpoint(res.checkpoint)
+        seed = params.train.seed
+        if monitor == "validation":
+            bits, other = (binarize_validation(data.train_x[-50:], "threshold", seed),
+                           binarize_validation(data.train_x[-50:], "dynamic", seed))
+        else:
+            bits, other = (binarize_test(data.test_x, "threshold", params.data.test_seed)[:50],
+                           binarize_test(data.test_x, "dynamic", params.data.test_seed)[:50])
+        assert res.history[-1]["heldout_elbo"] == heldout_elbo(model.eval(), bits, None, seed), monitor
+        assert res.history[-1]["heldout_elbo"] != heldout_elbo(model, other, None, seed), monitor
     one = heldout_elbo(model, bits[:1], None, 0)  # one image is a mean of one, not "no images"
     assert math.isfinite(one) and math.isnan(heldout_elbo(model, bits[:0], None, 0))
+    # the validation bits are a draw of their own: not the test stream's bits of the same images
+    grey = data.train_x[-50:]
+    assert not torch.equal(binarize_validation(grey, "dynamic", 0), binarize_test(grey, "dynamic", 0))
+    assert not torch.equal(binarize_validation(grey, "dynamic", 0), binarize_validation(grey, "dynamic", 1))
+
+
+def _curves(result) -> list[tuple[float, float]]:
+    return [(row["train_elbo"], row["heldout_elbo"]) for row in result.history]
+
+
+@pytest.mark.parametrize("model", ["vae", "cvae"])
+def test_with_validation_monitoring_no_test_image_reaches_training_or_its_curves(mnist_file, tmp_path, model) -> None:
+    """train.monitor = validation: the test images replaced by noise (and their labels shuffled) give the same
+    weights and the same curves, byte for byte. With `test` the held-out curve reads the test images, so the
+    same replacement moves it (the weights still not: nothing is selected on the curve)."""
+    from conftest import make_tiny_params
+
+    data = load_mnist(mnist_file, 1000, 500)
+    g = torch.Generator().manual_seed(7)
+    noisy = dataclasses.replace(data, test_x=torch.rand(data.test_x.shape, generator=g),
+                                test_y=torch.randint(0, 10, data.test_y.shape, generator=g))
+    for monitor in ("validation", "test"):
+        params = make_tiny_params(train={"epochs": 2, "monitor": monitor})
+        real = fit(model, 2, params, None, tmp_path / monitor / "real", log=_quiet, progress=False, data=data)
+        fake = fit(model, 2, params, None, tmp_path / monitor / "fake", log=_quiet, progress=False, data=noisy)
+        assert (real.checkpoint / WEIGHTS).read_bytes() == (fake.checkpoint / WEIGHTS).read_bytes(), monitor
+        assert [r["train_elbo"] for r in real.history] == [r["train_elbo"] for r in fake.history], monitor
+        if monitor == "validation":
+            assert _curves(real) == _curves(fake) and real.history == fake.history
+        else:
+            assert all(a["heldout_elbo"] != b["heldout_elbo"] for a, b in zip(real.history, fake.history))
+
+
+def test_the_validation_images_are_the_last_heldout_training_images(mnist_file, tmp_path, monkeypatch) -> None:
+    """train.monitor = validation, 1,000 training images, heldout 100: the steps see exactly the first 900
+    (each epoch binarises those and no other), the curve the last 100. So noise in place of the last 100
+    moves the held-out curve but not one byte of the weights, while a change to image 900 (the last one
+    trained on) changes the weights."""
+    import vaebench.run.fit as tr
+    from conftest import make_tiny_params
+
+    data = load_mnist(mnist_file, 1000, 500)
+    params = make_tiny_params(train={"epochs": 2})
+    assert params.train.monitor == "validation" and params.train.heldout == 100
+    real_binarize, binarised = tr.binarize_train, []
+
+    def spy(x, *args, **kwargs):
+        binarised.append(x.clone())
+        return real_binarize(x, *args, **kwargs)
+
+    monkeypatch.setattr(tr, "binarize_train", spy)
+    ref = fit("vae", 2, params, None, tmp_path / "ref", log=_quiet, progress=False, data=data)
+    assert len(binarised) == 2 and all(torch.equal(x, data.train_x[:900]) for x in binarised)
+    model, meta = load_checkpoint(ref.checkpoint)
+    held = binarize_validation(data.train_x[900:], params.data.binarize, params.train.seed)
+    assert ref.history[-1]["heldout_elbo"] == heldout_elbo(model.eval(), held, None, params.train.seed)
+    assert meta["train"]["monitor"] == "validation"  # the fingerprint names it (omitted for `test` only)
+
+    g = torch.Generator().manual_seed(3)
+    tail = data.train_x.clone()
+    tail[900:] = torch.rand(100, 784, generator=g)
+    moved = fit("vae", 2, params, None, tmp_path / "tail", log=_quiet, progress=False,
+                data=dataclasses.replace(data, train_x=tail))
+    assert (moved.checkpoint / WEIGHTS).read_bytes() == (ref.checkpoint / WEIGHTS).read_bytes()
+    assert [r["train_elbo"] for r in moved.history] == [r["train_elbo"] for r in ref.history]
+    assert all(a["heldout_elbo"] != b["heldout_elbo"] for a, b in zip(moved.history, ref.history))
+
+    last = data.train_x.clone()
+    last[899] = torch.rand(784, generator=g)
+    trained_on = fit("vae", 2, params, None, tmp_path / "last", log=_quiet, progress=False,
+                     data=dataclasses.replace(data, train_x=last))
+    assert (trained_on.checkpoint / WEIGHTS).read_bytes() != (ref.checkpoint / WEIGHTS).read_bytes()
+
+    # monitor = test trains on all 1,000
+    binarised.clear()
+    fit("vae", 2, make_tiny_params(train={"epochs": 2, "monitor": "test"}), None, tmp_path / "test", log=_quiet,
+        progress=False, data=data)
+    assert len(binarised) == 2 and all(torch.equal(x, data.train_x) for x in binarised)
 
 
 def test_the_train_elbo_is_the_mean_over_every_training_image_once(mnist_file, tmp_path, monkeypatch) -> None:
-    """Each epoch's train ELBO averages the per-image ELBOs the optimiser saw: every one of the 1,000
-    images once (10 batches of 100), the sum divided by 1,000."""
+    """Each epoch's train ELBO averages the per-image ELBOs the optimiser saw: every one of the 900 training
+    images once (9 batches of 100; the last 100 of the 1,000 are the validation images), the sum divided by 900."""
     import vaebench.core.bounds as bounds
     from conftest import make_tiny_params
 
@@ -442,11 +531,11 @@ def test_the_train_elbo_is_the_mean_over_every_training_image_once(mnist_file, t
     monkeypatch.setattr("vaebench.run.fit.seconds_per_step", lambda *a, **k: 0.01)  # its own steps are not the run's
     res = fit("vae", 2, make_tiny_params(train={"epochs": 2, "batch_size": 100}), mnist_file, tmp_path / "m",
               log=_quiet, progress=False)
-    assert [len(b) for b in seen] == [100] * 20
+    assert [len(b) for b in seen] == [100] * 18
     for epoch in range(2):
-        per_image = torch.cat(seen[10 * epoch:10 * epoch + 10])  # (1000,)
-        # float32 batch means summed in float64: equal to ~1e-8 relative; the +1/1000 of a wrong start is 1e-3
-        assert res.history[epoch]["train_elbo"] == pytest.approx(per_image.sum().item() / 1000, rel=0, abs=1e-4)
+        per_image = torch.cat(seen[9 * epoch:9 * epoch + 9])  # (900,)
+        # float32 batch means summed in float64: equal to ~1e-8 relative; the +1/900 of a wrong start is 1e-3
+        assert res.history[epoch]["train_elbo"] == pytest.approx(per_image.sum().item() / 900, rel=0, abs=1e-4)
 
 
 def test_divergence_names_the_epoch_and_step_it_happened_at(mnist_file, tmp_path, monkeypatch) -> None:
@@ -455,15 +544,15 @@ def test_divergence_names_the_epoch_and_step_it_happened_at(mnist_file, tmp_path
 
     real, calls = bounds.beta_elbo, []
 
-    def nan_at_step_13(*args, **kwargs):  # 10 steps an epoch: the 13th is epoch 2, step 3
+    def nan_at_step_12(*args, **kwargs):  # 9 steps an epoch (900 training images): the 12th is epoch 2, step 3
         out = real(*args, **kwargs)
         if torch.is_grad_enabled():
             calls.append(1)
-            if len(calls) == 13:
+            if len(calls) == 12:
                 return out * float("nan")
         return out
 
-    monkeypatch.setattr(bounds, "beta_elbo", nan_at_step_13)
+    monkeypatch.setattr(bounds, "beta_elbo", nan_at_step_12)
     monkeypatch.setattr("vaebench.run.fit.seconds_per_step", lambda *a, **k: 0.01)  # its own steps are not the run's
     with pytest.raises(TrainingDiverged, match=r"vae z=2: loss is nan at epoch 2, step 3; "):
         fit("vae", 2, make_tiny_params(train={"epochs": 3, "batch_size": 100}), mnist_file, tmp_path / "m",

@@ -58,7 +58,8 @@ def _with_variants(defs: dict, runs: list[str] = (), **sections) -> object:
 
 def _thesis_loop(params, mnist_file) -> bytes:
     """The thesis's training written out: Xavier init, per epoch a fresh binarisation and order, one
-    reparameterised sample, loss = -(log p(x|z) - KL), RMSprop. Returns the final weights' bytes."""
+    reparameterised sample, loss = -(log p(x|z) - KL), torch's RMSprop. Returns the final weights' bytes.
+    With train.monitor = validation the last train.heldout training images are not trained on."""
     from vaebench.run.checkpoint import tensors_to_bytes
 
     tc = params.train
@@ -66,9 +67,10 @@ def _thesis_loop(params, mnist_file) -> bytes:
     torch.manual_seed(stream_seed(Stream.INIT, tc.seed))
     model = build_model("vae", 2, params.model.hidden)
     opt = torch.optim.RMSprop(model.parameters(), lr=tc.lr)
-    n = len(data.train_x)
+    train_x = data.train_x[:len(data.train_x) - tc.heldout] if tc.monitor == "validation" else data.train_x
+    n = len(train_x)
     for epoch in range(tc.epochs):
-        xb = binarize_train(data.train_x, params.data.binarize, tc.seed, epoch)
+        xb = binarize_train(train_x, params.data.binarize, tc.seed, epoch)
         g = Draws(Stream.EPOCH, tc.seed, epoch)
         perm = g.permutation(n)
         for i in range(0, n, tc.batch_size):
@@ -82,13 +84,15 @@ def _thesis_loop(params, mnist_file) -> bytes:
     return tensors_to_bytes(model.state_dict())
 
 
-@pytest.mark.parametrize("pieces", [
-    pytest.param({"beta": 1.0}, id="beta-1"),
-    pytest.param({"noise": 0.0}, id="zero-corruption"),
-    pytest.param({"beta": 1, "noise": 0.0, "objective": "elbo", "k": 1, "latent": "gaussian"}, id="every-default-spelled-out"),
+@pytest.mark.parametrize(("pieces", "monitor"), [
+    pytest.param({"beta": 1.0}, "validation", id="beta-1"),
+    pytest.param({"noise": 0.0}, "validation", id="zero-corruption"),
+    pytest.param({"beta": 1, "noise": 0.0, "objective": "elbo", "k": 1, "latent": "gaussian"}, "validation",
+                 id="every-default-spelled-out"),
+    pytest.param({"beta": 1.0}, "test", id="beta-1-monitored-on-test"),  # trains on every training image
 ])
-def test_a_variant_at_the_vaes_pieces_trains_the_thesis_vae_byte_for_byte(pieces, mnist_file, tmp_path) -> None:
-    params = _with_variants({"same": pieces}, train={"epochs": 2})
+def test_a_variant_at_the_vaes_pieces_trains_the_thesis_vae_byte_for_byte(pieces, monitor, mnist_file, tmp_path) -> None:
+    params = _with_variants({"same": pieces}, train={"epochs": 2, "monitor": monitor})
     reference = _thesis_loop(params, mnist_file)
     fit("vae", 2, params, mnist_file, tmp_path / "vae", log=_quiet, progress=False)
     fit("same", 2, params, mnist_file, tmp_path / "same", log=_quiet, progress=False)
@@ -555,23 +559,24 @@ def test_variant_runs_are_dvc_matrix_items_scored_like_the_grid(tmp_path: Path) 
     from tests.dvcproject import TINY, make_project, run
     from tests.test_pipeline import _imported_modules
 
-    params = {**TINY, "grid": {"models": ["vae"], "zdims": [2]},
+    params = {**TINY, "grid": {"models": ["vae"], "zdims": [2], "seeds": [0]},
               "variants": {"defs": {"cat3": {"latent": "categorical", "classes": 3}, "dn": {"noise": 0.2}},
                            "runs": ["cat3-2", "dn-2"]}}
     project = make_project(tmp_path / "p", params)
     out = run(project, "dvc", "repro").stdout
     for stage in ("train-variant", "evaluate-variant", "figures-variant"):
-        for item in ("cat3-2", "dn-2"):
+        for item in ("cat3-2-0", "dn-2-0"):  # <variant>-<size>-<training seed>
             assert f"Running stage '{stage}@{item}'" in out
-    cat = json.loads((project / "metrics/runs/cat3-2.json").read_text())
-    dn = json.loads((project / "metrics/runs/dn-2.json").read_text())
-    assert cat["model"] == "cat3" and cat["exact_states"] == 9 and "quad_nll" not in cat
+    cat = json.loads((project / "metrics/runs/cat3-2-0.json").read_text())
+    dn = json.loads((project / "metrics/runs/dn-2-0.json").read_text())
+    assert cat["model"] == "cat3" and cat["exact_states"] == 9 and "quad_nll" not in cat and cat["train_seed"] == 0
     assert cat["iwae_gap_to_exact"] >= -3 * cat["iwae_gap_to_exact_se"]  # paired, as above
     assert dn["restore_noise"] == 0.2 and "quad_nll" in dn  # a 2-D Gaussian variant gets its quadrature
-    assert (project / "plots/runs/dn-2/restorations_dn-2.png").exists()
-    assert (project / "plots/runs/cat3-2/samples_cat3-2.png").exists()
+    # the folder names the run with its seed, the figure files the variant and size
+    assert (project / "plots/runs/dn-2-0/restorations_dn-2.png").exists()
+    assert (project / "plots/runs/cat3-2-0/samples_cat3-2.png").exists()
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
-    for name in ("train-variant@cat3-2", "evaluate-variant@cat3-2", "figures-variant@dn-2"):
+    for name in ("train-variant@cat3-2-0", "evaluate-variant@cat3-2-0", "figures-variant@dn-2-0"):
         declared = {d["path"] for d in lock[name]["deps"] if d["path"].startswith("vaebench/")}
         assert _imported_modules(project, lock[name]["cmd"]) == declared, name
     assert "Running stage" not in run(project, "dvc", "repro").stdout
@@ -580,15 +585,21 @@ def test_variant_runs_are_dvc_matrix_items_scored_like_the_grid(tmp_path: Path) 
 def test_the_vae_and_cvae_fingerprint_is_the_one_before_the_variants(mnist_file, tmp_path) -> None:
     """A training's resumable state records its fingerprint and resumes only under an equal one: a key added
     to the fingerprint of the plain VAE would restart every interrupted run (the literature run's state,
-    committed mid-training, among them). Variants add their pieces; the VAE and CVAE add nothing."""
+    committed mid-training, among them). Variants add their pieces; the VAE and CVAE add nothing. Monitoring on
+    the validation images (2026-12-06) trains on other images, so it is named; `monitor: test`, how those runs
+    were trained, is not (their sidecars stay current)."""
     from vaebench.run.fingerprint import run_fingerprint
 
+    before = {"optimizer", "lr", "eps", "schedule", "batch_size", "epochs", "seed", "heldout", "device"}
     params = _with_variants({"b": {"beta": 2.0}})
+    tested = _with_variants({"b": {"beta": 2.0}}, train={"monitor": "test"})
     for model in ("vae", "cvae"):
         fp = run_fingerprint(model, 5, params)
         assert set(fp) == {"model", "zdim", "hidden", "activation", "train", "data"}
-        assert set(fp["train"]) == {"optimizer", "lr", "eps", "schedule", "batch_size", "epochs", "seed", "heldout",
-                                    "device"}
+        assert set(fp["train"]) == before | {"monitor"} and fp["train"]["monitor"] == "validation"
+        old = run_fingerprint(model, 5, tested)
+        assert set(old) == set(fp) and set(old["train"]) == before
+        assert {k: v for k, v in fp["train"].items() if k != "monitor"} == old["train"]
     assert run_fingerprint("b", 5, params)["variant"] == {**EIGHT, "beta": 2.0}
     fit("vae", 2, params, mnist_file, tmp_path / "vae", log=_quiet, progress=False)
     model, meta = load_checkpoint(tmp_path / "vae")

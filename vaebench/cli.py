@@ -48,12 +48,14 @@ ModelOpt = Annotated[str | None, typer.Option(
     "--model", help="vae, cvae, or a variant named in params.yaml (variants.defs) [default: vae].")]
 ZdimOpt = Annotated[int | None, typer.Option(
     "--zdim", help="Latent dimension (>= 1); categorical variants: the number of variables [default: 25].")]
-RunOpt = Annotated[str | None, typer.Option("--run", help="<model>-<size>, e.g. beta4-20: --model and --zdim in one.")]
+RunOpt = Annotated[str | None, typer.Option(
+    "--run", help="<model>-<size>[-<seed>], e.g. beta4-20 or vae-5-1: --model and --zdim in one, and the training "
+                  "seed if given (else train.seed).")]
 PieceOpt = Annotated[list[str] | None, typer.Option(
     "--piece", metavar="NAME=VALUE",
     help="A variant piece, repeatable: --piece beta=4 --piece objective=iwae. The pieces (default in brackets): "
          "see `vaebench pieces`.")]
-CkptOpt = Annotated[Path | None, typer.Option("--ckpt", help="Checkpoint directory [models/<model>-<zdim>].")]
+CkptOpt = Annotated[Path | None, typer.Option("--ckpt", help="Checkpoint directory [models/<model>-<zdim>-<train.seed>].")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bars; one line per epoch.")]
 
 
@@ -121,7 +123,7 @@ def train(
     zdim: ZdimOpt = None,
     params: ParamsOpt = Path("params.yaml"),
     data: DataOpt = Path("data/mnist.npz"),
-    out: Annotated[Path | None, typer.Option("--out", help="Checkpoint directory [models/<model>-<zdim>].")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Checkpoint directory [models/<model>-<zdim>-<train.seed>].")] = None,
     live: Annotated[Path | None, typer.Option("--live", help="dvclive directory for the training curves.")] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace a checkpoint of another configuration in --out (refused otherwise).")] = False,
@@ -135,7 +137,7 @@ def train(
     from vaebench.selection import select
 
     p, model, zdim = select(load_params(params), model, zdim, run, piece)
-    train_run(p, model, zdim, data, out or Path("models") / run_name(model, zdim), live, overwrite,
+    train_run(p, model, zdim, data, out or Path("models") / run_name(model, zdim, p.train.seed), live, overwrite,
               log=lambda s: typer.echo(s, err=True), progress=not quiet)
 
 
@@ -178,7 +180,7 @@ def eval_(
     # refused before any training: samples that cannot fit
     require_iwae_fits("eval.k" if k is None else "--k", p.eval.k if k is None else k, p.eval.chunk,
                       p.variant(model).width(zdim))
-    ckpt = ckpt or Path("models") / run_name(model, zdim)
+    ckpt = ckpt or Path("models") / run_name(model, zdim, p.train.seed)
     log = lambda s: typer.echo(s, err=True)  # noqa: E731
     mnist = load_data(p, data)
     if no_train:
@@ -201,7 +203,7 @@ def figures(
     params: ParamsOpt = Path("params.yaml"),
     data: DataOpt = Path("data/mnist.npz"),
     ckpt: CkptOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Directory for the figures [plots/runs/<model>-<zdim>].")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for the figures [plots/runs/<model>-<zdim>-<train.seed>].")] = None,
     run: RunOpt = None,
     piece: PieceOpt = None,
 ) -> None:
@@ -212,7 +214,7 @@ def figures(
     from vaebench.selection import select
 
     p, model, zdim = select(load_params(params), model, zdim, run, piece)
-    name = run_name(model, zdim)
+    name = run_name(model, zdim, p.train.seed)
     written = draw_run(p, model, zdim, ckpt or Path("models") / name, data, out or Path("plots/runs") / name)
     typer.echo("\n".join(str(w) for w in written))
 

@@ -31,6 +31,7 @@ SCHEDULES = ("constant", "burda", "exponential")
 BINARIZATIONS = ("dynamic", "static", "threshold")
 SOURCES = ("auto", "mirrors", "pypi")
 DEVICES = ("cpu", "cuda", "auto")
+MONITORS = ("validation", "test")
 SEED_MAX = 2**32 - 1  # seeds are 32-bit words of a random stream's key (vaebench/streams.py)
 
 
@@ -64,6 +65,10 @@ class GridConfig:
     """Model families trained over the grid: `vae`, `cvae`."""
     zdims: tuple[int, ...] = (2, 5, 10, 15, 20, 25, 35, 50)
     """Latent dimensions; holds the thesis's 2, 25 and 35."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Training seeds: every grid cell and every variant run is trained and scored once per seed (each seed sets
+    train.seed: initialisation, minibatch order, binarisation, noise), and the report prints the mean over
+    seeds with the training-seed sd and a 95 % interval. Adding a seed re-runs nothing of the others."""
 
     def __post_init__(self) -> None:
         for m in self.models:
@@ -72,7 +77,11 @@ class GridConfig:
             raise ConfigError("grid.zdims: must list at least one latent dimension")
         for z in self.zdims:
             check_zdim(z, "grid.zdims")
-        for key, values in (("grid.models", self.models), ("grid.zdims", self.zdims)):
+        if not self.seeds:
+            raise ConfigError("grid.seeds: must list at least one training seed")
+        for seed in self.seeds:
+            int_range(seed, "grid.seeds", 0, SEED_MAX)
+        for key, values in (("grid.models", self.models), ("grid.zdims", self.zdims), ("grid.seeds", self.seeds)):
             twice = sorted({v for v in values if values.count(v) > 1})
             if twice:  # DVC's matrix would merge the two items silently
                 raise ConfigError(f"{key}: lists {twice[0]} twice")
@@ -138,7 +147,12 @@ class TrainConfig:
     seed: int = 0
     """Seed of initialisation, minibatch order, binarisation and the reparameterisation noise (0 <= seed < 2**32)."""
     heldout: int = 2000
-    """Per-epoch monitoring ELBO on the first N binarised test images (logged only; nothing is selected on it)."""
+    """Images of the per-epoch monitoring ELBO (logged only; nothing is selected on it), taken as `monitor` says."""
+    monitor: str = "validation"
+    """Where those images come from: `validation`, the last `heldout` training images, held out of training
+    (binarised once per run, stream VALID_BITS): no test image informs training or its curves; or `test`, the
+    first `heldout` test images, as runs monitored before 2026-12-06 (the literature pipelines keep it, so that
+    their committed runs stay what they are)."""
     device: str = "cpu"
     """`cpu`, `cuda`, or `auto` (cuda when present). Bit-identical re-runs are promised on the CPU only."""
 
@@ -161,7 +175,8 @@ class TrainConfig:
         if self.schedule == "burda" and self.epochs not in BURDA_EPOCHS:
             raise ConfigError(f"train.epochs: {self.epochs} is not a whole number of stages of the burda schedule "
                               f"(allowed: {', '.join(map(str, BURDA_EPOCHS))})")
-        int_range(self.heldout, "train.heldout", 1, 10000)  # 0 would log an empty (NaN) curve every epoch
+        int_range(self.heldout, "train.heldout", 1, None)  # 0 would log an empty (NaN) curve every epoch
+        choice(self.monitor, MONITORS, "train.monitor")
         choice(self.device, DEVICES, "train.device")
 
     def lr_at(self, epoch: int) -> float:
@@ -193,7 +208,7 @@ class EvalConfig:
     """Extra evaluation seeds (seed + 1, ...) that re-estimate the IWAE on the first `spread_images` images (0 = skip)."""
     spread_images: int = 1000
     """Test images behind the predicted spread of the IWAE NLL across evaluation seeds: the first N, or all
-    of a smaller test set (the metrics record the number used as `seed_spread_images`)."""
+    of a smaller test set (the metrics record the number used as `eval_spread_images`)."""
 
     quad_n: int = 800
     """Quadrature points per latent axis for the exact log p(x) of 1- and 2-D models (0 = skip)."""
@@ -223,9 +238,17 @@ class ExactConfig:
     """Latent dimensions (1 or 2, each in grid.zdims) whose models are re-scored with `k` samples beside the quadrature."""
     k: int = 5000
     """Importance samples of that IWAE estimate (Burda et al. 2016 use 5000): the bound whose gap to the exact value is reported."""
+    seeds: tuple[int, ...] = (0,)
+    """The training seeds (each in grid.seeds) whose models get this scoring: it costs as much as a training,
+    and the gap it measures moves little from seed to seed (the quadrature itself runs for every seed)."""
 
     def __post_init__(self) -> None:
         int_range(self.k, "exact.k", 1, None)
+        for seed in self.seeds:
+            int_range(seed, "exact.seeds", 0, SEED_MAX)
+        twice = sorted({v for v in self.seeds if self.seeds.count(v) > 1})
+        if twice:
+            raise ConfigError(f"exact.seeds: lists {twice[0]} twice")
         for z in self.zdims:
             int_range(z, "exact.zdims", 1, 2)  # quadrature is exact only in 1 or 2 dimensions
         twice = sorted({z for z in self.zdims if self.zdims.count(z) > 1})
@@ -259,7 +282,17 @@ class Params:
             widths.append(self.variants.defs[name].width(size))
         return max(widths)
 
+    def with_seed(self, seed: int | None) -> Params:
+        """These params for training seed `seed` (train.seed), or unchanged for None (a run named without one)."""
+        if seed is None or seed == self.train.seed:
+            return self
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, seed=int_range(seed, "seed", 0, SEED_MAX)))
+
     def __post_init__(self) -> None:
+        for seed in self.exact.seeds:
+            if seed not in self.grid.seeds:
+                raise ConfigError(f"exact.seeds: {seed} is not in grid.seeds ({list(self.grid.seeds)}): "
+                                  "only trained models can be re-scored")
         for z in self.exact.zdims:
             if z not in self.grid.zdims:
                 raise ConfigError(f"exact.zdims: {z} is not in grid.zdims ({list(self.grid.zdims)}): "
@@ -272,12 +305,16 @@ class Params:
                 if v.objective != "elbo":
                     raise ConfigError(f"train.kl_warmup: variant {name} trains the {v.objective} bound, which has "
                                       "no KL term to warm up; set train.kl_warmup: 0 or drop it from variants")
-        n_test = self.data.test_subset or 10000
-        if self.train.heldout > n_test:
+        n_test, n_train = self.data.test_subset or 10000, self.data.train_subset or 60000
+        if self.train.monitor == "test" and self.train.heldout > n_test:
             where = f"data.test_subset = {n_test}" if self.data.test_subset else "MNIST's 10,000"
             raise ConfigError(f"train.heldout: {self.train.heldout} is more than the test images there are "
                               f"({where}); the held-out curve is measured on the first train.heldout of them")
-        n_train = self.data.train_subset or 60000
+        if self.train.monitor == "validation":
+            if self.train.heldout >= n_train:
+                raise ConfigError(f"train.heldout: {self.train.heldout} validation images leave none of the "
+                                  f"{n_train} training images to train on")
+            n_train -= self.train.heldout
         if self.train.batch_size > n_train:
             raise ConfigError(
                 f"train.batch_size: {self.train.batch_size} is larger than the training data ({n_train} images)"
@@ -302,9 +339,19 @@ def burda_stage(epoch: int) -> int:
 # ---------------------------------------------------------------- checks shared with the CLI
 
 
-def run_name(model: str, zdim: int) -> str:
-    """The name of a grid item, as DVC's matrix names it: `vae-2`, `cvae-35`."""
-    return f"{model}-{zdim}"
+def run_name(model: str, zdim: int, seed: int | None = None) -> str:
+    """The name of a run, as DVC's matrix names its stages: `vae-2-0` (model, latent size, training seed),
+    `beta4-20-1`; without a seed `vae-2`, as the literature pipelines (one seed each) name theirs."""
+    return f"{model}-{zdim}" if seed is None else f"{model}-{zdim}-{seed}"
+
+
+def parse_run(run: Any, key: str = "run") -> tuple[str, int, int | None]:
+    """`vae-5-1` -> ("vae", 5, 1); `beta4-20` -> ("beta4", 20, None): model (or variant), latent size, and the
+    training seed if the name has one."""
+    m = re.fullmatch(r"([a-z][a-z0-9_]*)-([1-9][0-9]*)(?:-(0|[1-9][0-9]*))?", run) if isinstance(run, str) else None
+    if m is None:
+        raise ConfigError(f"{key}: {run!r} is not <name>-<latent size>[-<seed>], e.g. vae-5-0 or beta4-20")
+    return m.group(1), int(m.group(2)), None if m.group(3) is None else int(m.group(3))
 
 
 def check_model(model: Any, key: str = "model") -> str:

@@ -35,7 +35,8 @@ def pieces_of(options: list[str] | None) -> dict[str, object]:
 
 def select(p: Any, model: str | None, zdim: int | None, run: str | None,
             options: list[str] | None) -> tuple[Any, str, int]:
-    """(params, model, zdim) of the run the options name: --run or --model/--zdim, and any `--piece`s.
+    """(params, model, zdim) of the run the options name: --run (with the training seed, if it names one: the
+    params' train.seed is set to it) or --model/--zdim, and any `--piece`s.
 
     Pieces given on the command line make a variant of the named model, registered in the returned params
     under a name that spells what the resolved variant changes (`vae_beta4p0`), so that `--piece objective=iwae`
@@ -44,13 +45,14 @@ def select(p: Any, model: str | None, zdim: int | None, run: str | None,
     """
     import dataclasses
 
-    from vaebench.config import ConfigError, VariantsConfig, check_zdim, split_run
+    from vaebench.config import ConfigError, VariantsConfig, check_zdim, parse_run
 
     option = "--model"
     if run is not None:
         if model is not None or zdim is not None:
             raise ConfigError("--run: names the model and the latent size itself; drop --model and --zdim")
-        model, zdim = split_run(run, "--run")
+        model, zdim, seed = parse_run(run, "--run")
+        p = p.with_seed(seed)  # `vae-5-1`: training seed 1; `vae-5`: train.seed
         option = "--run"
     model, zdim = model or "vae", 25 if zdim is None else zdim
     check_zdim(zdim, "--zdim")

@@ -34,12 +34,13 @@ class Stream(enum.IntEnum):
     IWAE = 8  # (eval.seed, image index, label slot): one image's k importance samples; slot 0 = no label, 1 + y
     CORRUPT = 9  # (train.seed, epoch): the denoising VAE's bit flips of one epoch's encoder inputs
     TEST_CORRUPT = 10  # (eval.seed): the bit flips of the test images a denoising VAE restores
+    VALID_BITS = 11  # (train.seed): the one draw of the validation bits of the monitoring curve (train.monitor)
 
 
 ARITY = {
     Stream.INIT: 1, Stream.EPOCH: 2, Stream.HELDOUT_ELBO: 1, Stream.STATIC_BITS: 1,
     Stream.DYNAMIC_BITS: 2, Stream.TEST_BITS: 1, Stream.TEST_ELBO: 1, Stream.IWAE: 3,
-    Stream.CORRUPT: 2, Stream.TEST_CORRUPT: 1,
+    Stream.CORRUPT: 2, Stream.TEST_CORRUPT: 1, Stream.VALID_BITS: 1,
 }
 
 

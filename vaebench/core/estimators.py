@@ -89,7 +89,7 @@ def mean_and_se(v: torch.Tensor) -> tuple[float, float]:
     return v.mean().item(), se
 
 
-def seed_spread(per_seed: torch.Tensor, n_images: int) -> float:
+def eval_seed_spread(per_seed: torch.Tensor, n_images: int) -> float:
     """Predicted SD across evaluation seeds of a mean log p(x) over `n_images` images, (S, N) -> float.
 
     per_seed[s, i] is image i's IWAE estimate with seed s. The seeds draw independent samples for
@@ -98,7 +98,7 @@ def seed_spread(per_seed: torch.Tensor, n_images: int) -> float:
     variance estimates: far steadier than the SD of S seed means.
     """
     if per_seed.shape[0] < 2:
-        raise ValueError("seed_spread needs estimates from at least two seeds")
+        raise ValueError("eval_seed_spread needs estimates from at least two seeds")
     return math.sqrt(per_seed.double().var(0, unbiased=True).mean().item() / n_images)
 
 
@@ -195,9 +195,9 @@ def evaluate_model(
         per_seed = torch.stack([log_px[:n_spread], *(
             iwae_log_px(model, xs, ys, cfg.k, cfg.seed + j, cfg.chunk, done(cfg.k))
             for j in range(1, cfg.spread_seeds + 1))])  # (1 + spread_seeds, n_spread)
-        out["iwae_nll_seed_sd"] = seed_spread(per_seed, len(x))
-        out["seed_spread_seeds"] = 1 + cfg.spread_seeds
-        out["seed_spread_images"] = n_spread
+        out["iwae_nll_eval_sd"] = eval_seed_spread(per_seed, len(x))
+        out["eval_spread_seeds"] = 1 + cfg.spread_seeds
+        out["eval_spread_images"] = n_spread
     if model.conditional:
         out["k_marginal"] = cfg.k_marginal
         out["iwae_nll_marginal"], out["iwae_nll_marginal_se"] = _marginal(

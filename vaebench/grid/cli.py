@@ -116,17 +116,29 @@ def relock(
     proven: Annotated[bool, typer.Option("--proven", help="Confirm that the change moves no output "
                                          "(bench/same_bytes.py said so); refused without it.")] = False,
     root: RootOpt = Path("."),
+    added: Annotated[list[str] | None, typer.Option(
+        "--added-param", metavar="KEY=VALUE",
+        help="A params key added with the value that keeps the old behaviour (e.g. train.monitor=test): "
+             "a stage whose params differ from its lock by exactly that is recorded too; repeatable.")] = None,
 ) -> None:
     """Record the current commands, code and params of every stage in dvc.lock, keeping the hashes of outputs
     that are not here (a refactor proven not to move bytes, on a machine without the trained models)."""
+    import yaml
+
     from vaebench.grid.relock import RelockRefused, relock as record
 
     if not proven:
         _fail("relock records new code against outputs it does not see: pass --proven once bench/same_bytes.py "
               "has shown that the change moves no output")
+    pairs = {}
+    for item in added or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            _fail(f"--added-param: {item!r} is not KEY=VALUE")
+        pairs[key] = yaml.safe_load(value)
     _repo(root)
     try:
-        names = record(root, dvcfiles or ["dvc.yaml"])
+        names = record(root, dvcfiles or ["dvc.yaml"], pairs)
     except RelockRefused as e:
         _fail(f"{e} (nothing was recorded)")
     for name in names:

@@ -27,11 +27,28 @@ def _is_module(path: str) -> bool:
     return path.endswith(".py") and "vaebench/" in path
 
 
-def _unmoved(name: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
-    """RelockRefused unless `new` differs from the lock's `old` entry only in the command and vaebench modules."""
+def _without(params: dict[str, Any] | None, added: dict[str, Any]) -> dict[str, Any] | None:
+    """A lock entry's params less each key of `added` (`train.monitor`) where it holds exactly that value: a key
+    added to the params with the value that keeps the old behaviour (e.g. `train.monitor: test`)."""
+    if not params:
+        return params
+    out = json.loads(json.dumps(params))
+    for values in out.values():  # one dict per params file
+        for key, value in added.items():
+            section, _, leaf = key.partition(".")
+            if values.get(key) == value:
+                del values[key]
+            elif leaf and isinstance(values.get(section), dict) and values[section].get(leaf) == value:
+                del values[section][leaf]
+    return out
+
+
+def _unmoved(name: str, old: dict[str, Any] | None, new: dict[str, Any], added: dict[str, Any] | None = None) -> None:
+    """RelockRefused unless `new` differs from the lock's `old` entry only in the command, vaebench modules and
+    the `added` params (each at exactly its value)."""
     if old is None:
         raise RelockRefused(f"{name}: not in the lock yet (a new stage): run it")
-    if new.get("params") != old.get("params"):
+    if _without(new.get("params"), added or {}) != old.get("params"):
         raise RelockRefused(f"{name}: its parameters changed since the lock; re-run it (`dvc repro {name}`)")
     before = {d["path"]: d for d in old.get("deps", [])}
     for dep in new.get("deps", []):
@@ -41,12 +58,13 @@ def _unmoved(name: str, old: dict[str, Any] | None, new: dict[str, Any]) -> None
         raise RelockRefused(f"{name}: an output here differs from the lock's; re-run it or `dvc checkout` it")
 
 
-def relock(root: Path | str, dvcfiles: list[str]) -> list[str]:
+def relock(root: Path | str, dvcfiles: list[str], added: dict[str, Any] | None = None) -> list[str]:
     """Commit every stage of `dvcfiles` (dvc.yaml paths relative to `root`); their names, in order.
 
     What `dvc commit --force` does (dvc/repo/commit.py), with missing outputs allowed and without the
     run-cache, whose entries need the outputs themselves; refused (nothing written) for a stage whose
-    parameters, non-module inputs or present outputs differ from its lock entry.
+    parameters (other than the keys of `added`, each at exactly its value), non-module inputs or present
+    outputs differ from its lock entry.
     """
     from dvc.repo import Repo
     from dvc.stage.serialize import to_single_stage_lockfile
@@ -63,7 +81,7 @@ def relock(root: Path | str, dvcfiles: list[str]) -> list[str]:
             for stage in stages:
                 stage.save(allow_missing=True, run_cache=False)
                 new = json.loads(json.dumps(to_single_stage_lockfile(stage)))  # as dvc.lock will hold it
-                _unmoved(stage.addressing, locked.get(stage.name), new)
+                _unmoved(stage.addressing, locked.get(stage.name), new, added)
             files.append(stages)
         for stages in files:
             for stage in stages:

@@ -13,7 +13,7 @@ Graph = dict[str, tuple[str, ...]]  # stage name -> names of the stages whose ou
 
 
 def _name(stage, root: str) -> str:
-    """The name `dvc repro` takes in `root`, whatever this process's working directory: `train@vae-2` for
+    """The name `dvc repro` takes in `root`, whatever this process's working directory: `train@vae-2-0` for
     a stage of root/dvc.yaml, `sub/dvc.yaml:name` for one of another dvc.yaml."""
     import os
 
@@ -22,7 +22,7 @@ def _name(stage, root: str) -> str:
 
 
 def stage_graph(root: Path | str) -> Graph:
-    """{stage: the stages it needs}, matrix items expanded (`train@vae-2`), for `dvc repro` in `root`:
+    """{stage: the stages it needs}, matrix items expanded (`train@vae-2-0`), for `dvc repro` in `root`:
     the stages of root/dvc.yaml and, from other dvc.yaml files, only those they need."""
     import os
 
@@ -114,7 +114,7 @@ def waves(graph: Graph) -> list[list[str]]:
 
 
 def run_of_stage(stage: str) -> str | None:
-    """The matrix item a stage belongs to (`train@vae-2` -> `vae-2`), None for a stage outside the grid."""
+    """The matrix item a stage belongs to (`train@vae-2-0` -> `vae-2-0`: one training seed of a cell), None for a stage outside the grid."""
     return stage.split("@", 1)[1] if "@" in stage else None
 
 

@@ -17,9 +17,9 @@ def format_metrics(m: dict[str, Any]) -> str:
         rows[1] = (f"IWAE NLL -log p(x|y) (k={m['k']})", rows[1][1])
         rows.append((f"IWAE NLL -log p(x) (k={m['k_marginal']}/label)",
                      f"{m['iwae_nll_marginal']:.2f} ± {m['iwae_nll_marginal_se']:.2f}"))
-    if "iwae_nll_seed_sd" in m:
-        rows.append(("IWAE NLL sd across seeds", f"{m['iwae_nll_seed_sd']:.3f} (predicted from {m['seed_spread_seeds']} "
-                                                  f"seeds on {m['seed_spread_images']} images)"))
+    if "iwae_nll_eval_sd" in m:
+        rows.append(("IWAE NLL sd across evaluation seeds", f"{m['iwae_nll_eval_sd']:.3f} (predicted from {m['eval_spread_seeds']} "
+                                                  f"seeds on {m['eval_spread_images']} images)"))
     if "quad_nll" in m:
         rows.append(("exact NLL (quadrature)", f"{m['quad_nll']:.2f}"))
     if "exact_nll" in m:

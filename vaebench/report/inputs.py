@@ -27,6 +27,13 @@ RESTORE_KEYS = ("restore_noise", "restore_nll", "restore_nll_se", "restore_nll_c
 GROUPS = {"quad_nll": QUAD_KEYS, "exact_nll": ENUMERATION_KEYS, "restore_nll": RESTORE_KEYS}
 
 
+# keys renamed on 2026-12-06, when training seeds became a grid axis: the evaluation-seed spread is not the
+# training-seed sd the report now prints beside every number. Files written before (the literature runs') are
+# read under the new names.
+RENAMED = {"iwae_nll_seed_sd": "iwae_nll_eval_sd", "seed_spread_seeds": "eval_spread_seeds",
+           "seed_spread_images": "eval_spread_images"}
+
+
 def read_metrics(path: Path, keys: Sequence[str], what: str, hint: str) -> dict[str, Any]:
     """A stage's metrics JSON holding `keys`; a missing, unreadable or incomplete file is a ReportError ending in `hint`."""
     if not path.exists():
@@ -37,6 +44,7 @@ def read_metrics(path: Path, keys: Sequence[str], what: str, hint: str) -> dict[
         raise ReportError(f"{path}: unreadable ({e}); {hint}") from None
     if not isinstance(metrics, dict):
         raise ReportError(f"{path}: not a run's metrics (a JSON object); {hint}")
+    metrics = {RENAMED.get(k, k): v for k, v in metrics.items()}
     missing = [k for k in keys if k not in metrics]
     if missing:
         raise ReportError(f"{path}: no key {missing[0]!r}; {hint}")
@@ -49,18 +57,21 @@ def n_test_images(params: Params) -> int:
 
 
 def load_run(path: Path, model: str, zdim: int, n_images: int, stage: str = "evaluate",
-             keys: Sequence[str] = ()) -> dict[str, Any]:
+             keys: Sequence[str] = (), seed: int | None = None) -> dict[str, Any]:
     """One run's metrics JSON, checked to be this run's, complete (REQUIRED_KEYS and `keys`), scored on the current test set.
 
-    `stage` is the dvc.yaml stage that writes it (`evaluate`, or `evaluate-variant` for a variant run).
+    `stage` is the dvc.yaml stage that writes it (`evaluate`, or `evaluate-variant` for a variant run); `seed`
+    the training seed of its name (None for a pipeline whose runs are named without one).
     """
-    hint = f"run `dvc repro {stage}@{run_name(model, zdim)}`"
+    hint = f"run `dvc repro {stage}@{run_name(model, zdim, seed)}`"
     run = read_metrics(path, REQUIRED_KEYS + (CVAE_KEYS if model == "cvae" else ()) + tuple(keys), "run metrics", hint)
     for lead, group in GROUPS.items():
         if lead in run:
             read_metrics(path, group, "run metrics", hint)
     if (run["model"], run["zdim"]) != (model, zdim):
         raise ReportError(f"{path}: holds {run['model']} z={run['zdim']}, not {model} z={zdim}; {hint}")
+    if seed is not None and run.get("train_seed", seed) != seed:
+        raise ReportError(f"{path}: holds training seed {run['train_seed']}, not {seed}; {hint}")
     if run["n_images"] != n_images:
         # a stale file: scored on another test subset, so not comparable with the others
         raise ReportError(f"{path}: scored on {run['n_images']} test images, not the "

@@ -27,13 +27,16 @@ def _status(folder: Path, meta: dict[str, Any], params: Params, data_sha: str | 
         return f"broken: no {WEIGHTS}"
     if meta["model"] not in ("vae", "cvae") and meta["model"] not in params.variants.defs:
         return f"not in params.yaml: variant {meta['model']!r} (given by its pieces on the command line, or removed)"
+    seed = (meta.get("train") or {}).get("seed")  # a run of any training seed is current for params.yaml at that seed
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0:
+        params = params.with_seed(seed)
     want = json.loads(json.dumps({**run_fingerprint(meta["model"], meta["zdim"], params),  # tuples -> lists
                                   **({"data_manifest_sha256": data_sha} if data_sha else {})}))
     have = {k: meta.get(k) for k in want}
     diff = first_difference(have, want)
     status = "current" if diff is None else f"stale: {diff[0]}={diff[1]!r}, params.yaml says {diff[2]!r}"
-    named = run_name(meta["model"], meta["zdim"])
-    if folder.name != named and folder.name.split("-")[0] in ("vae", "cvae"):
+    named = run_name(meta["model"], meta["zdim"], params.train.seed)
+    if folder.name not in (named, run_name(meta["model"], meta["zdim"])) and folder.name.split("-")[0] in ("vae", "cvae"):
         status += f"; the folder's name says {folder.name}, its model is {named}"
     return status if data_sha else status + " (data not checked: no data manifest)"
 
@@ -52,7 +55,8 @@ def _numbers(metrics_file: Path, weights_sha: str) -> tuple[str, str]:
 def list_runs(params: Params, models_dir: Path, metrics_dir: Path, data_path: Path = Path("data/mnist.npz")) -> str:
     """A table of every checkpoint folder under `models_dir`, grid items first, then any other folder."""
     models_dir = Path(models_dir)
-    grid = [run_name(m, z) for m in params.grid.models for z in params.grid.zdims] + list(params.variants.runs)
+    grid = [run_name(m, z, seed) for m in params.grid.models for z in params.grid.zdims for seed in params.grid.seeds]
+    grid += [f"{run}-{seed}" for run in params.variants.runs for seed in params.grid.seeds]
     found = sorted(p.parent.name for p in models_dir.glob(f"*/{SIDECAR}")) if models_dir.is_dir() else []
     partial = sorted(p.name for p in models_dir.glob("*.partial")) if models_dir.is_dir() else []
     manifest = manifest_path(data_path)

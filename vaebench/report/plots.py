@@ -67,6 +67,18 @@ def _by_model(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, 
 # ---------------------------------------------------------------- likelihood against zdim
 
 
+def _bars(group: Sequence[Mapping[str, Any]], key: str, se: str | None) -> tuple[Any, str]:
+    """Error bars of `key` and the words for the legend: the 95 % interval of the seed mean where every point
+    has one (report/seeds.py), else the s.e. over images (`se`), else none."""
+    if all(np.isfinite(r.get(f"{key}_lo", np.nan)) for r in group):
+        lo = [r[key] - r[f"{key}_lo"] for r in group]
+        hi = [r[f"{key}_hi"] - r[key] for r in group]
+        return np.array([lo, hi]), f", mean of {group[0][f'{key}_n']} seeds ± 95 % interval"
+    if se is not None:
+        return [r[se] for r in group], " ± s.e."
+    return None, ""
+
+
 def nll_vs_zdim(runs: Sequence[Mapping[str, Any]], thesis: Sequence[tuple[str, int, float]]) -> Figure:
     """Test -ELBO and IWAE NLL (nats) against latent size, per model; the thesis's points as stars.
 
@@ -81,15 +93,19 @@ def nll_vs_zdim(runs: Sequence[Mapping[str, Any]], thesis: Sequence[tuple[str, i
         z = np.array([r["zdim"] for r in group])
         col, name = _color(model), _label(model)
         target = "-log p(x|y)" if model == "cvae" else "-log p(x)"
-        handles += ax.plot(z, [r["neg_elbo"] for r in group], "--o", color=col, ms=4, label=f"{name} test -ELBO")
+        elbo_err, elbo_bars = _bars(group, "neg_elbo", None)
+        handles.append(ax.errorbar(z, [r["neg_elbo"] for r in group], yerr=elbo_err, fmt="--o", color=col, ms=4,
+                                   capsize=2, elinewidth=0.8, label=f"{name} test -ELBO{elbo_bars}"))
+        iwae_err, iwae_bars = _bars(group, "iwae_nll", "iwae_nll_se")
         handles.append(ax.errorbar(
-            z, [r["iwae_nll"] for r in group], yerr=[r["iwae_nll_se"] for r in group], fmt="-o", color=col,
-            ms=5, capsize=3, label=f"{name} IWAE NLL {target} (k={group[0]['k']}) ± s.e."))
+            z, [r["iwae_nll"] for r in group], yerr=iwae_err, fmt="-o", color=col,
+            ms=5, capsize=3, label=f"{name} IWAE NLL {target} (k={group[0]['k']}){iwae_bars}"))
         if all("iwae_nll_marginal" in r for r in group):
+            marg_err, marg_bars = _bars(group, "iwae_nll_marginal", "iwae_nll_marginal_se")
             handles.append(ax.errorbar(
-                z, [r["iwae_nll_marginal"] for r in group], yerr=[r["iwae_nll_marginal_se"] for r in group],
+                z, [r["iwae_nll_marginal"] for r in group], yerr=marg_err,
                 fmt=":s", color=col, ms=5, capsize=3, mfc="white",
-                label=f"{name} IWAE NLL -log p(x), label marginalised"))
+                label=f"{name} IWAE NLL -log p(x), label marginalised{marg_bars}"))
         quad = [r for r in group if "quad_nll" in r]
         if quad:
             handles += ax.plot([r["zdim"] for r in quad], [r["quad_nll"] for r in quad], "x", color=col, ms=10,

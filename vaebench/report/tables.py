@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 # the metrics summary.json keeps of each run (where the run has them), in `dvc metrics diff` order
-SUMMARY_KEYS = ("test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "iwae_nll_seed_sd", "kl", "active_units",
+SUMMARY_KEYS = ("test_elbo", "neg_elbo", "iwae_nll", "iwae_nll_se", "iwae_nll_eval_sd", "kl", "active_units",
                 "iwae_nll_marginal", "iwae_nll_marginal_se", "quad_nll", "quad_nll_se", "quad_error_bound",
                 "iwae_gap_to_quad", "quad_mean_error", "exact_k", "iwae_nll_exact_k", "iwae_nll_exact_k_se",
-                "iwae_nll_exact_k_seed_sd", "iwae_gap_to_quad_exact_k")
+                "iwae_nll_exact_k_eval_sd", "iwae_gap_to_quad_exact_k")
 
 
 def num(x: Any) -> int | float | None:
@@ -33,10 +33,15 @@ def num(x: Any) -> int | float | None:
 
 def summary(runs: Sequence[Mapping[str, Any]], keys: Sequence[str] = SUMMARY_KEYS,
             ) -> dict[str, dict[str, dict[str, int | float | None]]]:
-    """{model: {"z<zdim>": {metric: number}}}: DVC shows it flat as `vae.z25.iwae_nll`."""
+    """{model: {"z<zdim>": {metric: number}}}: DVC shows it flat as `vae.z25.iwae_nll`.
+
+    A training-seed sd that is no number (a metric of one seed has no spread: report/seeds.py gives nan) is
+    left out, not written as null: DVC skips a null silently, and the metric's `_n` (1) says why it is absent.
+    """
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for r in runs:
         leaf = {k: num(r[k]) for k in keys if k in r}
+        leaf = {k: v for k, v in leaf.items() if v is not None or not k.endswith("_train_sd")}
         out.setdefault(r["model"], {})[f"z{r['zdim']}"] = leaf
     return out
 
@@ -56,6 +61,19 @@ def pm(value: float | None, se: float | None) -> str:
     if value is None:
         return ""
     return f"{value:.2f}" if se is None else f"{value:.2f} ± {se:.2f}"
+
+
+def spread(row: Mapping[str, Any], key: str, se: str | None = None) -> str:
+    """A Markdown cell of a seed-combined number: `mean ± training-seed sd (n)`, then `; s.e. x` (the s.e. over
+    images of one run) if `se` names it; with one seed, `value ± s.e.` as a single run prints it."""
+    value, sd, n = row.get(key), row.get(f"{key}_train_sd"), row.get(f"{key}_n")
+    se_value = row.get(se) if se else None
+    if value is None:
+        return ""
+    if not n or n < 2 or sd is None:
+        return pm(value, se_value)
+    text = f"{value:.2f} ± {sd:.2f} ({n})"
+    return text if se_value is None else f"{text}; s.e. {se_value:.2f}"
 
 
 def md_row(cells: Sequence[str]) -> str:

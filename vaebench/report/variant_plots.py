@@ -61,6 +61,19 @@ def _empty(ax: Any, text: str) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=12, color="gray")
 
 
+def _interval_bars(group: Sequence[Row], key: str) -> Any:
+    """Asymmetric error bars (2, n) of the 95 % interval of `key`'s seed mean where every row has one
+    (variants.csv's `<key>_lo` / `_hi`, report/seeds.py), else None."""
+    if group and all(r.get(f"{key}_lo") is not None and r.get(f"{key}_hi") is not None for r in group):
+        return np.array([[r[key] - r[f"{key}_lo"] for r in group], [r[f"{key}_hi"] - r[key] for r in group]])
+    return None
+
+
+def _seeds_words(rows: Sequence[Row]) -> str:
+    n = max((r.get("n_seeds") or 1 for r in rows), default=1)
+    return f"; each point the mean of {n} training seeds, bars its 95 % interval" if n > 1 else ""
+
+
 def rate_distortion(rows: Sequence[Row], reference: Row | None = None, note: str = "") -> Figure:
     """Every run as a point (rate, distortion), one colour and marker per family, labelled by its latent size.
 
@@ -74,8 +87,10 @@ def rate_distortion(rows: Sequence[Row], reference: Row | None = None, note: str
     handles = []
     for fam, group in groups.items():
         color, marker = styles[fam]
-        handles += ax.plot([r["rate"] for r in group], [r["distortion"] for r in group], ls="none", marker=marker,
-                           color=color, ms=8, label=_family_label(group[0]))
+        handles.append(ax.errorbar([r["rate"] for r in group], [r["distortion"] for r in group],
+                                   xerr=_interval_bars(group, "rate"), yerr=_interval_bars(group, "distortion"),
+                                   ls="none", marker=marker, color=color, ms=8, capsize=2, elinewidth=0.8,
+                                   label=_family_label(group[0])))
         for r in group:
             ax.annotate(latent_label(r), (r["rate"], r["distortion"]), xytext=(6, 4), textcoords="offset points",
                         fontsize=7, color=color)
@@ -93,7 +108,8 @@ def rate_distortion(rows: Sequence[Row], reference: Row | None = None, note: str
     ax.set_xlabel(f"rate: mean KL(q(z|x) || p(z)) ({NATS})")
     ax.set_ylabel(f"distortion: -E_q log p(x|z) ({NATS})")
     ax.set_title("Rate-distortion plane (Alemi et al. 2018): -ELBO = rate + distortion; below the dashed line, "
-                 "a better ELBO" + (f"\n{note}" if note else ""), fontsize=10)
+                 "a better ELBO" + (f"\n{_seeds_words(rows).lstrip('; ')}" if _seeds_words(rows) else "")
+                 + (f"\n{note}" if note else ""), fontsize=10)
     ax.grid(alpha=0.3)
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)
@@ -121,7 +137,9 @@ def nll_by_family(rows: Sequence[Row], note: str = "") -> Figure:
                 continue
             color, marker = styles[fam]
             sizes = [r["size"] for r in group]
-            handles.append(ax.errorbar(sizes, [r["iwae_nll"] for r in group], yerr=[r["iwae_nll_se"] for r in group],
+            bars = _interval_bars(group, "iwae_nll")  # the seeds' 95 % interval, else the s.e. over images
+            handles.append(ax.errorbar(sizes, [r["iwae_nll"] for r in group],
+                                       yerr=bars if bars is not None else [r["iwae_nll_se"] for r in group],
                                        fmt="-" + marker, color=color, ms=6, capsize=3, label=_family_label(group[0])))
             exact = [r for r in group if r["exact_nll"] is not None]
             ax.plot([r["size"] for r in exact], [r["exact_nll"] for r in exact], "x", color=color, ms=10, mew=2)
@@ -137,7 +155,10 @@ def nll_by_family(rows: Sequence[Row], note: str = "") -> Figure:
         ks = sorted({r["k"] for r in rows if r["latent"] == latent})
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"IWAE NLL, -log p(x) ({NATS}, lower is better)")
-        ax.set_title(f"{title}: IWAE NLL (k={', '.join(map(str, ks))}) ± s.e." + (f"\n{note}" if note else ""),
+        shown = [r for r in rows if r["latent"] == latent]
+        bars = ("mean of " f"{max((r.get('n_seeds') or 1) for r in shown)} training seeds ± 95 % interval"
+                if shown and all(r.get("iwae_nll_lo") is not None for r in shown) else "± s.e.")
+        ax.set_title(f"{title}: IWAE NLL (k={', '.join(map(str, ks))}), {bars}" + (f"\n{note}" if note else ""),
                      fontsize=10)
         ax.grid(alpha=0.3)
         if handles:

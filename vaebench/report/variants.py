@@ -26,45 +26,59 @@ from typing import Any
 
 from vaebench import io as vio
 from vaebench.report import variant_plots
-from vaebench.config import MODELS, Params, run_name, split_run
+from vaebench.config import MODELS, Params, parse_run, run_name, split_run
 from vaebench.core.variants import PLAIN, Variant
 from vaebench.run.drawing import figure_names, save_figure
 from vaebench.report.references import VARIANT_COMPARISON_NOTE, VARIANT_REFERENCES, VariantReference
 from vaebench.report.inputs import RESTORE_KEYS, load_run, n_test_images, require_figures
-from vaebench.report.tables import SUMMARY_KEYS, md_row, num, pm, summary, to_csv
+from vaebench.report.seeds import combine, spread_keys
+from vaebench.report.stats import aggregate
+from vaebench.report.tables import SUMMARY_KEYS, md_row, num, pm, spread, summary, to_csv
 
 VARIANT_SUMMARY_KEYS = SUMMARY_KEYS + ("rate", "distortion", "exact_nll", "exact_nll_se", "iwae_gap_to_exact",
                                        "restore_nll", "restore_nll_se", "restore_nll_clean")
-VARIANT_COLUMNS = ("run", "model", "setting", "latent", "size", "classes", "n_images", "neg_elbo", "neg_elbo_se",
+# the numbers whose training-seed sd, n and 95 % interval variants.csv carries beside the mean
+VARIANT_SPREAD = ("neg_elbo", "iwae_nll", "exact_nll", "rate", "distortion", "restore_nll")
+VARIANT_COLUMNS = ("run", "model", "setting", "latent", "size", "classes", "n_seeds", "n_images", "neg_elbo", "neg_elbo_se",
                    "iwae_nll", "iwae_nll_se", "k", "exact_method", "exact_nll", "exact_nll_se", "exact_states",
-                   "iwae_gap_to_exact", "rate", "distortion", "active_units", *RESTORE_KEYS)
+                   "iwae_gap_to_exact", "rate", "distortion", "active_units", *RESTORE_KEYS,
+                   *(f"{k}_{s}" for k in VARIANT_SPREAD for s in ("train_sd", "n", "lo", "hi")))
 
 # ---------------------------------------------------------------- inputs
 
 
 def run_figure_names(params: Params, model: str, size: int) -> list[str]:
-    """The figures the figures-variant stage draws for this run (run/figures.py)."""
+    """The figures the figures-variant stage draws for a run of this cell (run/figures.py; named after the cell,
+    in a folder named after the run)."""
     v = params.variant(model)
     return figure_names(run_name(model, size), size, categorical=v.latent == "categorical", restorations=v.noise > 0)
 
 
-def load_variants(params: Params, runs_dir: Path, figures_dir: Path) -> tuple[list[dict[str, Any]], dict[str, list[Path]]]:
-    """Every variant run's metrics, in the order of variants.runs, and its figures; checked like the grid's."""
+def load_variants(params: Params, runs_dir: Path, figures_dir: Path, seeds: Sequence[int | None] = (None,),
+                  ) -> tuple[list[dict[str, Any]], dict[str, list[Path]]]:
+    """Every variant run's cell (its seeds' metrics combined, report/seeds.py), in the order of variants.runs,
+    and the figures of its first seed; checked like the grid's."""
     n_images = n_test_images(params)
-    runs, figures = [], {}
+    cells, figures = [], {}
     for run in params.variants.runs:
         model, size = split_run(run)
         # no rate/distortion required: score() writes them for a variant with a piece of its own, and row()
         # derives them from kl and neg_elbo otherwise (a def at the VAE's pieces, e.g. beta: 1 in a sweep)
         keys = RESTORE_KEYS if params.variant(model).noise > 0 else ()
-        runs.append(load_run(Path(runs_dir) / f"{run}.json", model, size, n_images, "evaluate-variant", keys))
-        figures[run] = require_figures(figures_dir, run, run_figure_names(params, model, size), "figures-variant")
-    return runs, figures
+        runs = [load_run(Path(runs_dir) / f"{run_name(model, size, seed)}.json", model, size, n_images,
+                         "evaluate-variant", keys, seed=seed) for seed in seeds]
+        cells.append(combine(runs, seeds))
+        for i, seed in enumerate(seeds):
+            name = run_name(model, size, seed)
+            shown = require_figures(figures_dir, name, run_figure_names(params, model, size), "figures-variant")
+            if i == 0:
+                figures[name] = shown
+    return cells, figures
 
 
 def variant_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, int | float | None]]]:
     """summary.json's entries of the variant runs: the grid's metric set plus the variants' own numbers."""
-    return summary(runs, VARIANT_SUMMARY_KEYS)
+    return summary(runs, spread_keys(VARIANT_SUMMARY_KEYS))
 
 
 # ---------------------------------------------------------------- rows
@@ -93,11 +107,21 @@ def setting(v: Variant) -> str:
 def row(r: Mapping[str, Any], v: Variant) -> dict[str, Any]:
     """One run as a row of VARIANT_COLUMNS; None where a quantity does not apply."""
     if "exact_nll" in r:
-        exact = ("enumeration", r["exact_nll"], r["exact_nll_se"], r["iwae_gap_to_exact"])
+        exact, source = ("enumeration", r["exact_nll"], r["exact_nll_se"], r["iwae_gap_to_exact"]), "exact_nll"
     elif "quad_nll" in r:
-        exact = ("quadrature", r["quad_nll"], r["quad_nll_se"], r["iwae_gap_to_quad"])
+        exact, source = ("quadrature", r["quad_nll"], r["quad_nll_se"], r["iwae_gap_to_quad"]), "quad_nll"
     else:
-        exact = (None, None, None, None)
+        exact, source = (None, None, None, None), None
+    # the seeds' spread of each number (report/seeds.py), where the cell has one; the exact NLL's from its source
+    sources = {k: (source if k == "exact_nll" else k) for k in VARIANT_SPREAD}
+    spread_cols = {f"{k}_{s}": (num(r[f"{src}_{s}"]) if src and f"{src}_{s}" in r else None)
+                   for k, src in sources.items() for s in ("train_sd", "n", "lo", "hi")}
+    if "rate" not in r and "kl_train_sd" in r:  # a plain VAE's rate is its KL (below), and so is its spread
+        spread_cols.update({f"rate_{s}": num(r[f"kl_{s}"]) for s in ("train_sd", "n", "lo", "hi")})
+    if "distortion" not in r and r.get("runs"):  # and its distortion -ELBO minus KL, seed by seed
+        a = aggregate([run["neg_elbo"] - run["kl"] for run in r["runs"]])
+        spread_cols.update({"distortion_train_sd": num(a.sd), "distortion_n": a.n, "distortion_lo": num(a.lo),
+                            "distortion_hi": num(a.hi)})
     # a plain VAE's metrics carry no rate and distortion (run/score.py adds them for variants only): the same
     # definitions, the mean KL and -ELBO minus it, from its own numbers
     rate = r["rate"] if "rate" in r else r["kl"]
@@ -109,6 +133,7 @@ def row(r: Mapping[str, Any], v: Variant) -> dict[str, Any]:
         "latent": v.latent,
         "size": r["zdim"],
         "classes": v.classes if v.latent == "categorical" else None,
+        "n_seeds": r.get("n_seeds", 1),
         "n_images": r["n_images"],
         "neg_elbo": num(r["neg_elbo"]),
         "neg_elbo_se": num(r["test_elbo_se"]),  # the se of a mean does not change with its sign
@@ -122,8 +147,9 @@ def row(r: Mapping[str, Any], v: Variant) -> dict[str, Any]:
         "iwae_gap_to_exact": None if exact[3] is None else num(exact[3]),
         "rate": num(rate),
         "distortion": num(distortion),
-        "active_units": r["active_units"],
+        "active_units": num(r["active_units"]),
         **{key: (num(r[key]) if key in r else None) for key in RESTORE_KEYS},
+        **spread_cols,
     }
 
 
@@ -198,23 +224,23 @@ def _cells(r: Mapping[str, Any]) -> list[str]:
     exact = ""
     if r["exact_nll"] is not None:
         states = f", {r['exact_states']} states" if r["exact_states"] is not None else ""
-        exact = f"{pm(r['exact_nll'], r['exact_nll_se'])} ({r['exact_method']}{states})"
+        exact = f"{spread(r, 'exact_nll', 'exact_nll_se')} ({r['exact_method']}{states})"
     restore = ""
     if r["restore_nll"] is not None:
-        restore = (f"{pm(r['restore_nll'], r['restore_nll_se'])} (noise {r['restore_noise']:g}; clean input "
+        restore = (f"{spread(r, 'restore_nll', 'restore_nll_se')} (noise {r['restore_noise']:g}; clean input "
                    f"{pm(r['restore_nll_clean'], r['restore_nll_clean_se'])})")
     categorical = r["latent"] == "categorical"
     return [
         r["run"],
         r["setting"],
         f"{r['size']}×{r['classes']}" if categorical else str(r["size"]),
-        pm(r["neg_elbo"], r["neg_elbo_se"]),
-        f"{pm(r['iwae_nll'], r['iwae_nll_se'])} ({r['k']})",
+        spread(r, "neg_elbo", "neg_elbo_se"),
+        f"{spread(r, 'iwae_nll', 'iwae_nll_se')} ({r['k']})",
         exact,
         "" if r["iwae_gap_to_exact"] is None else f"{r['iwae_gap_to_exact']:.2f}",
-        f"{r['rate']:.2f}",
-        f"{r['distortion']:.2f}",
-        f"{r['active_units']} / {r['size']}",
+        spread(r, "rate"),
+        spread(r, "distortion"),
+        f"{r['active_units']:g} / {r['size']}",
         restore,
     ]
 
@@ -236,8 +262,11 @@ def variants_markdown(params: Params, rows: Sequence[Mapping[str, Any]], figures
             "latents of 1-2 dimensions, enumeration of all K^N states for N categorical variables of K classes). "
             "Rate = mean KL(q(z|x) || p(z)) and distortion = -E_q log p(x|z), so -ELBO = rate + distortion "
             "(Alemi et al. 2018). Restore NLL (denoising): -log p(x | z = the code of x with its bits flipped at "
-            "the given rate), beside the same from the clean image's code. Nats per image, lower is better, "
-            "± one standard error over images; the VAE rows are the grid's at the same latent size.",
+            "the given rate), beside the same from the clean image's code. Nats per image, lower is better. "
+            + (f"Each row is the mean over {rows[0]['n_seeds']} training seeds ± the training-seed sd (n), then the "
+               "standard error over test images of one run (s.e.); metrics/comparisons.md has each variant against "
+               "the VAE with its interval. " if rows[0]["n_seeds"] > 1 else "± one standard error over images. ")
+            + "The VAE rows are the grid's at the same latent size.",
             "",
             md_row(["run", "setting", "z or N×K", "test -ELBO", "IWAE NLL (k)", "exact NLL", "IWAE gap to exact",
                     "rate", "distortion", "active units", "restore NLL"]),
@@ -251,7 +280,7 @@ def variants_markdown(params: Params, rows: Sequence[Mapping[str, Any]], figures
     lines += ["", "## Variant figures", ""]
     lines += [f"![{Path(f).stem}]({f})" for f in figures]
     for run, links in run_figures.items():
-        lines += ["", f"### {run}: {setting(params.variant(split_run(run)[0]))}", ""]
+        lines += ["", f"### {run}: {setting(params.variant(parse_run(run)[0]))}", ""]
         lines += [f"![{Path(f).stem}]({f})" for f in links]
     return "\n".join(lines) + "\n"
 
@@ -274,7 +303,9 @@ def write_variants(params: Params, grid_runs: Sequence[Mapping[str, Any]], varia
     def link(path: Path) -> str:  # relative, so that the file opens offline beside the figures
         return Path(os.path.relpath(path, out_dir)).as_posix()
 
+    # variants.md links the two committed figures only: the runs' own are DVC outputs, absent from a fresh
+    # clone; the page (report.html) embeds them, from the text returned here
+    vio.write_text(out_dir / "variants.md", variants_markdown(params, rows, [link(f) for f in figures], {}))
     md = variants_markdown(params, rows, [link(f) for f in figures],
                            {run: [link(f) for f in paths] for run, paths in run_figures.items()})
-    vio.write_text(out_dir / "variants.md", md)
     return md, [out_dir / "variants.md", out_dir / "variants.csv", *figures]

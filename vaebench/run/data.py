@@ -283,6 +283,14 @@ def binarize_train(x: torch.Tensor, mode: str, seed: int, epoch: int) -> torch.T
     raise ValueError(f"unknown binarisation {mode!r}")
 
 
+def binarize_validation(x: torch.Tensor, mode: str, seed: int) -> torch.Tensor:
+    """The validation images of the monitoring curve (train.monitor: validation): one draw per run, the same every
+    epoch so that epochs compare (or the threshold), from a stream of their own: never the test bits."""
+    if mode == "threshold":
+        return (x > 0.5).float()
+    return Draws(Stream.VALID_BITS, seed).bernoulli(x)
+
+
 def binarize_test(x: torch.Tensor, mode: str, seed: int) -> torch.Tensor:
     """The test images every model is scored on: one seeded draw (or the threshold), the same bits for all."""
     if mode == "threshold":

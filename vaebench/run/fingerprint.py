@@ -18,14 +18,16 @@ from vaebench.errors import CheckpointError
 
 
 def _train(params: Params) -> dict[str, Any]:
-    """The training settings, less those added after runs had recorded their fingerprint in resumable state
-    (the literature run's, 2026-11-26) where they change nothing: `lr_end` unless the schedule is exponential,
-    `kl_warmup` when 0. The fingerprint of such a run then stays equal to the one it recorded."""
+    """The training settings, less those added after runs had recorded their fingerprint (the literature runs',
+    2026-11-26) at the value that keeps those runs what they were: `lr_end` unless the schedule is exponential,
+    `kl_warmup` when 0, `monitor` when `test`. The fingerprint of such a run then stays equal to the one it recorded."""
     t = to_dict(params.train)
     if t["schedule"] != "exponential":
         del t["lr_end"]
     if t["kl_warmup"] == 0:
         del t["kl_warmup"]
+    if t["monitor"] == "test":
+        del t["monitor"]
     return t
 
 

@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from vaebench.errors import exit_code, one_line
 
@@ -25,11 +26,20 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 def run_parser(doc: str | None, ckpt: bool = False) -> argparse.ArgumentParser:
     """parser() with the options of a stage on one run: --run and --data, and with `ckpt` the --ckpt it reads."""
     ap = parser(doc)
-    ap.add_argument("--run", required=True, help="<model>-<latent size>: vae-5, cvae-35, beta4-20")
+    ap.add_argument("--run", required=True, help="<model>-<latent size>[-<training seed>]: vae-5-0, cvae-35-2, beta4-20-1")
     ap.add_argument("--data", type=Path, required=True, help="MNIST file of the download stage")
     if ckpt:
         ap.add_argument("--ckpt", type=Path, required=True, help="checkpoint directory of the train stage")
     return ap
+
+
+def run_params(a: argparse.Namespace) -> tuple[Any, str, int]:
+    """(params for the run's training seed, model, latent size) of `--params` and `--run` (`vae-5-1`: seed 1;
+    a run named without a seed, as the literature pipelines name theirs, keeps train.seed)."""
+    from vaebench.config import load_params, parse_run
+
+    model, zdim, seed = parse_run(a.run, "--run")
+    return load_params(a.params).with_seed(seed), model, zdim
 
 
 def log(message: str) -> None:

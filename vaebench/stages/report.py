@@ -1,7 +1,7 @@
 """Stage `report`: the tables, the summary metrics, the grid's figures and the HTML page, from the runs' outputs.
 
     python -m vaebench.stages.report --runs metrics/runs --exact metrics/exact --logs logs --figures plots/runs
-        --data data/mnist.npz --out metrics --plots plots
+        --data data/mnist.npz --out metrics --plots plots [--unseeded]
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                       ("--out", "tables and summary"), ("--plots", "the grid's figures")):
         ap.add_argument(opt, type=Path, required=True, help=f"directory of {what}")
     ap.add_argument("--data", type=Path, required=True, help="MNIST file of the download stage (its manifest)")
+    ap.add_argument("--unseeded", action="store_true",
+                    help="runs are named without their training seed (vae-50), one per cell: the literature pipelines")
     a = ap.parse_args(argv)
-    written = build_report(load_params(a.params), a.runs, a.logs, a.figures, a.data, a.out, a.plots, a.exact)
+    written = build_report(load_params(a.params), a.runs, a.logs, a.figures, a.data, a.out, a.plots, a.exact,
+                           seeded=not a.unseeded)
     print("\n".join(str(w) for w in written))
 
 

@@ -1,6 +1,6 @@
 """Stages `train` and `train-variant`: one run's checkpoint and training curves.
 
-    python -m vaebench.stages.train --run vae-5 --data data/mnist.npz --out models/vae-5 --live logs/vae-5
+    python -m vaebench.stages.train --run vae-5-0 --data data/mnist.npz --out models/vae-5-0 --live logs/vae-5-0
 
 Resumes from `<out>.partial/` after a crash; one line per epoch on stderr.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from vaebench.config import Params, check_zdim, load_params, split_run
+from vaebench.config import Params, check_zdim
 from vaebench.run.data import load_mnist
 from vaebench.run.fingerprint import refuse_to_replace
 from vaebench.run.fit import FitResult, fit
-from vaebench.stages import entry, log, run_parser
+from vaebench.stages import entry, log, run_params, run_parser
 
 
 def train(p: Params, model: str, zdim: int, data: Path, out: Path, live: Path | None = None,
@@ -34,8 +34,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="checkpoint directory")
     ap.add_argument("--live", type=Path, help="dvclive directory for the training curves")
     a = ap.parse_args(argv)
-    model, zdim = split_run(a.run, "--run")
-    train(load_params(a.params), model, zdim, a.data, a.out, a.live)
+    p, model, zdim = run_params(a)
+    train(p, model, zdim, a.data, a.out, a.live)
 
 
 if __name__ == "__main__":
