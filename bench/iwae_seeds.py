@@ -28,7 +28,7 @@ import time
 import pipeline_inputs
 import torch
 
-from vaebench.core.estimators import iwae_log_px, seed_spread
+from vaebench.core.estimators import eval_seed_spread, iwae_log_px
 from vaebench.config import run_name
 
 TEST_IMAGES = 10_000
@@ -47,12 +47,12 @@ def main() -> None:
         ap.error("--seeds: give at least two different seeds")
     x = bits[: a.images]  # (N, 784): the pipeline's bits
     labels = data.test_y[: a.images]
-    items = a.items or [run_name(m, z) for m in p.grid.models for z in p.grid.zdims]
+    items = a.items or [run_name(m, z, p.grid.seeds[0]) for m in p.grid.models for z in p.grid.zdims]
     print(f"IWAE NLL across evaluation seeds {a.seeds}: k={p.eval.k}, first {len(x)} test images, "
           f"torch threads {torch.get_num_threads()}")
     # se_images: standard error over the N images; sd_pred: predicted SD across seeds of an N-image mean;
     # sd_means: the observed SD of the seeds' N-image means (comparable with sd_pred); sd_10k: sd_pred
-    # scaled to the 10,000-image mean, which is what the evaluate stage reports as iwae_nll_seed_sd
+    # scaled to the 10,000-image mean, which is what the evaluate stage reports as iwae_nll_eval_sd
     print(f"{'item':>8}  {'nll per seed':>{9 * len(a.seeds)}}  {'se_images':>9}  {'sd_pred':>8}  {'sd_means':>8}  "
           f"{'sd_10k':>8}  {'s':>5}")
     for item in items:
@@ -62,8 +62,8 @@ def main() -> None:
         per_seed = torch.stack([iwae_log_px(model, x, y, p.eval.k, s, p.eval.chunk).double() for s in a.seeds])  # (S, N)
         nll = -per_seed.mean(1)  # (S,)
         se_images = per_seed[0].std().item() / math.sqrt(per_seed.shape[1])
-        sd_pred = seed_spread(per_seed, per_seed.shape[1])  # of an N-image mean, like sd_means
-        sd_10k = seed_spread(per_seed, TEST_IMAGES)  # what the evaluate stage reports as iwae_nll_seed_sd
+        sd_pred = eval_seed_spread(per_seed, per_seed.shape[1])  # of an N-image mean, like sd_means
+        sd_10k = eval_seed_spread(per_seed, TEST_IMAGES)  # what the evaluate stage reports as iwae_nll_eval_sd
         print(f"{item:>8}  {' '.join(f'{v:8.3f}' for v in nll.tolist())}  {se_images:9.3f}  {sd_pred:8.4f}  "
               f"{nll.std().item():8.4f}  {sd_10k:8.4f}  {time.perf_counter() - t0:5.0f}", flush=True)
 

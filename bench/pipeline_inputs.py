@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from vaebench.config import Params, load_params
+from vaebench.config import Params, load_params, parse_run
 from vaebench.run.data import Mnist, binarize_test
 from vaebench.core.models import VAE
 from vaebench.run.score import load_current, load_data
@@ -33,12 +33,14 @@ def load(a: argparse.Namespace) -> tuple[Params, Mnist, torch.Tensor]:
 
 
 def parse_item(item: str) -> tuple[str, int]:
-    """A grid item's model and latent size, the inverse of vaebench.runs.run_name: 'cvae-35' -> ('cvae', 35)."""
-    model_name, zdim = item.rsplit("-", 1)
-    return model_name, int(zdim)
+    """A run's model and latent size: 'cvae-35' -> ('cvae', 35), 'cvae-35-1' (training seed 1) -> ('cvae', 35)."""
+    model_name, zdim, _ = parse_run(item, "item")
+    return model_name, zdim
 
 
 def trained_model(item: str, p: Params, data: Mnist, models: Path) -> VAE:
-    """The checkpoint of grid item `item` (such as vae-2), refused unless it matches params and data."""
-    model, _ = load_current(*parse_item(item), p, data, models / item)
+    """The checkpoint of run `item` (vae-2-0, or vae-2 in the literature's layout), refused unless it matches params
+    and data (at the item's training seed, if its name has one)."""
+    model_name, zdim, seed = parse_run(item, "item")
+    model, _ = load_current(model_name, zdim, p.with_seed(seed), data, models / item)
     return model

@@ -46,7 +46,7 @@ def main() -> None:
     pipeline_inputs.add_arguments(ap)
     a = ap.parse_args()
     p, data, bits = pipeline_inputs.load(a)
-    items = a.items or [run_name(m, z) for m in p.grid.models for z in p.grid.zdims if z <= 2]
+    items = a.items or [run_name(m, z, p.grid.seeds[0]) for m in p.grid.models for z in p.grid.zdims if z <= 2]
     if bad := [i for i in items if pipeline_inputs.parse_item(i)[1] not in (1, 2)]:
         ap.error(f"--items: the quadrature is for zdim 1 or 2 only, not {', '.join(bad)}")
     n, half = p.eval.quad_n, p.eval.quad_half_width

@@ -42,7 +42,9 @@ def test_bench_quick_runs_every_section_and_its_shares_are_its_figures_over_the_
     assert rows, out
     for _, images, steps, ips, gf, share, median in rows:
         assert int(ips) == pytest.approx(int(images) / float(steps), rel=0.02)
-        assert float(gf) == pytest.approx(7.37e6 * int(ips) / 1e9, rel=0.01)  # z=50, hidden 500: 7.37 MFLOP/image
+        # z=50, hidden 500: 7.37 MFLOP/image; GFLOP/s is printed to 0.1, so up to 0.05 of it is rounding (2% of a
+        # loaded machine's 2.2 GFLOP/s)
+        assert float(gf) == pytest.approx(7.37e6 * int(ips) / 1e9, rel=0.01, abs=0.051)
         assert float(share) == pytest.approx(100 * float(gf) / peak, abs=0.1)
         assert float(median) <= float(share)  # two timed runs: the median (their mean) is no faster than the best
     iwae = re.findall(r"^\s*(50|2)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)%\s+([\d.]+)%", out, re.M)

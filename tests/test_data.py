@@ -390,6 +390,21 @@ def test_test_bits_are_fixed_and_unlike_any_training_draw(grey: torch.Tensor) ->
     assert not torch.equal(t, data.binarize_train(grey, "static", 7, 0))
 
 
+def test_validation_bits_are_fixed_per_training_seed_and_unlike_the_test_and_training_draws(grey: torch.Tensor) -> None:
+    """train.monitor = validation: the held-out training images are binarised once per run, from a stream of
+    their own (VALID_BITS(train.seed)): the same bits every epoch, never the test bits nor a training epoch's."""
+    v = data.binarize_validation(grey, "dynamic", 7)
+    assert v.dtype == torch.float32 and set(v.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(v, data.binarize_validation(grey, "dynamic", 7))
+    assert torch.equal(v, data.binarize_validation(grey, "static", 7))  # not the training mode's draw
+    assert not torch.equal(v, data.binarize_validation(grey, "dynamic", 8))  # each training seed its own
+    assert not torch.equal(v, data.binarize_test(grey, "dynamic", 7))
+    for e in range(50):
+        assert not torch.equal(v, data.binarize_train(grey, "dynamic", 7, e)), e
+    assert not torch.equal(v, data.binarize_train(grey, "static", 7, 0))
+    assert torch.equal(data.binarize_validation(grey, "threshold", 7), (grey > 0.5).float())
+
+
 # ---------------------------------------------------------------- atomic writes
 
 

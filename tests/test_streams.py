@@ -14,24 +14,30 @@ from vaebench.streams import ARITY, Draws, Stream, philox_key, stream_key, strea
 def pipeline_streams(p: Params, n_test: int) -> dict[tuple, tuple[int, int]]:
     """Every (stream, fields) that `dvc repro` with params `p` draws from, with its generator's 128-bit key.
 
-    Mirrors the calls in run/data.py, run/fit.py, core/elbo.py and core/estimators.py: training (one seed; every
-    epoch's bits and noise), the test bits, the test ELBO, and the IWAE of each test image with
-    eval.seed and the spread seeds, for no label (VAE), the true and every other label (CVAE).
+    Mirrors the calls in run/data.py, run/fit.py, core/elbo.py and core/estimators.py: training (each training
+    seed of grid.seeds: every epoch's bits and noise, the validation bits of the monitoring curve), the test bits,
+    the test ELBO, and the IWAE of each test image with eval.seed and the spread seeds, for no label (VAE), the
+    true and every other label (CVAE).
     """
-    s, e = p.train.seed, p.train.epochs
-    keys = [(Stream.HELDOUT_ELBO, s), (Stream.STATIC_BITS, s), (Stream.TEST_BITS, p.data.test_seed),
-            (Stream.TEST_ELBO, p.eval.seed)]
-    keys += [(Stream.EPOCH, s, i) for i in range(e)] + [(Stream.DYNAMIC_BITS, s, i) for i in range(e)]
+    e = p.train.epochs
+    keys = [(Stream.TEST_BITS, p.data.test_seed), (Stream.TEST_ELBO, p.eval.seed)]
+    for s in p.grid.seeds:
+        keys += [(Stream.HELDOUT_ELBO, s), (Stream.STATIC_BITS, s)]
+        keys += [(Stream.VALID_BITS, s)] if p.train.monitor == "validation" else []
+        keys += [(Stream.EPOCH, s, i) for i in range(e)] + [(Stream.DYNAMIC_BITS, s, i) for i in range(e)]
     for seed in range(p.eval.seed, p.eval.seed + p.eval.spread_seeds + 1):
         keys += [(Stream.IWAE, seed, i, slot) for i in range(n_test) for slot in range(1 + N_LABELS)]
     return {k: philox_key(*k) for k in keys}
 
 
 def test_no_two_streams_of_a_default_run_share_a_seed():
-    p = params_from_dict({})  # the defaults: 40 epochs, eval.seed 0 and 2 spread seeds, all 10,000 test images
+    # the defaults: training seeds 0, 1, 2 of 40 epochs each, monitored on validation images; eval.seed 0 and 2
+    # spread seeds over all 10,000 test images
+    p = params_from_dict({})
+    assert p.grid.seeds == (0, 1, 2) and p.train.monitor == "validation"
     seeds = pipeline_streams(p, 10_000)
-    assert len(seeds) == 4 + 2 * 40 + 3 * 10_000 * 11
-    assert len(set(seeds.values())) == len(seeds)  # 330,084 streams, 330,084 different Philox keys
+    assert len(seeds) == 2 + 3 * (3 + 2 * 40) + 3 * 10_000 * 11
+    assert len(set(seeds.values())) == len(seeds)  # 330,251 streams, 330,251 different Philox keys
 
 
 def test_torch_generators_would_collide_which_is_why_streams_are_philox():

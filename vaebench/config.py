@@ -351,7 +351,10 @@ def parse_run(run: Any, key: str = "run") -> tuple[str, int, int | None]:
     m = re.fullmatch(r"([a-z][a-z0-9_]*)-([1-9][0-9]*)(?:-(0|[1-9][0-9]*))?", run) if isinstance(run, str) else None
     if m is None:
         raise ConfigError(f"{key}: {run!r} is not <name>-<latent size>[-<seed>], e.g. vae-5-0 or beta4-20")
-    return m.group(1), int(m.group(2)), None if m.group(3) is None else int(m.group(3))
+    seed = None if m.group(3) is None else int(m.group(3))
+    if seed is not None and seed > SEED_MAX:
+        raise ConfigError(f"{key}: {run!r} names training seed {seed}; seeds are below 2**32")
+    return m.group(1), int(m.group(2)), seed
 
 
 def check_model(model: Any, key: str = "model") -> str:
