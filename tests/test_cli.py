@@ -461,7 +461,7 @@ def test_run_names_the_training_seed_and_the_default_folders(project, tmp_path, 
     (["eval", "--run", "vae-2-x"], "error: --run: 'vae-2-x' is not <name>-<latent size>[-<seed>], e.g. vae-5-0 or beta4-20"),
     (["train", "--run", "vae-2-01"],
      "error: --run: 'vae-2-01' is not <name>-<latent size>[-<seed>], e.g. vae-5-0 or beta4-20"),
-    (["train", "--run", "vae-2-4294967296"], "must be between 0 and 4294967295, got 4294967296"),  # 32-bit seeds
+    (["train", "--run", "vae-2-4294967296"], "--run: 'vae-2-4294967296' names training seed 4294967296; seeds are below 2**32"),  # 32-bit seeds
 ])
 def test_a_bad_run_name_is_one_line_and_writes_nothing(project, args, message) -> None:
     root, params, data = project

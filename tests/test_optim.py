@@ -98,3 +98,17 @@ def test_a_parameter_without_a_gradient_is_refused() -> None:
     next(model.parameters()).grad = None
     with pytest.raises(RuntimeError, match="no gradient"):
         opt.step()
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_a_state_written_here_resumes_in_torchs_own_optimiser(name) -> None:
+    ref_cls, flat_cls, kw = PAIRS[name]
+    whole = _model()
+    _steps(whole, ref_cls(whole.parameters(), **kw), 0, 10)
+    first = _model()
+    opt = flat_cls(first.parameters(), **kw)
+    _steps(first, opt, 0, 5)
+    torch_opt = ref_cls(first.parameters(), **kw)
+    torch_opt.load_state_dict(opt.state_dict())
+    _steps(first, torch_opt, 5, 10)
+    assert all(torch.equal(u, v) for u, v in zip(whole.parameters(), first.parameters()))

@@ -30,7 +30,8 @@ def test_a_cell_is_the_mean_of_its_seeds_with_the_training_sd_n_and_t_interval()
     # an s.e. over images is averaged (the typical s.e. of one run), and gets no spread of its own
     assert cell["iwae_nll_se"] == pytest.approx((0.2 + 0.3 + 0.4) / 3, abs=1e-12)
     assert "iwae_nll_se_train_sd" not in cell
-    assert cell["active_units"] == pytest.approx(13 / 3) and cell["kl_per_dim"] == [2.0, 2.0]
+    # per unit, rank by rank: seed 0 [1, 2] -> [2, 1], seed 1 [2, 2], seed 2 [3, 2]: means [7/3, 5/3]
+    assert cell["active_units"] == pytest.approx(13 / 3) and cell["kl_per_dim"] == pytest.approx([7 / 3, 5 / 3])
     assert (cell["model"], cell["zdim"], cell["k"], cell["n_seeds"], cell["seeds"]) == ("vae", 5, 50, 3, [0, 1, 2])
     # the runs' own identity stays with the runs, not in the cell
     assert "weights_sha256" not in cell and "train_seed" not in cell

@@ -68,7 +68,8 @@ class GridConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     """Training seeds: every grid cell and every variant run is trained and scored once per seed (each seed sets
     train.seed: initialisation, minibatch order, binarisation, noise), and the report prints the mean over
-    seeds with the training-seed sd and a 95 % interval. Adding a seed re-runs nothing of the others."""
+    seeds with the training-seed sd (n); table.csv and comparisons.md give the 95 % intervals. Adding a seed
+    re-runs nothing of the others."""
 
     def __post_init__(self) -> None:
         for m in self.models:

@@ -120,6 +120,8 @@ def relock(
         "--added-param", metavar="KEY=VALUE",
         help="A params key added with the value that keeps the old behaviour (e.g. train.monitor=test): "
              "a stage whose params differ from its lock by exactly that is recorded too; repeatable.")] = None,
+    stage: Annotated[list[str] | None, typer.Option(
+        "--stage", help="Record only this stage (as `dvc status` names it); repeatable [every stage].")] = None,
 ) -> None:
     """Record the current commands, code and params of every stage in dvc.lock, keeping the hashes of outputs
     that are not here (a refactor proven not to move bytes, on a machine without the trained models)."""
@@ -138,7 +140,7 @@ def relock(
         pairs[key] = yaml.safe_load(value)
     _repo(root)
     try:
-        names = record(root, dvcfiles or ["dvc.yaml"], pairs)
+        names = record(root, dvcfiles or ["dvc.yaml"], pairs, set(stage) if stage else None)
     except RelockRefused as e:
         _fail(f"{e} (nothing was recorded)")
     for name in names:

@@ -58,13 +58,15 @@ def _unmoved(name: str, old: dict[str, Any] | None, new: dict[str, Any], added: 
         raise RelockRefused(f"{name}: an output here differs from the lock's; re-run it or `dvc checkout` it")
 
 
-def relock(root: Path | str, dvcfiles: list[str], added: dict[str, Any] | None = None) -> list[str]:
+def relock(root: Path | str, dvcfiles: list[str], added: dict[str, Any] | None = None,
+           only: set[str] | None = None) -> list[str]:
     """Commit every stage of `dvcfiles` (dvc.yaml paths relative to `root`); their names, in order.
 
     What `dvc commit --force` does (dvc/repo/commit.py), with missing outputs allowed and without the
     run-cache, whose entries need the outputs themselves; refused (nothing written) for a stage whose
     parameters (other than the keys of `added`, each at exactly its value), non-module inputs or present
-    outputs differ from its lock entry.
+    outputs differ from its lock entry. `only`: the stages to record (their addressing, as `dvc status` names
+    them), the others of the files left as they are; None: every stage.
     """
     from dvc.repo import Repo
     from dvc.stage.serialize import to_single_stage_lockfile
@@ -77,7 +79,8 @@ def relock(root: Path | str, dvcfiles: list[str], added: dict[str, Any] | None =
             lock_path = Path(root) / Path(dvcfile).with_suffix(".lock")
             # read as DVC reads it (YAML 1.2: `1e-08` is a number, which PyYAML's 1.1 leaves a string)
             locked = load_yaml(lock_path)["stages"] if lock_path.exists() else {}
-            stages = [info.stage for info in repo.stage.collect_granular(dvcfile)]
+            stages = [info.stage for info in repo.stage.collect_granular(dvcfile)
+                      if only is None or info.stage.addressing in only]
             for stage in stages:
                 stage.save(allow_missing=True, run_cache=False)
                 new = json.loads(json.dumps(to_single_stage_lockfile(stage)))  # as dvc.lock will hold it

@@ -224,7 +224,9 @@ def _exact_cell(r: Mapping[str, Any]) -> str:
         return cell
     gaps = f"IWAE gap {r['iwae_gap_to_quad']:.2f} at k={r['k']}"
     if r["iwae_gap_to_quad_exact_k"] is not None:
-        gaps += f", {r['iwae_gap_to_quad_exact_k']:.2f} at k={r['exact_k']}"
+        n_exact = r.get("iwae_nll_exact_k_n")  # the exact stage scores exact.seeds only
+        of = f" ({n_exact} seed{'s' if n_exact != 1 else ''})" if n_exact and n_exact != r.get("n_seeds") else ""
+        gaps += f", {r['iwae_gap_to_quad_exact_k']:.2f} at k={r['exact_k']}{of}"
         if r["iwae_nll_exact_k_eval_sd"] is not None:
             gaps += f" with evaluation-seed sd {r['iwae_nll_exact_k_eval_sd']:.3f}"
     # the table's numbers carry 4 decimals: below that, say so rather than print "0e+00"
@@ -326,7 +328,7 @@ def build_report(params: Params, runs_dir: Path, logs_dir: Path, figures_dir: Pa
 
     thesis = [(t.model, t.zdim, t.value) for t in THESIS_POINTS]
     figures = [save_figure(plots.nll_vs_zdim(cells, thesis), plots_dir / "nll_vs_zdim.png")]
-    figures.append(save_figure(plots.training_curves(curves), plots_dir / "training_curves.png"))
+    figures.append(save_figure(plots.training_curves(curves, len(seeds)), plots_dir / "training_curves.png"))
     figures.append(save_figure(plots.active_units(cells, ACTIVE_THRESHOLD), plots_dir / "active_units.png"))
 
     # last, so that it links exactly the figures written; relative links let it open offline beside them.

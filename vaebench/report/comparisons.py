@@ -191,7 +191,11 @@ def comparisons_markdown(rows: Sequence[Mapping[str, Any]], checks: Mapping[Any,
         "its 95 % interval; P(A better) is the probability of improvement of Agarwal et al. 2021 (the share of "
         "seed pairs in which A is better; seed by seed for a paired row). A row is *resolved* when its interval "
         "excludes 0. The s.e. over test images is not part of these intervals: the images are shared by both "
-        "sides, and the training-seed variance dominates (report/stats.py).",
+        "sides, and the training-seed variance dominates (report/stats.py). Read the verdicts as a family: "
+        f"at 95 % each, about one row in twenty of equal configurations would read *resolved* by chance "
+        f"({len(rows)} rows here), and each kind's method was chosen on these data (below), which tests of each "
+        "method alone (93-97 % coverage) do not cover. The CVAE's -ELBO is a bound on -log p(x|y), the VAE's on "
+        "-log p(x): that row is the thesis's comparison, not one of equals.",
         "",
         "## How each kind of question is estimated",
         "",

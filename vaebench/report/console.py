@@ -42,7 +42,8 @@ def format_metrics(m: dict[str, Any]) -> str:
 
 
 # the columns of `vaebench results`, in order, and their headers; a run shows those its summary has
-RESULT_COLUMNS = (("neg_elbo", "-ELBO"), ("iwae_nll", "IWAE NLL"), ("iwae_nll_se", "+-"),
+RESULT_COLUMNS = (("neg_elbo", "-ELBO"), ("iwae_nll", "IWAE NLL"), ("iwae_nll_train_sd", "sd (seeds)"),
+                  ("iwae_nll_n", "n"), ("iwae_nll_se", "s.e. (images)"),
                   ("iwae_nll_marginal", "-log p(x)"), ("quad_nll", "exact (quad)"), ("exact_nll", "exact (enum)"),
                   ("rate", "rate"), ("distortion", "distortion"), ("active_units", "AU"))
 

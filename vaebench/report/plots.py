@@ -131,8 +131,9 @@ def nll_vs_zdim(runs: Sequence[Mapping[str, Any]], thesis: Sequence[tuple[str, i
 # ---------------------------------------------------------------- training curves
 
 
-def training_curves(curves: Mapping[str, Sequence[Curve]]) -> Figure:
-    """Train (solid) and held-out (dashed) ELBO per epoch; one panel per model, one colour per zdim."""
+def training_curves(curves: Mapping[str, Sequence[Curve]], n_seeds: int = 1) -> Figure:
+    """Train (solid) and held-out (dashed) ELBO per epoch; one panel per model, one colour per zdim; each curve the
+    mean of `n_seeds` training seeds' (the title says so when there are several)."""
     models = list(curves)
     fig = figure_of_size(6.5 * max(1, len(models)), 5.0)
     axes = fig.subplots(1, max(1, len(models)), squeeze=False)[0]
@@ -165,7 +166,7 @@ def training_curves(curves: Mapping[str, Sequence[Curve]]) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(xlabel)
         ax.set_ylabel("ELBO (nats per image, higher is better)")
-        ax.set_title(f"{_label(model)}: training curves")
+        ax.set_title(f"{_label(model)}: training curves" + (f", mean of {n_seeds} training seeds" if n_seeds > 1 else ""))
         ax.grid(alpha=0.3)
         ax.legend(handles=handles, fontsize=8, ncol=2, loc="lower right")
     return fig

@@ -10,7 +10,7 @@ figure and summary key reads a cell as it read a single run; the spread sits bes
 What is averaged how: a number is averaged over seeds (every seed must have it, but the exact stage's, which
 exact.seeds runs for some seeds only: those are combined over the seeds that have them, with their n); a standard error over test images (`*_se`) is the
 seeds' mean, the typical s.e. of one run (the test images are shared by every seed, so it is not the
-uncertainty of the mean over seeds: the training sd is); a list (kl_per_dim...) element by element;
+uncertainty of the mean over seeds: the training sd is); a list per latent unit (kl_per_dim, activity_per_dim) rank by rank, each seed's sorted largest first;
 counts and settings (k, n_images, the latent's width) must agree across seeds.
 """
 
@@ -28,6 +28,10 @@ from vaebench.report.stats import aggregate
 AGGREGATED = ("neg_elbo", "test_elbo", "iwae_nll", "iwae_nll_marginal", "quad_nll", "iwae_gap_to_quad", "kl",
               "active_units", "rate", "distortion", "exact_nll", "iwae_gap_to_exact", "restore_nll",
               "restore_nll_clean", "iwae_nll_exact_k", "iwae_gap_to_quad_exact_k")
+# per latent unit: the seeds' units do not correspond (each run picks its own active units), so each seed's list
+# is sorted, largest first, and the cell holds the mean of the largest, the second largest, ... (the active-units
+# figure's profile), never the mean of unrelated units
+PER_UNIT = ("kl_per_dim", "activity_per_dim")
 # the run's own identity: kept in `runs`, not combined
 PER_RUN = ("train_seed", "weights_sha256")
 # the exact stage's numbers, which exact.seeds computes for some seeds only: combined over those that have them
@@ -56,6 +60,8 @@ def combine(runs: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> dict[str
                                   "their metrics files come from different settings: re-run the stale ones")
             cell[key] = values[0]
         elif isinstance(values[0], list):
+            if key in PER_UNIT:  # unit u of one seed is not unit u of another: average the ranks instead
+                values = [sorted(v, reverse=True) for v in values]
             cell[key] = [math.fsum(col) / len(col) for col in zip(*values)]
         elif isinstance(values[0], (int, float)) and not isinstance(values[0], bool):
             cell[key] = math.fsum(values) / len(values)

@@ -24,6 +24,11 @@ from typing import Any
 import torch
 
 
+# the rest of torch's param group, at the values these implement: a state_dict written here loads into torch's
+# own optimiser too (which reads them), and one of torch's loads here
+_TORCH_GROUP = {"weight_decay": 0, "maximize": False, "foreach": None, "capturable": False, "differentiable": False}
+
+
 class _Flat(torch.optim.Optimizer):
     """One param group; per parameter, views into flat state buffers of all the parameters' length (n,),
     allocated once. Subclasses name their state buffers in STATE and update one parameter in `_update`."""
@@ -90,7 +95,8 @@ class FlatRMSprop(_Flat):
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-2, alpha: float = 0.99,
                  eps: float = 1e-8) -> None:
-        super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps})
+        super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps, **_TORCH_GROUP,
+                                  "momentum": 0, "centered": False})
 
     def _update(self, p: torch.Tensor, g: torch.Tensor, slot: dict[str, torch.Tensor], group: dict[str, Any]) -> None:
         v, d = slot["square_avg"], slot["work"]
@@ -107,7 +113,8 @@ class FlatAdam(_Flat):
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8) -> None:
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, **_TORCH_GROUP,
+                                  "amsgrad": False, "fused": None, "decoupled_weight_decay": False})
 
     def _update(self, p: torch.Tensor, g: torch.Tensor, slot: dict[str, torch.Tensor], group: dict[str, Any]) -> None:
         (beta1, beta2), m, v, d = group["betas"], slot["exp_avg"], slot["exp_avg_sq"], slot["work"]
