@@ -16,7 +16,7 @@ TINY = {
     "grid": {"models": ["vae", "cvae"], "zdims": [2, 3], "seeds": [0]},
     "data": {"source": "auto", "binarize": "dynamic", "test_seed": 1234, "train_subset": 1000, "test_subset": 300},
     "model": {"hidden": 32, "activation": "relu"},
-    "train": {"optimizer": "rmsprop", "lr": 0.001, "batch_size": 100, "epochs": 1, "seed": 0, "heldout": 100,
+    "train": {"optimizer": "rmsprop", "lr": 0.001, "batch_size": 100, "epochs": 1, "heldout": 100,
               "monitor": "validation", "device": "cpu"},
     "eval": {"k": 10, "k_marginal": 3, "seed": 0, "chunk": 50000, "spread_seeds": 2, "spread_images": 100,
              "quad_n": 40, "quad_half_width": 6.0, "enum_max": 5000},

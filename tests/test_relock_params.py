@@ -1,4 +1,5 @@
-"""grid/relock.py: a params key added at the value that keeps the old behaviour is the only params change allowed."""
+"""grid/relock.py: a params key added at the value that keeps the old behaviour, or removed from where the lock held
+it at a declared value, are the only params changes allowed."""
 
 from __future__ import annotations
 
@@ -27,3 +28,22 @@ def test_an_added_key_at_its_declared_value_is_recorded() -> None:
 def test_any_other_params_change_is_refused(new, added) -> None:
     with pytest.raises(RelockRefused, match="parameters changed"):
         _unmoved("train@vae-50", OLD, new, added)
+
+
+SEEDED = {**OLD, "params": {"params.yaml": {"train": {"lr": 0.001, "heldout": 2000, "seed": 0}, "model.hidden": 200}}}
+
+
+def test_a_dropped_key_locked_at_its_declared_value_is_recorded() -> None:
+    """train.seed left params.yaml once the seed matrix set it: the lock's train.seed = 0 may go."""
+    _unmoved("train@vae-50-0", SEEDED, _new(), dropped={"train.seed": 0})
+
+
+@pytest.mark.parametrize("new, dropped", [
+    (_new(), {}),  # not declared
+    (_new(), {"train.seed": 1}),  # the lock held another value: another model
+    (_new(lr=0.01), {"train.seed": 0}),  # and another change beside it
+    (_new(seed=0), {"train.seed": 0, "train.heldout": 2000}),  # declared dropped, yet still there (and seed kept)
+])
+def test_a_dropped_key_at_another_value_or_beside_another_change_is_refused(new, dropped) -> None:
+    with pytest.raises(RelockRefused, match="parameters changed"):
+        _unmoved("train@vae-50-0", SEEDED, new, dropped=dropped)

@@ -501,13 +501,16 @@ def test_comparisons_give_each_difference_its_interval_and_verdict(built) -> Non
     # df = se^4 / (2 (0.09 / 3)^2 / 2) = 4, width 2 t_{0.975, 4} sqrt(0.06) = 1.36
     welch = 2 * T_975_4 * math.sqrt(2 * SD**2 / 3)
     assert f"| variant vs VAE | paired by seed | Welch {welch:.2f}, paired by seed 0.00 |" in md and f"{welch:.2f}" == "1.36"
-    # ours against the thesis's 157 at VAE z = 2 (-ELBO 140.0): the VAE family's pooled sd 0.3 on 4 df
-    # (two cells, 2 df each; Bartlett cannot reject equal sds that are equal), one-sample on our mean
+    # ours against the thesis's 157 at VAE z = 2 (-ELBO 140.0, sd 0.3 over the seeds): the one-sample t of our
+    # mean (2 df), the rule for every row against a published number; beside it, not used, the interval of the
+    # VAE family's pooled sd 0.3 on 4 df (two cells, 2 df each; Bartlett cannot reject equal sds that are equal)
     thesis = rows["ours vs thesis", "VAE z=2", "thesis VAE z=2", "neg_elbo"]
-    pooled_half = T_975_4 * SD / math.sqrt(3)  # 0.4809
-    assert (float(thesis["diff"]), thesis["method"], thesis["df"]) == (-17.0, "pooled (family sd, 4 df)", "4.0")
-    assert float(thesis["lo"]) == pytest.approx(-17.0 - pooled_half, abs=1e-4)
-    assert float(thesis["hi"]) == pytest.approx(-17.0 + pooled_half, abs=1e-4)
+    own_half, pooled_half = T_975_2 * SD / math.sqrt(3), T_975_4 * SD / math.sqrt(3)  # 0.7452, 0.4809
+    assert (float(thesis["diff"]), thesis["method"], thesis["df"]) == (-17.0, "one-sample t", "2.0")
+    assert float(thesis["lo"]) == pytest.approx(-17.0 - own_half, abs=1e-4)
+    assert float(thesis["hi"]) == pytest.approx(-17.0 + own_half, abs=1e-4)
+    assert float(thesis["pooled_lo"]) == pytest.approx(-17.0 - pooled_half, abs=1e-4)
+    assert (float(thesis["pooled_hi"]), thesis["pooled_df"]) == (pytest.approx(-17.0 + pooled_half, abs=1e-4), "4.0")
     assert thesis["verdict"] == "VAE z=2 lower by 17.00 (resolved at n = 3)" and thesis["n_b"] == ""
     assert "| VAE | neg_elbo | 1.000 | 1.0 | 0.30 (4) | yes |" in md
     # the CVAE against the VAE on -log p(x): the CVAE's marginal 94.0 against 95.0

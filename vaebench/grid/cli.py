@@ -120,6 +120,11 @@ def relock(
         "--added-param", metavar="KEY=VALUE",
         help="A params key added with the value that keeps the old behaviour (e.g. train.monitor=test): "
              "a stage whose params differ from its lock by exactly that is recorded too; repeatable.")] = None,
+    dropped: Annotated[list[str] | None, typer.Option(
+        "--dropped-param", metavar="KEY=VALUE",
+        help="A params key removed that no stage's command read (e.g. train.seed=0, set by the seed matrix): "
+             "a stage whose lock holds it at exactly that value and is otherwise unchanged is recorded; "
+             "repeatable.")] = None,
     stage: Annotated[list[str] | None, typer.Option(
         "--stage", help="Record only this stage (as `dvc status` names it); repeatable [every stage].")] = None,
 ) -> None:
@@ -132,15 +137,19 @@ def relock(
     if not proven:
         _fail("relock records new code against outputs it does not see: pass --proven once bench/same_bytes.py "
               "has shown that the change moves no output")
-    pairs = {}
-    for item in added or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            _fail(f"--added-param: {item!r} is not KEY=VALUE")
-        pairs[key] = yaml.safe_load(value)
+    def pairs(items: list[str] | None, option: str) -> dict[str, object]:
+        out = {}
+        for item in items or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                _fail(f"{option}: {item!r} is not KEY=VALUE")
+            out[key] = yaml.safe_load(value)
+        return out
+
+    plus, minus = pairs(added, "--added-param"), pairs(dropped, "--dropped-param")
     _repo(root)
     try:
-        names = record(root, dvcfiles or ["dvc.yaml"], pairs, set(stage) if stage else None)
+        names = record(root, dvcfiles or ["dvc.yaml"], plus, set(stage) if stage else None, minus)
     except RelockRefused as e:
         _fail(f"{e} (nothing was recorded)")
     for name in names:

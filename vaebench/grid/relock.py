@@ -43,12 +43,13 @@ def _without(params: dict[str, Any] | None, added: dict[str, Any]) -> dict[str, 
     return out
 
 
-def _unmoved(name: str, old: dict[str, Any] | None, new: dict[str, Any], added: dict[str, Any] | None = None) -> None:
-    """RelockRefused unless `new` differs from the lock's `old` entry only in the command, vaebench modules and
-    the `added` params (each at exactly its value)."""
+def _unmoved(name: str, old: dict[str, Any] | None, new: dict[str, Any], added: dict[str, Any] | None = None,
+             dropped: dict[str, Any] | None = None) -> None:
+    """RelockRefused unless `new` differs from the lock's `old` entry only in the command, vaebench modules,
+    the `added` params (each at exactly its value) and the `dropped` ones (each locked at exactly its value)."""
     if old is None:
         raise RelockRefused(f"{name}: not in the lock yet (a new stage): run it")
-    if _without(new.get("params"), added or {}) != old.get("params"):
+    if _without(new.get("params"), added or {}) != _without(old.get("params"), dropped or {}):
         raise RelockRefused(f"{name}: its parameters changed since the lock; re-run it (`dvc repro {name}`)")
     before = {d["path"]: d for d in old.get("deps", [])}
     for dep in new.get("deps", []):
@@ -59,13 +60,15 @@ def _unmoved(name: str, old: dict[str, Any] | None, new: dict[str, Any], added: 
 
 
 def relock(root: Path | str, dvcfiles: list[str], added: dict[str, Any] | None = None,
-           only: set[str] | None = None) -> list[str]:
+           only: set[str] | None = None, dropped: dict[str, Any] | None = None) -> list[str]:
     """Commit every stage of `dvcfiles` (dvc.yaml paths relative to `root`); their names, in order.
 
     What `dvc commit --force` does (dvc/repo/commit.py), with missing outputs allowed and without the
     run-cache, whose entries need the outputs themselves; refused (nothing written) for a stage whose
     parameters (other than the keys of `added`, each at exactly its value), non-module inputs or present
-    outputs differ from its lock entry. `only`: the stages to record (their addressing, as `dvc status` names
+    outputs differ from its lock entry. `dropped`: keys removed from the params file (or from a stage's `params`)
+    that the lock holds at exactly that value, e.g. `train.seed` = 0 once the matrix's seed sets it. `only`: the
+    stages to record (their addressing, as `dvc status` names
     them), the others of the files left as they are; None: every stage.
     """
     from dvc.repo import Repo
@@ -84,7 +87,7 @@ def relock(root: Path | str, dvcfiles: list[str], added: dict[str, Any] | None =
             for stage in stages:
                 stage.save(allow_missing=True, run_cache=False)
                 new = json.loads(json.dumps(to_single_stage_lockfile(stage)))  # as dvc.lock will hold it
-                _unmoved(stage.addressing, locked.get(stage.name), new, added)
+                _unmoved(stage.addressing, locked.get(stage.name), new, added, dropped)
             files.append(stages)
         for stages in files:
             for stage in stages:
