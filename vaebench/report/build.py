@@ -233,7 +233,10 @@ def _exact_cell(r: Mapping[str, Any]) -> str:
     return f"{cell} ({gaps}; grid error of the mean ≤ {max(r['quad_mean_error'], 1e-4):.0e})"
 
 
-def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: Sequence[str]) -> str:
+TITLE = "vaebench: test likelihood on binarised MNIST"
+
+
+def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: Sequence[str], title: str = TITLE) -> str:
     """The results table, the published reference rows, how they compare, and links to the figures."""
     n = rows[0]["n_images"] if rows else 0
     seeds = max((r["n_seeds"] for r in rows), default=1)
@@ -244,7 +247,7 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
         "of a cell's mean; metrics/comparisons.md gives the intervals of differences). "
         if seeds > 1 else "Each cell is one training run: ± one standard error over images. ")
     lines = [
-        "# vaebench: test likelihood on binarised MNIST",
+        f"# {title}",
         "",
         f"{n} test images, `{params.data.binarize}` binarisation (test bits drawn once, seed "
         f"{params.data.test_seed}). All numbers are nats per image, lower is better. " + spread_words +
@@ -289,14 +292,16 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
 
 
 def build_report(params: Params, runs_dir: Path, logs_dir: Path, figures_dir: Path, data_path: Path,
-                 out_dir: Path, plots_dir: Path, exact_dir: Path | None = None, seeded: bool = True) -> list[Path]:
+                 out_dir: Path, plots_dir: Path, exact_dir: Path | None = None, seeded: bool = True,
+                 title: str = TITLE) -> list[Path]:
     """Write the summary, the tables and the grid's figures, the variants' (report/variants.py) and the
     comparisons (report/comparisons.py); return the files written.
 
     `figures_dir` holds the `figures` stage's per-run folders (figures_dir/<run>/*.png), embedded in the HTML
     page; `exact_dir` holds the `exact` stage's metrics (many-sample IWAE of the exact.zdims models); None
     skips them. `seeded`: runs are named with their training seed (`vae-5-0`, one per grid.seeds); False for
-    a pipeline whose runs are named without one (the literature's).
+    a pipeline whose runs are named without one (the literature's). `title`: the tables' heading and the page's
+    title (the literature pipelines name their setting, so that their page is not taken for the grid's).
     """
     out_dir, plots_dir = Path(out_dir), Path(plots_dir)
     cells = load_cells(params, runs_dir, exact_dir, seeded)
@@ -335,7 +340,7 @@ def build_report(params: Params, runs_dir: Path, logs_dir: Path, figures_dir: Pa
     # table.md links the grid's figures only (committed); the per-run ones are DVC outputs, absent from a
     # fresh clone, and shown in report.html, which embeds them
     links = [Path(os.path.relpath(f, out_dir)).as_posix() for f in figures]
-    md = table_markdown(rows, params, links)
+    md = table_markdown(rows, params, links, title)
     vio.write_text(out_dir / "table.md", md)
     variants_md, variant_files = write_variants(params, cells, variant_cells, variant_figures, out_dir, plots_dir)
     comparisons_md, comparison_files = write_comparisons(params, cells, variant_cells, out_dir)
@@ -350,5 +355,5 @@ def build_report(params: Params, runs_dir: Path, logs_dir: Path, figures_dir: Pa
                   "code of each number": "dvc.lock (md5 of every module its stage imports)",
                   "data manifest sha256": vio.sha256_file(manifest_path(data_path)), **about}
     write_html(out_dir / "report.html", md + "\n".join(per_run) + "\n\n" + comparisons_md + "\n" + variants_md,
-               out_dir, provenance, yaml.safe_dump(to_dict(params), sort_keys=False))
+               out_dir, provenance, yaml.safe_dump(to_dict(params), sort_keys=False), title)
     return [*written, out_dir / "table.md", out_dir / "report.html", *figures, *variant_files, *comparison_files]

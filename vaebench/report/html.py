@@ -124,7 +124,8 @@ def machine() -> dict[str, str]:
             "CPU": cpu, "cores": str(os.cpu_count())}
 
 
-def write_html(path: Path, table_md: str, base_dir: Path, provenance: Mapping[str, Any], params_yaml: str) -> None:
+def write_html(path: Path, table_md: str, base_dir: Path, provenance: Mapping[str, Any], params_yaml: str,
+               title: str = "vaebench report") -> None:
     """The page: the report (tables, references, figures) and its provenance."""
     from vaebench import io as vio
 
@@ -132,7 +133,7 @@ def write_html(path: Path, table_md: str, base_dir: Path, provenance: Mapping[st
                      for k, v in provenance.items())
     page = (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<title>vaebench report</title>"
+        f"<title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head>\n<body>\n"
         f"{markdown_to_html(table_md, base_dir)}\n"
         "<h2>Provenance</h2>\n<table>\n" + rows + "\n</table>\n"

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from vaebench.report.labels import label_line_ends
 from vaebench.run.drawing import MODEL_LABELS, figure_of_size
 
 MODEL_COLORS = MappingProxyType({"vae": "tab:blue", "cvae": "tab:orange"})
@@ -54,6 +55,14 @@ def zdim_colors(zdims: Sequence[int]) -> dict[int, Any]:
     # stop short of viridis' pale yellow end, which vanishes on white
     shades = colormaps["viridis"](np.linspace(0.0, 0.85, len(zs))) if len(zs) > 1 else [colormaps["viridis"](0.0)]
     return {z: tuple(c) for z, c in zip(zs, shades)}
+
+
+def distinct_zdim_colors(zdims: Sequence[int]) -> dict[int, Any]:
+    """One clearly different colour per latent size (tab10, then tab20's), for curves that lie on top of each
+    other (the training curves of z >= 15 end within a nat): the labels at their ends give the order."""
+    zs = sorted(set(zdims))
+    palette = list(colormaps["tab10"].colors) + list(colormaps["tab20"].colors[1::2])
+    return {z: tuple(palette[i % len(palette)]) for i, z in enumerate(zs)}
 
 
 def _by_model(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
@@ -110,14 +119,21 @@ def nll_vs_zdim(runs: Sequence[Mapping[str, Any]], thesis: Sequence[tuple[str, i
         if quad:
             handles += ax.plot([r["zdim"] for r in quad], [r["quad_nll"] for r in quad], "x", color=col, ms=10,
                                mew=2, label=f"{name} exact NLL (quadrature)")
+    # a thesis point at a latent size this grid lacks would set the axes (157 at z = 2 beside a grid of z = 50 alone
+    # put every run of it in a corner) without a run to compare with: left out, and said so
+    sizes = {r["zdim"] for r in runs}
+    missing = sorted({t[1] for t in thesis if t[1] not in sizes})
+    thesis = [t for t in thesis if t[1] in sizes]
     if thesis:
         handles += ax.plot([t[1] for t in thesis], [t[2] for t in thesis], "*", color="black", ms=15, zorder=5,
                            label="thesis (VAE: -log p(x) bound; CVAE: -log p(x|y))")
         for model, zdim, value in thesis:
             ax.annotate(f"thesis {_label(model)} {value:g}", (zdim, value), xytext=(8, -4),
                         textcoords="offset points", fontsize=8)
-    zs = sorted({r["zdim"] for r in runs} | {t[1] for t in thesis})
-    ax.set_xticks(zs)
+    ax.set_xticks(sorted(sizes))
+    if missing:
+        ax.text(0.01, 0.01, f"the thesis's points at z = {', '.join(map(str, missing))}: not drawn, no run of this "
+                "grid has that latent size", transform=ax.transAxes, fontsize=7, color="gray", va="bottom")
     ax.set_xlabel("latent dimension (number of latent units)")
     ax.set_ylabel(f"NLL or -ELBO ({NATS}, lower is better)")
     n = runs[0]["n_images"] if runs else 0
@@ -137,7 +153,7 @@ def training_curves(curves: Mapping[str, Sequence[Curve]], n_seeds: int = 1) -> 
     models = list(curves)
     fig = figure_of_size(6.5 * max(1, len(models)), 5.0)
     axes = fig.subplots(1, max(1, len(models)), squeeze=False)[0]
-    colors = zdim_colors([c.zdim for cs in curves.values() for c in cs])
+    colors = distinct_zdim_colors([c.zdim for cs in curves.values() for c in cs])
     for ax, model in zip(axes, models):
         lows, highs = [], []
         for c in sorted(curves[model], key=lambda c: c.zdim):
@@ -169,6 +185,11 @@ def training_curves(curves: Mapping[str, Sequence[Curve]], n_seeds: int = 1) -> 
         ax.set_title(f"{_label(model)}: training curves" + (f", mean of {n_seeds} training seeds" if n_seeds > 1 else ""))
         ax.grid(alpha=0.3)
         ax.legend(handles=handles, fontsize=8, ncol=2, loc="lower right")
+    for ax, model in zip(axes, models):  # last: the layout of every panel is set
+        ends = [c for c in sorted(curves[model], key=lambda c: c.zdim) if len(c.train_epoch)]
+        if ends:
+            label_line_ends(ax, max(float(c.train_epoch[-1]) for c in ends), [float(c.train_elbo[-1]) for c in ends],
+                            [f"z={c.zdim}" for c in ends], [colors[c.zdim] for c in ends])
     return fig
 
 

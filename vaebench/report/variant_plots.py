@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from vaebench.report.plots import MODEL_COLORS, NATS
+from vaebench.report.labels import label_points
 from vaebench.run.drawing import MODEL_LABELS, figure_of_size
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
@@ -74,35 +75,48 @@ def _seeds_words(rows: Sequence[Row]) -> str:
     return f"; each point the mean of {n} training seeds, bars its 95 % interval" if n > 1 else ""
 
 
+def _crowded(points: Sequence[tuple[float, float]], xlim: tuple[float, float], ylim: tuple[float, float],
+             radius: float = 0.06) -> list[int]:
+    """Indices of the points that have two or more others within `radius` (in axes fractions), with those
+    neighbours: the cluster whose labels would overlap at the full plane's scale."""
+    xy = np.array([((x - xlim[0]) / (xlim[1] - xlim[0]), (y - ylim[0]) / (ylim[1] - ylim[0])) for x, y in points])
+    if len(xy) < 3:
+        return []
+    near = np.hypot(*(xy[:, None, :] - xy[None, :, :]).transpose(2, 0, 1)) < radius  # (n, n)
+    dense = near.sum(axis=1) >= 3  # itself and two others
+    return sorted(set(np.flatnonzero(near[dense].any(axis=0)).tolist())) if dense.any() else []
+
+
 def rate_distortion(rows: Sequence[Row], reference: Row | None = None, note: str = "") -> Figure:
     """Every run as a point (rate, distortion), one colour and marker per family, labelled by its latent size.
 
     -ELBO = rate + distortion (Alemi et al. 2018), so the runs with the same ELBO lie on a line of slope -1:
-    the dashed one goes through `reference` (a VAE row), and a run below it has the better ELBO.
+    the dashed one goes through `reference` (a VAE row), and a run below it has the better ELBO. Where points
+    crowd (the grid's VAEs at z >= 15 lie within a few nats), an inset draws that region enlarged, labelled there.
     """
     fig = figure_of_size(10.0, 6.5)
     ax = fig.add_subplot()
     groups = _by_family(rows)
     styles = family_styles(list(groups))
-    handles = []
+    handles, points = [], []
+
+    def draw(target: Any, group: Sequence[Row], color: Any, marker: str, **kw: Any) -> Any:
+        return target.errorbar([r["rate"] for r in group], [r["distortion"] for r in group],
+                               xerr=_interval_bars(group, "rate"), yerr=_interval_bars(group, "distortion"),
+                               ls="none", marker=marker, color=color, capsize=2, elinewidth=0.8, **kw)
+
     for fam, group in groups.items():
         color, marker = styles[fam]
-        handles.append(ax.errorbar([r["rate"] for r in group], [r["distortion"] for r in group],
-                                   xerr=_interval_bars(group, "rate"), yerr=_interval_bars(group, "distortion"),
-                                   ls="none", marker=marker, color=color, ms=8, capsize=2, elinewidth=0.8,
-                                   label=_family_label(group[0])))
-        for r in group:
-            ax.annotate(latent_label(r), (r["rate"], r["distortion"]), xytext=(6, 4), textcoords="offset points",
-                        fontsize=7, color=color)
+        handles.append(draw(ax, group, color, marker, ms=8, label=_family_label(group[0])))
+        points += [(r["rate"], r["distortion"], latent_label(r), color, marker) for r in group]
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()  # as the points set them, which no line may widen
     if reference is not None:
         c = reference["rate"] + reference["distortion"]
-        # across the whole axes as the points set them, which the line must not widen
-        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
         xs = np.array([x0, x1])
         handles += ax.plot(xs, c - xs, ls="--", color="gray", lw=1,
                            label=f"rate + distortion = {c:.1f}, the -ELBO of {reference['run']}")
-        ax.set_xlim(x0, x1)
-        ax.set_ylim(y0, y1)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
     if not rows:
         _empty(ax, "no runs")
     ax.set_xlabel(f"rate: mean KL(q(z|x) || p(z)) ({NATS})")
@@ -113,6 +127,30 @@ def rate_distortion(rows: Sequence[Row], reference: Row | None = None, note: str
     ax.grid(alpha=0.3)
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, borderaxespad=0.0)
+    crowd = _crowded([(p[0], p[1]) for p in points], (x0, x1), (y0, y1))
+    if crowd:
+        # the crowd's box, padded by a fifth of its size (and at least a nat), drawn enlarged below the legend
+        cx, cy = [points[i][0] for i in crowd], [points[i][1] for i in crowd]
+        px, py = max(0.2 * (max(cx) - min(cx)), 1.0), max(0.2 * (max(cy) - min(cy)), 1.0)
+        box = (min(cx) - px, max(cx) + px, min(cy) - py, max(cy) + py)
+        inset = ax.inset_axes((1.04, 0.0, 0.42, 0.5))
+        for fam, group in groups.items():
+            inside = [r for r in group if box[0] <= r["rate"] <= box[1] and box[2] <= r["distortion"] <= box[3]]
+            if inside:
+                draw(inset, inside, *styles[fam], ms=6)
+        if reference is not None:
+            inset.plot(np.array(box[:2]), c - np.array(box[:2]), ls="--", color="gray", lw=1)
+        inset.set_xlim(box[0], box[1])
+        inset.set_ylim(box[2], box[3])
+        inset.tick_params(labelsize=7)
+        inset.grid(alpha=0.3)
+        inset.set_title("the crowded region, enlarged", fontsize=8)
+        ax.indicate_inset_zoom(inset, edgecolor="gray")
+        shown = [p for p in points if box[0] <= p[0] <= box[1] and box[2] <= p[1] <= box[3]]
+        label_points(inset, *zip(*[p[:4] for p in shown]), fontsize=7, marker_pt=4)
+    rest = [p[:4] for i, p in enumerate(points) if i not in crowd]
+    if rest:  # last: the limits, the titles and the legend set where the axes sit
+        label_points(ax, *zip(*rest))
     return fig
 
 

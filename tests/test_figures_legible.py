@@ -1,0 +1,107 @@
+"""The report's figures can be read: no label over another, curves told apart, no axis stretched by points
+that compare with nothing (issue 26, item 11). Each check renders the real figure and measures it."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.text import Annotation, Text
+
+from vaebench.report import plots, variant_plots
+from vaebench.report.build import TITLE
+
+
+def _rendered(fig):
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _axes(fig):
+    """Every axes, an inset (a child of its parent axes) included."""
+    return [a for ax in fig.axes for a in (ax, *ax.child_axes)]
+
+
+def _label_boxes(fig, renderer, texts):
+    # Text's extent: the letters alone (an Annotation's own includes its leader line)
+    return [Text.get_window_extent(a, renderer) for ax in _axes(fig) for a in ax.texts
+            if isinstance(a, Annotation) and a.get_text() in texts]
+
+
+def _row(model, size, rate, distortion, latent="gaussian"):
+    return {"model": model, "run": f"{model}-{size}", "size": size, "latent": latent, "classes": 10,
+            "setting": "beta=4" if model != "vae" else "", "rate": rate, "distortion": distortion,
+            "neg_elbo": rate + distortion}
+
+
+def test_the_rate_distortion_labels_of_a_crowded_cluster_do_not_overlap() -> None:
+    """The grid's VAEs at z >= 15 within a nat or two of each other (the 2026-12 run's values): drawn at one
+    offset each, as before, half their labels overlapped; now the crowd is enlarged in an inset."""
+    cluster = {15: (18.8, 82.6), 20: (20.2, 80.4), 25: (20.7, 79.2), 35: (20.2, 81.9), 50: (20.6, 81.0)}
+    rows = [_row("vae", 2, 6.5, 136.2), _row("vae", 5, 12.2, 105.1), _row("vae", 10, 17.9, 85.4)]
+    rows += [_row("vae", z, *rd) for z, rd in cluster.items()]
+    rows += [_row("beta4", 20, 9.0, 106.4), _row("iwae5", 20, 19.9, 82.7)]
+    fig = variant_plots.rate_distortion(rows, rows[4])
+    renderer = _rendered(fig)
+    labels = {f"z={r['size']}" for r in rows}
+    boxes = _label_boxes(fig, renderer, labels)
+    assert len(boxes) >= len(rows)  # every point labelled (the crowd in the inset)
+    overlapping = [(a, b) for a, b in itertools.combinations(boxes, 2) if a.overlaps(b)]
+    assert not overlapping, overlapping
+    assert any(ax.get_title() == "the crowded region, enlarged" for ax in _axes(fig))
+
+
+def test_training_curves_of_every_latent_size_differ_in_colour_and_are_labelled_in_order() -> None:
+    """Eight latent sizes: viridis gave z = 15-50 four near-identical greens; now each its own hue, and a label
+    at each curve's end, stacked in the order the curves end."""
+    epochs = np.arange(1, 41, dtype=float)
+    finals = {2: -140.0, 5: -113.0, 10: -102.0, 15: -100.5, 20: -99.6, 25: -99.2, 35: -99.4, 50: -99.9}
+    curves = {"vae": [plots.Curve(z, epochs, f - 60 * np.exp(-epochs / 4), epochs, f - 62 * np.exp(-epochs / 4))
+                      for z, f in finals.items()]}
+    fig = plots.training_curves(curves, 3)
+    colors = {tuple(np.round(line.get_color(), 3)) for line in fig.axes[0].lines if line.get_linestyle() == "-"
+              and len(line.get_xdata()) == 40}
+    assert len(colors) == len(finals)
+    rgb = np.array(sorted(colors))[:, :3]
+    closest = min(np.linalg.norm(a - b) for a, b in itertools.combinations(rgb, 2))
+    assert closest > 0.15, closest  # viridis' z = 25 and z = 35 were 0.09 apart
+    renderer = _rendered(fig)
+    ends = {a.get_text(): Text.get_window_extent(a, renderer) for a in fig.axes[0].texts
+            if a.get_text().startswith("z=")}
+    assert set(ends) == {f"z={z}" for z in finals}
+    by_height = sorted(ends, key=lambda t: ends[t].y0)
+    assert by_height == [f"z={z}" for z in sorted(finals, key=finals.get)]  # lowest curve end, lowest label
+    assert not any(ends[a].overlaps(ends[b]) for a, b in itertools.combinations(ends, 2))
+
+
+def test_thesis_points_at_sizes_the_grid_lacks_do_not_stretch_the_axis() -> None:
+    """The literature grid (z = 50 only) drew the thesis's 157 at z = 2 and 102 at z = 25: its own points sat
+    in a corner of an axis from 80 to 160."""
+    run = {"model": "vae", "zdim": 50, "neg_elbo": 90.9, "iwae_nll": 87.4, "iwae_nll_se": 0.2, "k": 5000,
+           "n_images": 10000}
+    fig = plots.nll_vs_zdim([run], [("vae", 2, 157.0), ("vae", 25, 102.0), ("cvae", 35, 98.5)])
+    ax = fig.axes[0]
+    low, high = ax.get_ylim()
+    assert high < 95 and low > 80, (low, high)
+    assert list(ax.get_xticks()) == [50]
+    assert any("z = 2, 25, 35: not drawn" in t.get_text() for t in ax.texts)
+    # where the grid has the size, the point is drawn
+    fig = plots.nll_vs_zdim([{**run, "zdim": 25}], [("vae", 25, 102.0)])
+    assert fig.axes[0].get_ylim()[1] > 102.0
+
+
+def test_the_report_title_is_the_pipelines_own() -> None:
+    """The literature pipelines name their setting in the tables' heading and the page's title."""
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    titles = []
+    for dvcfile in (root / "literature" / "dvc.yaml", root / "literature" / "short" / "dvc.yaml"):
+        cmd = yaml.safe_load(dvcfile.read_text())["stages"]["report"]["cmd"]
+        assert "--title" in cmd
+        titles.append(cmd.split("--title", 1)[1].strip().strip('"'))
+    assert len(set(titles)) == 2 and TITLE not in titles and all(t.startswith("vaebench, ") for t in titles)

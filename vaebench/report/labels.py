@@ -1,0 +1,109 @@
+"""Labels that do not overlap: points of a scatter labelled beside them, curves labelled at their right end.
+
+matplotlib places an annotation where it is told, so the labels of points that lie close together (the grid's
+VAEs at z >= 15 share a corner of the rate-distortion plane) print on top of each other. These helpers place
+them greedily, in a fixed order, from sizes computed from the text itself (TextPath, in points): no renderer,
+no randomness, so a figure's bytes stay a function of its data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextPath
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in display pixels
+
+
+def _size_pt(text: str, fontsize: float) -> tuple[float, float]:
+    """(width, height) of `text` at `fontsize`, in points."""
+    ext = TextPath((0, 0), text, size=fontsize, prop=FontProperties()).get_extents()
+    return float(ext.width), float(fontsize)  # one line's height, whatever its letters' extents
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _inside(a: Box, frame: Box) -> bool:
+    return a[0] >= frame[0] and a[1] >= frame[1] and a[2] <= frame[2] and a[3] <= frame[3]
+
+
+def label_points(ax: Axes, xs: Sequence[float], ys: Sequence[float], texts: Sequence[str],
+                 colors: Sequence[Any], fontsize: float = 7.0, marker_pt: float = 5.0) -> None:
+    """Annotate each point (x, y) with its text at the first of a ring of offsets, growing outward, where the
+    label overlaps no marker, no label placed before and stays inside the axes; a label moved more than one
+    ring away gets a thin leader line to its point. Call after the axes' limits are final."""
+    fig = ax.figure
+    fig.draw_without_rendering()  # constrained layout places the axes: their transform is final from here
+    scale = fig.dpi / 72.0  # pixels per point
+    pts = ax.transData.transform(np.column_stack([np.asarray(xs, float), np.asarray(ys, float)]))  # (n, 2) px
+    m = marker_pt * scale
+    taken: list[Box] = [(x - m, y - m, x + m, y + m) for x, y in pts]
+    frame = tuple(ax.get_window_extent().extents)
+    # top to bottom, then left to right: a fixed order, so the same data give the same picture
+    for i in sorted(range(len(pts)), key=lambda i: (-round(pts[i][1], 3), round(pts[i][0], 3))):
+        w, h = _size_pt(texts[i], fontsize)
+        chosen = None
+        for ring in (1, 2, 3, 4, 6):
+            d = 5.0 * ring
+            for dx, dy in ((d, d * 0.4), (d, -h - d * 0.4), (-w - d, d * 0.4), (-w - d, -h - d * 0.4),
+                           (-w / 2, d + 2), (-w / 2, -h - d - 2)):
+                box = (pts[i][0] + dx * scale, pts[i][1] + dy * scale,
+                       pts[i][0] + (dx + w) * scale, pts[i][1] + (dy + h) * scale)
+                if _inside(box, frame) and not any(_overlaps(box, t) for t in taken):
+                    chosen = (dx, dy, ring, box)
+                    break
+            if chosen:
+                break
+        if chosen is None:  # nowhere free: the first place, as before
+            chosen = (5.0, 2.0, 1, None)
+        dx, dy, ring, box = chosen
+        ax.annotate(texts[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                    color=colors[i], ha="left", va="bottom",
+                    arrowprops=dict(arrowstyle="-", color=colors[i], lw=0.5, shrinkA=0, shrinkB=3) if ring > 1 else None)
+        if box is not None:
+            taken.append(box)
+
+
+def label_line_ends(ax: Axes, x_end: float, ys: Sequence[float], texts: Sequence[str], colors: Sequence[Any],
+                    fontsize: float = 7.0) -> None:
+    """Label curves at their right end (x_end, y): the x axis is widened by a margin that holds the labels, each
+    label moved up or down as little as keeps a line's height between neighbours, joined to its curve's end by a
+    thin line. Inside the axes, so that the layout (and every spacing computed here) stays as it is."""
+    fig = ax.figure
+    x0, x1 = ax.get_xlim()
+    width = max(_size_pt(t, fontsize)[0] for t in texts) if texts else 0.0
+    fig.draw_without_rendering()
+    scale = fig.dpi / 72.0
+    axes_px = ax.get_window_extent().width
+    # the margin: a leader of 8 points, the widest label and 8 points to spare, as a share of the axes' width
+    share = min(0.3, (width + 16.0) * scale / max(axes_px, 1.0))
+    ax.set_xlim(x0, x1 + (x1 - x0) * share / (1.0 - share))
+    y_px = ax.transData.transform(np.column_stack([np.full(len(ys), x_end), np.asarray(ys, float)]))[:, 1]
+    gap = 1.35 * fontsize * scale  # a line of text with its ascent and descent
+    order = np.argsort(y_px, kind="stable")
+    placed = y_px[order].copy()
+    for j in range(1, len(placed)):  # push up from the lowest: at least one line apart
+        placed[j] = max(placed[j], placed[j - 1] + gap)
+    # then centre the stack on the curves' ends, so that no label strays further than it must
+    placed -= (placed.mean() - y_px[order].mean()) if len(placed) else 0.0
+    for j in range(1, len(placed)):
+        placed[j] = max(placed[j], placed[j - 1] + gap)
+    top = ax.get_window_extent().y1 - gap / 2  # and under the top of the axes (the title sits above it)
+    if len(placed) and placed[-1] > top:  # push down from the highest, as little as keeps the spacing
+        placed[-1] = top
+        for j in range(len(placed) - 2, -1, -1):
+            placed[j] = min(placed[j], placed[j + 1] - gap)
+    to_data = ax.transData.inverted()
+    label_x = x1 + 8.0 * scale * (x1 - x0) / max(axes_px * (1.0 - share), 1.0)  # 8 points right of the old limit
+    for j, i in enumerate(order):
+        label_y = to_data.transform((0.0, placed[j]))[1]
+        note = ax.annotate(texts[i], xy=(x_end, ys[i]), xytext=(label_x, label_y), textcoords="data",
+                           fontsize=fontsize, color=colors[i], va="center", ha="left", annotation_clip=False,
+                           arrowprops=dict(arrowstyle="-", color=colors[i], lw=0.5, shrinkA=0, shrinkB=0))
+        note.set_in_layout(False)
