@@ -470,3 +470,19 @@ def test_a_bad_run_name_is_one_line_and_writes_nothing(project, args, message) -
     assert r.exit_code == 2, r.output
     assert r.output.count("\n") == 1 and r.output.startswith("error: ") and r.output.strip().endswith(message)
     assert _files(root) == before
+
+
+def test_runs_names_the_literature_grid_as_its_pipeline_does(tmp_path) -> None:
+    """The literature pipelines name their runs without a seed (vae-50) and read ../data/mnist.npz: `vaebench
+    runs` there listed vae-50-0 as "not trained yet" and the carried vae-50 as "not in grid"."""
+    from vaebench.config import load_params
+    from vaebench.report.listing import list_runs, pipeline_layout
+
+    root = Path(__file__).resolve().parents[1]
+    assert pipeline_layout(root / "params.yaml") == (True, root / "data/mnist.npz")
+    seeded, data = pipeline_layout(root / "literature" / "params.yaml")
+    assert not seeded and data.resolve() == (root / "data/mnist.npz").resolve()
+    assert pipeline_layout(tmp_path / "params.yaml") == (True, None)  # no dvc.yaml beside it
+    text = list_runs(load_params(root / "literature" / "params.yaml"), tmp_path / "models", tmp_path / "metrics",
+                     tmp_path / "none.npz", seeded)
+    assert text.splitlines()[-1] == "not trained yet: vae-50, cvae-50"

@@ -261,9 +261,12 @@ def runs_(
 ) -> None:
     """List the trained runs and their headline numbers, and say which are current for params.yaml."""
     from vaebench.config import load_params
-    from vaebench.report.listing import list_runs
+    from vaebench.report.listing import list_runs, pipeline_layout
 
-    typer.echo(list_runs(load_params(params), models, metrics, data))
+    seeded, pipeline_data = pipeline_layout(params)
+    if pipeline_data is not None and data == Path("data/mnist.npz") and not data.exists():
+        data = pipeline_data  # the literature pipelines read the top-level download: ../data/mnist.npz
+    typer.echo(list_runs(load_params(params), models, metrics, data, seeded))
 
 
 @app.command()

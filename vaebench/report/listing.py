@@ -52,11 +52,33 @@ def _numbers(metrics_file: Path, weights_sha: str) -> tuple[str, str]:
         return "-", "-"
 
 
-def list_runs(params: Params, models_dir: Path, metrics_dir: Path, data_path: Path = Path("data/mnist.npz")) -> str:
-    """A table of every checkpoint folder under `models_dir`, grid items first, then any other folder."""
+def pipeline_layout(params_path: Path) -> tuple[bool, Path | None]:
+    """(whether the pipeline beside `params_path` names its runs with their training seed, the data file its
+    `train` stage reads) from that folder's dvc.yaml: the top-level grid names `vae-5-0` and reads
+    data/mnist.npz; the literature pipelines name `vae-50` and read ../data/mnist.npz. (True, None) without one."""
+    import yaml
+
+    dvcfile = Path(params_path).parent / "dvc.yaml"
+    try:
+        train = (yaml.safe_load(dvcfile.read_text()) or {}).get("stages", {}).get("train", {})
+    except (OSError, yaml.YAMLError, AttributeError):
+        return True, None
+    if not isinstance(train, dict):
+        return True, None
+    words = str(train.get("cmd", "")).split()
+    data = Path(params_path).parent / words[words.index("--data") + 1] if "--data" in words[:-1] else None
+    return "seed" in (train.get("matrix") or {"seed": None}), data
+
+
+def list_runs(params: Params, models_dir: Path, metrics_dir: Path, data_path: Path = Path("data/mnist.npz"),
+              seeded: bool = True) -> str:
+    """A table of every checkpoint folder under `models_dir`, grid items first, then any other folder.
+    `seeded`: the grid's runs are named with their training seed (`vae-5-0`), else without (`vae-50`, the
+    literature pipelines, each at train.seed)."""
     models_dir = Path(models_dir)
-    grid = [run_name(m, z, seed) for m in params.grid.models for z in params.grid.zdims for seed in params.grid.seeds]
-    grid += [f"{run}-{seed}" for run in params.variants.runs for seed in params.grid.seeds]
+    seeds = params.grid.seeds if seeded else [None]
+    grid = [run_name(m, z, seed) for m in params.grid.models for z in params.grid.zdims for seed in seeds]
+    grid += [run if seed is None else f"{run}-{seed}" for run in params.variants.runs for seed in seeds]
     found = sorted(p.parent.name for p in models_dir.glob(f"*/{SIDECAR}")) if models_dir.is_dir() else []
     partial = sorted(p.name for p in models_dir.glob("*.partial")) if models_dir.is_dir() else []
     manifest = manifest_path(data_path)
