@@ -39,7 +39,7 @@ from vaebench.run.drawing import figure_names, save_figure
 from vaebench.report.html import loaded_sources, machine, sources_sha256, write_html
 from vaebench.report.references import COMPARISON_NOTE, REFERENCES, THESIS_POINTS, compares_to, thesis_value
 from vaebench.report.inputs import load_run, n_test_images, read_metrics, require_figures
-from vaebench.report.seeds import combine, spread_keys
+from vaebench.report.seeds import combine, spread_columns, spread_keys
 from vaebench.report.tables import SUMMARY_KEYS, md_row, num, spread, summary, to_csv
 from vaebench.report.comparisons import write_comparisons
 from vaebench.report.variants import load_variants, variant_summary, write_variants
@@ -157,7 +157,7 @@ TABLE_COLUMNS = ("model", "zdim", "n_seeds", "n_images", "neg_elbo", "neg_elbo_s
                  "k", "iwae_nll_eval_sd", "iwae_nll_marginal", "iwae_nll_marginal_se", "k_marginal", "quad_nll", "quad_nll_se",
                  "quad_error_bound", "quad_mean_error", "iwae_gap_to_quad", "exact_k", "iwae_nll_exact_k",
                  "iwae_nll_exact_k_se", "iwae_nll_exact_k_eval_sd", "iwae_gap_to_quad_exact_k", "active_units", "thesis",
-                 *(f"{k}_{s}" for k in TABLE_SPREAD for s in ("train_sd", "n", "lo", "hi")))
+                 *spread_columns(TABLE_SPREAD))
 
 
 # numbers only some runs have: the seed spread (eval.spread_seeds > 0), the quadrature (zdim <= 2),
@@ -190,8 +190,7 @@ def table_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             **{key: (num(r[key]) if key in r else None) for key in OPTIONAL_NUMBERS},
             "active_units": num(r["active_units"]),
             "thesis": thesis_value(r["model"], r["zdim"]),
-            **{f"{k}_{s}": num(r[f"{k}_{s}"]) if f"{k}_{s}" in r else None
-               for k in TABLE_SPREAD for s in ("train_sd", "n", "lo", "hi")},
+            **{c: num(r[c]) if c in r else None for c in spread_columns(TABLE_SPREAD)},
         })
     return rows
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from vaebench.errors import ReportError
-from vaebench.report.stats import aggregate
+from vaebench.report.stats import Aggregate, aggregate
 
 # the metrics whose training-seed spread the report prints: the likelihoods and bounds a reader compares,
 # and what explains them (the KL, the active units, rate and distortion)
@@ -70,8 +70,21 @@ def combine(runs: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> dict[str
                     a = aggregate(values)
                 except ValueError as e:  # a non-finite number in a metrics file
                     raise ReportError(f"{key} of {runs[0]['model']} z={runs[0]['zdim']}: {e}") from None
-                cell.update({f"{key}_train_sd": a.sd, f"{key}_n": a.n, f"{key}_lo": a.lo, f"{key}_hi": a.hi})
+                cell.update(spread_of(a, key))
     return cell
+
+
+SPREAD_FIELDS = ("train_sd", "n", "lo", "hi")  # what a cell adds beside each AGGREGATED key: `iwae_nll_train_sd`
+
+
+def spread_columns(keys: Sequence[str]) -> tuple[str, ...]:
+    """The spread columns of `keys`, key by key: `neg_elbo_train_sd`, `neg_elbo_n`, `neg_elbo_lo`, ..."""
+    return tuple(f"{k}_{s}" for k in keys for s in SPREAD_FIELDS)
+
+
+def spread_of(a: Aggregate, key: str) -> dict[str, float | int]:
+    """`key`'s spread columns from its aggregate over the seeds."""
+    return dict(zip(spread_columns([key]), (a.sd, a.n, a.lo, a.hi)))
 
 
 def spread_keys(keys: Sequence[str]) -> tuple[str, ...]:

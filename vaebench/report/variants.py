@@ -31,7 +31,7 @@ from vaebench.core.variants import PLAIN, Variant
 from vaebench.run.drawing import figure_names, save_figure
 from vaebench.report.references import VARIANT_COMPARISON_NOTE, VARIANT_REFERENCES, VariantReference
 from vaebench.report.inputs import RESTORE_KEYS, load_run, n_test_images, require_figures
-from vaebench.report.seeds import combine, spread_keys
+from vaebench.report.seeds import SPREAD_FIELDS, combine, spread_columns, spread_keys, spread_of
 from vaebench.report.stats import aggregate
 from vaebench.report.tables import SUMMARY_KEYS, md_row, num, pm, spread, summary, to_csv
 
@@ -42,7 +42,7 @@ VARIANT_SPREAD = ("neg_elbo", "iwae_nll", "exact_nll", "rate", "distortion", "re
 VARIANT_COLUMNS = ("run", "model", "setting", "latent", "size", "classes", "n_seeds", "n_images", "neg_elbo", "neg_elbo_se",
                    "iwae_nll", "iwae_nll_se", "k", "exact_method", "exact_nll", "exact_nll_se", "exact_states",
                    "iwae_gap_to_exact", "rate", "distortion", "active_units", *RESTORE_KEYS,
-                   *(f"{k}_{s}" for k in VARIANT_SPREAD for s in ("train_sd", "n", "lo", "hi")))
+                   *spread_columns(VARIANT_SPREAD))
 
 # ---------------------------------------------------------------- inputs
 
@@ -115,13 +115,12 @@ def row(r: Mapping[str, Any], v: Variant) -> dict[str, Any]:
     # the seeds' spread of each number (report/seeds.py), where the cell has one; the exact NLL's from its source
     sources = {k: (source if k == "exact_nll" else k) for k in VARIANT_SPREAD}
     spread_cols = {f"{k}_{s}": (num(r[f"{src}_{s}"]) if src and f"{src}_{s}" in r else None)
-                   for k, src in sources.items() for s in ("train_sd", "n", "lo", "hi")}
+                   for k, src in sources.items() for s in SPREAD_FIELDS}
     if "rate" not in r and "kl_train_sd" in r:  # a plain VAE's rate is its KL (below), and so is its spread
-        spread_cols.update({f"rate_{s}": num(r[f"kl_{s}"]) for s in ("train_sd", "n", "lo", "hi")})
+        spread_cols.update({f"rate_{s}": num(r[f"kl_{s}"]) for s in SPREAD_FIELDS})
     if "distortion" not in r and r.get("runs"):  # and its distortion -ELBO minus KL, seed by seed
         a = aggregate([run["neg_elbo"] - run["kl"] for run in r["runs"]])
-        spread_cols.update({"distortion_train_sd": num(a.sd), "distortion_n": a.n, "distortion_lo": num(a.lo),
-                            "distortion_hi": num(a.hi)})
+        spread_cols.update({c: num(v) for c, v in spread_of(a, "distortion").items()})
     # a plain VAE's metrics carry no rate and distortion (run/score.py adds them for variants only): the same
     # definitions, the mean KL and -ELBO minus it, from its own numbers
     rate = r["rate"] if "rate" in r else r["kl"]
