@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from dvcproject import REPO, TINY, make_project, run
-from vaebench.grid.dask import downstream_counts, priorities
+from vaebench.grid.dask import priorities, upstream_counts
 from vaebench.grid.queue import exp_name, threads_per_job
 from vaebench.grid.stagegraph import machine_share, needing_run, run_of_stage, stage_graph, waves
 
@@ -94,15 +94,22 @@ def test_each_worker_gets_its_share_of_the_cores() -> None:
     assert exp_name("train@vae-2-0") == "vbq-train-vae-2-0"
 
 
-def test_the_most_needed_stages_go_first() -> None:
+def test_a_worker_finishes_the_runs_already_trained_before_it_starts_another() -> None:
     graph = {"a": (), "b": ("a",), "c": ("a",), "d": ("b",)}
-    assert downstream_counts(graph) == {"a": 3, "b": 1, "c": 0, "d": 0}
-    # among stages needed as much, the long exact stage before the evaluate, that before the figures
-    run = {"train@vae-2-0": (), "evaluate@vae-2-0": ("train@vae-2-0",), "exact@vae-2-0": ("train@vae-2-0",),
-           "figures@vae-2-0": ("train@vae-2-0",), "report": ("evaluate@vae-2-0", "exact@vae-2-0", "figures@vae-2-0")}
+    assert upstream_counts(graph) == {"a": 0, "b": 1, "c": 1, "d": 2}
+    run = {"check": ()}
+    for seed in (0, 1):
+        train = f"train@vae-2-{seed}"
+        run[train] = ("check",)
+        for kind in ("evaluate", "exact", "figures"):
+            run[f"{kind}@vae-2-{seed}"] = (train,)
+    run["report"] = tuple(s for s in run if s != "check" and not s.startswith("train"))
     p = priorities(run)
-    assert sorted(run, key=lambda s: -p[s]) == ["train@vae-2-0", "exact@vae-2-0", "evaluate@vae-2-0", "figures@vae-2-0",
-                                               "report"]
+    # seed 0 trained: its three stages are ready beside seed 1's training, and go first, the long exact first
+    ready = ["train@vae-2-1", "evaluate@vae-2-0", "exact@vae-2-0", "figures@vae-2-0"]
+    assert sorted(ready, key=lambda s: -p[s]) == ["exact@vae-2-0", "evaluate@vae-2-0", "figures@vae-2-0",
+                                                  "train@vae-2-1"]
+    assert max(p, key=p.get) == "report"  # deepest (it is ready last anyway)
 
 
 def test_a_bad_share_is_one_line_and_exit_2() -> None:

@@ -54,36 +54,34 @@ def run_stage(root: str, stage: str, threads: int, *upstream: object, recheck: b
     return {"stage": stage, "seconds": time.time() - t0, "how": how, "host": socket.gethostname()}
 
 
-def downstream_counts(graph: Graph) -> dict[str, int]:
-    """How many stages read, directly or not, each stage's outputs: Dask runs the most-needed first."""
-    readers: dict[str, set[str]] = {s: set() for s in graph}
-    for s, deps in graph.items():
-        for d in deps:
-            readers[d].add(s)
-
+def upstream_counts(graph: Graph) -> dict[str, int]:
+    """How many stages each stage reads, directly or not (its depth in the pipeline, roughly)."""
     memo: dict[str, set[str]] = {}
 
-    def below(s: str) -> set[str]:
+    def above(s: str) -> set[str]:
         if s not in memo:
-            memo[s] = set(readers[s]).union(*(below(r) for r in readers[s])) if readers[s] else set()
+            memo[s] = set(graph[s]).union(*(above(d) for d in graph[s])) if graph[s] else set()
         return memo[s]
 
-    return {s: len(below(s)) for s in graph}
+    return {s: len(above(s)) for s in graph}
 
 
 # Rough seconds of each kind of stage at one thread on the reference machine (2026-11-26): only to start
-# the long ones first among stages equally needed (the two k = 5000 `exact` stages would otherwise start
+# the long ones first among stages of one depth (the two k = 5000 `exact` stages would otherwise start
 # after every `evaluate` and leave one worker idle at the end). A wrong figure costs time, never a result.
 ROUGH_SECONDS = {"exact": 1300, "train-variant": 500, "train": 300, "evaluate-variant": 200, "evaluate": 150,
                  "figures-variant": 15, "figures": 15}
 
 
 def priorities(graph: Graph) -> dict[str, int]:
-    """Dask's priority of each stage (higher starts first): the most-needed first (downstream_counts),
-    and among stages needed as much, the longest kind (ROUGH_SECONDS) first."""
-    counts = downstream_counts(graph)
+    """Dask's priority of each stage (higher starts first): the deeper first, so that a worker finishes the runs
+    already trained (their scoring, figures) before it starts another training; among stages of one depth, the
+    longest kind (ROUGH_SECONDS) first. A grid longer than a session then ends it with whole runs scored, whose
+    small outputs say something (a cell's seeds, its training-seed sd), rather than with every training done
+    and nothing scored; the total work is the same."""
+    depth = upstream_counts(graph)
     kind = {s: s.split("@", 1)[0].rsplit(":", 1)[-1] for s in graph}  # `sub/dvc.yaml:train@x` -> train
-    return {s: counts[s] * 10_000 + ROUGH_SECONDS.get(kind[s], 0) for s in graph}
+    return {s: depth[s] * 10_000 + ROUGH_SECONDS.get(kind[s], 0) for s in graph}
 
 
 def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2, threads: int = 1,
