@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from dvcproject import REPO, TINY, make_project, run
-from vaebench.grid.dask import priorities, upstream_counts
+from vaebench.grid.dask import priorities, submission_order, upstream_counts
 from vaebench.grid.queue import exp_name, threads_per_job
 from vaebench.grid.stagegraph import machine_share, needing_run, run_of_stage, stage_graph, waves
 
@@ -110,6 +110,11 @@ def test_a_worker_finishes_the_runs_already_trained_before_it_starts_another() -
     assert sorted(ready, key=lambda s: -p[s]) == ["exact@vae-2-0", "evaluate@vae-2-0", "figures@vae-2-0",
                                                   "train@vae-2-1"]
     assert max(p, key=p.get) == "report"  # deepest (it is ready last anyway)
+    # and they are submitted first: Dask gives idle workers the first tasks submitted, whatever their priority
+    todo = set(run) - {"check", "train@vae-2-0"}
+    order = submission_order(run, todo, p)
+    assert order == ["exact@vae-2-0", "evaluate@vae-2-0", "figures@vae-2-0", "train@vae-2-1", "exact@vae-2-1",
+                     "evaluate@vae-2-1", "figures@vae-2-1", "report"]
 
 
 def test_a_bad_share_is_one_line_and_exit_2() -> None:

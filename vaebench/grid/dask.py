@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from vaebench.grid.stagegraph import Graph, needing_run, stale_stages, stage_graph, waves
+from vaebench.grid.stagegraph import Graph, needing_run, stale_stages, stage_graph
 
 
 class StageFailed(RuntimeError):
@@ -84,6 +84,31 @@ def priorities(graph: Graph) -> dict[str, int]:
     return {s: depth[s] * 10_000 + ROUGH_SECONDS.get(kind[s], 0) for s in graph}
 
 
+def submission_order(graph: Graph, todo: set[str] | list[str], priority: dict[str, int]) -> list[str]:
+    """The stages of `todo`, each after the stages of `todo` it reads, the highest priority first among those
+    free to go: Dask hands a task to an idle worker as soon as it is submitted, so the order of submission,
+    not only the priorities, decides what the first workers run."""
+    import heapq
+
+    todo = set(todo)
+    waiting = {s: {d for d in graph[s] if d in todo} for s in todo}
+    readers: dict[str, list[str]] = {s: [] for s in todo}
+    for s, deps in waiting.items():
+        for d in deps:
+            readers[d].append(s)
+    free = [(-priority[s], s) for s, deps in waiting.items() if not deps]
+    heapq.heapify(free)
+    order = []
+    while free:
+        _, s = heapq.heappop(free)
+        order.append(s)
+        for r in readers[s]:
+            waiting[r].discard(s)
+            if not waiting[r]:
+                heapq.heappush(free, (-priority[r], r))
+    return order
+
+
 def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2, threads: int = 1,
                 log: Callable[[str], None] = print) -> list[dict[str, object]]:
     """Run every stage of the pipeline in `root` on Dask; returns one record per stage, in finishing order.
@@ -102,8 +127,8 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
     # visited: `dvc repro` of one would take the write lock on its outputs)
     stale = stale_stages(root)
     todo = needing_run(graph, stale)
-    order = [s for wave in waves(graph) for s in wave if s in todo]  # every stage after the stages it reads
     priority = priorities(graph)
+    order = submission_order(graph, todo, priority)  # every stage after the stages it reads
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                   dashboard_address=":0")
     records: list[dict[str, object]] = []
