@@ -7,6 +7,7 @@ printed peak; the pipeline's own grid reproduces the pipeline's own quadrature e
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import subprocess
@@ -224,3 +225,18 @@ def test_restore_baseline_refuses_a_cvae_and_a_missing_checkpoint_in_one_line(tr
         lines = out.stderr.strip().splitlines()
         assert out.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"{run_name}: "), out.stderr[-500:]
         assert says in lines[0]
+
+
+def test_seed_sds_prints_each_cells_spread_by_hand(tmp_path: Path) -> None:
+    """Three seeds of one cell (IWAE NLL 100, 101, 103: mean 101.33, sd 1.53), one seed of another (left out)."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for seed, v in enumerate((100.0, 101.0, 103.0)):
+        (runs / f"vae-20-{seed}.json").write_text(json.dumps({"iwae_nll": v, "neg_elbo": v + 4}))
+    (runs / "cvae-5-0.json").write_text(json.dumps({"iwae_nll": 90.0, "neg_elbo": 95.0}))
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "seed_sds.py"), "--runs", str(runs)],
+                         capture_output=True, text=True, check=True).stdout
+    row = next(line for line in out.splitlines() if line.startswith("vae-20"))
+    assert "101.33 ± 1.53" in row and "105.33 ± 1.53" in row and "[0, 1, 2]" in row
+    assert "cvae-5" not in out
+    assert "vae      iwae_nll           1.53 nats over 1 cell(s)" in out
