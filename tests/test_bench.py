@@ -7,6 +7,7 @@ printed peak; the pipeline's own grid reproduces the pipeline's own quadrature e
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import statistics
@@ -234,9 +235,21 @@ def test_seed_sds_prints_each_cells_spread_by_hand(tmp_path: Path) -> None:
     for seed, v in enumerate((100.0, 101.0, 103.0)):
         (runs / f"vae-20-{seed}.json").write_text(json.dumps({"iwae_nll": v, "neg_elbo": v + 4}))
     (runs / "cvae-5-0.json").write_text(json.dumps({"iwae_nll": 90.0, "neg_elbo": 95.0}))
-    out = subprocess.run([sys.executable, str(REPO / "bench" / "seed_sds.py"), "--runs", str(runs)],
-                         capture_output=True, text=True, check=True).stdout
+    (runs / "vae-5-0.json").write_text(json.dumps({"iwae_nll": 110.0, "neg_elbo": 115.0}))
+    (runs / "vae-5-1.json").write_text(json.dumps({"iwae_nll": 112.0, "neg_elbo": 117.0}))  # sd 1.41, n 2
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(yaml.safe_dump({"stages": {f"evaluate@{f.stem}": {"outs": [{"path": f"{runs}/{f.name}",
+                    "md5": hashlib.md5(f.read_bytes()).hexdigest()}]} for f in runs.glob("*.json")}}))
+    (runs / "vae-5-1.json").write_text(json.dumps({"iwae_nll": 150.0}))  # changed since the lock: left out
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "seed_sds.py"), "--runs", str(runs), "--lock",
+                          str(lock)], capture_output=True, text=True, check=True).stdout
     row = next(line for line in out.splitlines() if line.startswith("vae-20"))
     assert "101.33 ± 1.53" in row and "105.33 ± 1.53" in row and "[0, 1, 2]" in row
-    assert "cvae-5" not in out
-    assert "vae      iwae_nll           1.53 nats over 1 cell(s)" in out
+    assert "cvae-5" not in out and not any(line.startswith("vae-5 ") for line in out.splitlines())
+    assert "vae      iwae_nll           1.53 nats over 1 cell(s), 2 df" in out
+    assert out.rstrip().endswith("vae-5-1.json")
+    # with both vae-5 seeds as locked: pooled sqrt((2 * 1.5275^2 + 1 * 1.4142^2) / 3) = 1.49
+    (runs / "vae-5-1.json").write_text(json.dumps({"iwae_nll": 112.0, "neg_elbo": 117.0}))
+    out = subprocess.run([sys.executable, str(REPO / "bench" / "seed_sds.py"), "--runs", str(runs), "--lock",
+                          str(lock)], capture_output=True, text=True, check=True).stdout
+    assert "vae      iwae_nll           1.49 nats over 2 cell(s), 3 df" in out

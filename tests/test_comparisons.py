@@ -133,10 +133,18 @@ def _family_coverage(reps: int, method_of) -> float:
     return hits / reps
 
 
+def _narrowest(q, checks) -> str:
+    """The rule before 2026-12-06, for a kind of one row: whichever valid method gives the narrowest interval."""
+    est = {m: estimate(q, m, checks) for m in ("welch", "pooled", "paired")}
+    return min((m for m, e in est.items() if e is not None), key=lambda m: est[m].hi - est[m].lo)
+
+
 def test_the_fixed_rule_covers_where_a_pooled_sd_passed_by_bartlett_does_not() -> None:
-    """The rule (paired by seed here) covers 93-97 %; pooling wherever Bartlett's test passes, which the issue
-    suggested, covers ~87 % for this row: the reason pooled intervals are printed but not used."""
+    """The rule (paired by seed here) covers 93-97 % (0.956); pooling wherever Bartlett's test passes, which the
+    issue suggested, covers ~0.88 for this row, and taking the narrowest valid method ~0.85: the reasons pooled
+    intervals are printed but not used, and no method is chosen on the data (the figures comparisons.py cites)."""
     rule = _family_coverage(2000, lambda q, checks: primary_method(q))
     pooled = _family_coverage(1000, lambda q, checks: "pooled" if checks[(("vae",), "iwae_nll")][0].passed else "welch")
-    print(f"coverage: fixed rule {rule:.3f}, pooled where Bartlett passes {pooled:.3f}")
-    assert 0.93 <= rule <= 0.97 and pooled < 0.91, (rule, pooled)
+    narrowest = _family_coverage(1000, _narrowest)
+    print(f"coverage: fixed rule {rule:.3f}, pooled where Bartlett passes {pooled:.3f}, narrowest {narrowest:.3f}")
+    assert 0.93 <= rule <= 0.97 and pooled < 0.91 and narrowest < 0.91, (rule, pooled, narrowest)

@@ -4,8 +4,10 @@ that compare with nothing (issue 26, item 11). Each check renders the real figur
 from __future__ import annotations
 
 import itertools
+import shlex
 
 import numpy as np
+import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Annotation, Text
 
@@ -47,7 +49,7 @@ def test_the_rate_distortion_labels_of_a_crowded_cluster_do_not_overlap() -> Non
     renderer = _rendered(fig)
     labels = {f"z={r['size']}" for r in rows}
     boxes = _label_boxes(fig, renderer, labels)
-    assert len(boxes) >= len(rows)  # every point labelled (the crowd in the inset)
+    assert len(boxes) == len(rows)  # every point labelled once: the crowd in the inset, the others beside them
     overlapping = [(a, b) for a, b in itertools.combinations(boxes, 2) if a.overlaps(b)]
     assert not overlapping, overlapping
     assert any(ax.get_title() == "the crowded region, enlarged" for ax in _axes(fig))
@@ -74,6 +76,31 @@ def test_training_curves_of_every_latent_size_differ_in_colour_and_are_labelled_
     by_height = sorted(ends, key=lambda t: ends[t].y0)
     assert by_height == [f"z={z}" for z in sorted(finals, key=finals.get)]  # lowest curve end, lowest label
     assert not any(ends[a].overlaps(ends[b]) for a, b in itertools.combinations(ends, 2))
+    # a label that collides with nothing stays at its curve's end (z = 2, z = 5: alone at -140 and -113)
+    ax = fig.axes[0]
+    for z in (2, 5):
+        end_px = ax.transData.transform((40.0, finals[z]))[1]
+        assert abs((ends[f"z={z}"].y0 + ends[f"z={z}"].y1) / 2 - end_px) < 0.5 * ends[f"z={z}"].height, z
+
+
+def test_a_curve_that_ends_early_is_labelled_at_its_own_end() -> None:
+    """Each leader starts at its own curve's last point (a run of 20 epochs beside one of 40)."""
+    long, short = np.arange(1, 41, dtype=float), np.arange(1, 21, dtype=float)
+    curves = {"vae": [plots.Curve(2, long, -140 + 0 * long, long, -141 + 0 * long),
+                      plots.Curve(5, short, -113 + 0 * short, short, -114 + 0 * short)]}
+    fig = plots.training_curves(curves)
+    anchors = {a.get_text(): a.xy for a in fig.axes[0].texts if a.get_text().startswith("z=")}
+    assert anchors == {"z=2": (40.0, -140.0), "z=5": (20.0, -113.0)}
+
+
+def test_spread_1d_moves_only_what_collides() -> None:
+    from vaebench.report.labels import spread_1d
+
+    assert list(spread_1d([0.0, 100.0], 10.0)) == [0.0, 100.0]  # apart: untouched
+    assert list(spread_1d([50.0, 52.0, 0.0], 10.0)) == [46.0, 56.0, 0.0]  # a pair centred on its mean, 10 apart
+    # blocks merge: a, a + 10, a + 20 nearest 0, 10, 11 in least squares: 3a + 9 = 0
+    assert list(spread_1d([0.0, 10.0, 11.0], 10.0)) == pytest.approx([-3.0, 7.0, 17.0])
+    assert list(spread_1d([0.0, 95.0, 99.0], 10.0, top=100.0)) == pytest.approx([0.0, 90.0, 100.0])  # under the top
 
 
 def test_thesis_points_at_sizes_the_grid_lacks_do_not_stretch_the_axis() -> None:
@@ -86,10 +113,11 @@ def test_thesis_points_at_sizes_the_grid_lacks_do_not_stretch_the_axis() -> None
     low, high = ax.get_ylim()
     assert high < 95 and low > 80, (low, high)
     assert list(ax.get_xticks()) == [50]
-    assert any("z = 2, 25, 35: not drawn" in t.get_text() for t in ax.texts)
-    # where the grid has the size, the point is drawn
-    fig = plots.nll_vs_zdim([{**run, "zdim": 25}], [("vae", 25, 102.0)])
+    assert any(t.get_text().endswith("VAE z = 2 (157), VAE z = 25 (102), CVAE z = 35 (98.5)") for t in ax.texts)
+    # where the grid has the model at that size, the point is drawn; the CVAE's at z = 35 beside VAEs only is not
+    fig = plots.nll_vs_zdim([{**run, "zdim": 25}, {**run, "zdim": 35}], [("vae", 25, 102.0), ("cvae", 35, 98.5)])
     assert fig.axes[0].get_ylim()[1] > 102.0
+    assert any(t.get_text().endswith("CVAE z = 35 (98.5)") for t in fig.axes[0].texts)
 
 
 def test_the_report_title_is_the_pipelines_own() -> None:
@@ -101,7 +129,7 @@ def test_the_report_title_is_the_pipelines_own() -> None:
     root = Path(__file__).resolve().parents[1]
     titles = []
     for dvcfile in (root / "literature" / "dvc.yaml", root / "literature" / "short" / "dvc.yaml"):
-        cmd = yaml.safe_load(dvcfile.read_text())["stages"]["report"]["cmd"]
-        assert "--title" in cmd
-        titles.append(cmd.split("--title", 1)[1].strip().strip('"'))
+        words = shlex.split(yaml.safe_load(dvcfile.read_text())["stages"]["report"]["cmd"])
+        assert "--title" in words
+        titles.append(words[words.index("--title") + 1])
     assert len(set(titles)) == 2 and TITLE not in titles and all(t.startswith("vaebench, ") for t in titles)

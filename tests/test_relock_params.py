@@ -47,3 +47,21 @@ def test_a_dropped_key_locked_at_its_declared_value_is_recorded() -> None:
 def test_a_dropped_key_at_another_value_or_beside_another_change_is_refused(new, dropped) -> None:
     with pytest.raises(RelockRefused, match="parameters changed"):
         _unmoved("train@vae-50-0", SEEDED, new, dropped=dropped)
+
+
+def test_a_dropped_key_must_leave_the_code_its_own_value(tmp_path) -> None:
+    """Without train.seed in params.yaml the code takes its default 0: dropping `train.seed=3` would record runs of
+    seed 3 as runs of seed 0; refused in one line, before DVC is asked anything."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "params.yaml").write_text("train:\n  epochs: 3\n")
+    grid = [str(Path(sys.executable).parent / "vaebench-grid"), "relock", "--proven"]
+    proc = subprocess.run([*grid, "--dropped-param", "train.seed=3"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2 and "takes its default 0, not 3" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    (tmp_path / "params.yaml").write_text("train:\n  epochs: 3\n  seed: 3\n")  # still in the file: the file's value
+    proc = subprocess.run([*grid, "--dropped-param", "train.seed=3"], cwd=tmp_path, capture_output=True, text=True)
+    assert "takes its default" not in proc.stderr

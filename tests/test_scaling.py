@@ -115,6 +115,8 @@ def test_a_worker_finishes_the_runs_already_trained_before_it_starts_another() -
     order = submission_order(run, todo, p)
     assert order == ["exact@vae-2-0", "evaluate@vae-2-0", "figures@vae-2-0", "train@vae-2-1", "exact@vae-2-1",
                      "evaluate@vae-2-1", "figures@vae-2-1", "report"]
+    with pytest.raises(ValueError, match="cycle"):
+        submission_order({"a": ("b",), "b": ("a",)}, {"a", "b"}, {"a": 0, "b": 0})
 
 
 def test_a_bad_share_is_one_line_and_exit_2() -> None:

@@ -110,6 +110,28 @@ def dask(
         raise typer.Exit(1) from None
 
 
+def _check_dropped(root: Path, dvcfiles: list[str], dropped: dict[str, object]) -> None:
+    """A key dropped from a params file leaves the code its default: refuse a value the default is not, since
+    the stages would then run with another setting than the one their lock recorded (a key still in the file,
+    dropped from a stage's `params` list only, is the stage's business: its value is the file's)."""
+    import yaml
+
+    from vaebench.config import Params, to_dict
+
+    defaults = to_dict(Params())
+    for dvcfile in dvcfiles:
+        path = root / Path(dvcfile).parent / "params.yaml"
+        have = yaml.safe_load(path.read_text()) if path.exists() else {}
+        for key, value in dropped.items():
+            section, _, leaf = key.partition(".")
+            if leaf in ((have or {}).get(section) or {}):
+                continue
+            default = defaults.get(section, {}).get(leaf, object())
+            if default != value:
+                _fail(f"--dropped-param {key}={value!r}: without it in {path} the code takes its default "
+                      f"{default!r}, not {value!r}: the stages would run another setting (nothing was recorded)")
+
+
 @app.command()
 def relock(
     dvcfiles: Annotated[list[str] | None, typer.Argument(help="dvc.yaml files [dvc.yaml].")] = None,
@@ -148,6 +170,7 @@ def relock(
 
     plus, minus = pairs(added, "--added-param"), pairs(dropped, "--dropped-param")
     _repo(root)
+    _check_dropped(root, dvcfiles or ["dvc.yaml"], minus)
     try:
         names = record(root, dvcfiles or ["dvc.yaml"], plus, set(stage) if stage else None, minus)
     except RelockRefused as e:

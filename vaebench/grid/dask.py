@@ -106,6 +106,8 @@ def submission_order(graph: Graph, todo: set[str] | list[str], priority: dict[st
             waiting[r].discard(s)
             if not waiting[r]:
                 heapq.heappush(free, (-priority[r], r))
+    if len(order) != len(todo):  # DVC refuses a cyclic pipeline; a graph built by hand might not be one
+        raise ValueError(f"stages that read each other in a cycle: {sorted(todo - set(order))}")
     return order
 
 

@@ -34,16 +34,19 @@ def _inside(a: Box, frame: Box) -> bool:
 
 
 def label_points(ax: Axes, xs: Sequence[float], ys: Sequence[float], texts: Sequence[str],
-                 colors: Sequence[Any], fontsize: float = 7.0, marker_pt: float = 5.0) -> None:
+                 colors: Sequence[Any], fontsize: float = 7.0, marker_pt: float = 5.0,
+                 obstacles: Sequence[tuple[float, float]] = ()) -> None:
     """Annotate each point (x, y) with its text at the first of a ring of offsets, growing outward, where the
-    label overlaps no marker, no label placed before and stays inside the axes; a label moved more than one
-    ring away gets a thin leader line to its point. Call after the axes' limits are final."""
+    label overlaps no marker (of these points or of `obstacles`, other points drawn unlabelled here), no label
+    placed before and stays inside the axes; a label moved more than one ring away gets a thin leader line to
+    its point. Call after the axes' limits are final."""
     fig = ax.figure
     fig.draw_without_rendering()  # constrained layout places the axes: their transform is final from here
     scale = fig.dpi / 72.0  # pixels per point
     pts = ax.transData.transform(np.column_stack([np.asarray(xs, float), np.asarray(ys, float)]))  # (n, 2) px
     m = marker_pt * scale
-    taken: list[Box] = [(x - m, y - m, x + m, y + m) for x, y in pts]
+    others = ax.transData.transform(np.asarray(obstacles, float).reshape(-1, 2)) if len(obstacles) else np.empty((0, 2))
+    taken: list[Box] = [(x - m, y - m, x + m, y + m) for x, y in (*pts, *others)]
     frame = tuple(ax.get_window_extent().extents)
     # top to bottom, then left to right: a fixed order, so the same data give the same picture
     for i in sorted(range(len(pts)), key=lambda i: (-round(pts[i][1], 3), round(pts[i][0], 3))):
@@ -70,40 +73,63 @@ def label_points(ax: Axes, xs: Sequence[float], ys: Sequence[float], texts: Sequ
             taken.append(box)
 
 
-def label_line_ends(ax: Axes, x_end: float, ys: Sequence[float], texts: Sequence[str], colors: Sequence[Any],
+def spread_1d(targets: Sequence[float], gap: float, top: float | None = None) -> np.ndarray:
+    """Positions as close to `targets` as keep `gap` between neighbours, order kept: labels that collide form
+    a block centred on their targets' mean, blocks that then collide merge, until none does (least squares for
+    a fixed order); then, below `top`, the highest block is pushed down as far as it must (and only the labels
+    it then reaches). A label that collides with nothing stays on its target."""
+    t = np.asarray(targets, float)
+    order = np.argsort(t, kind="stable")
+    blocks: list[list[int]] = []  # indices into order, consecutive
+    for j in range(len(order)):
+        blocks.append([j])
+        while len(blocks) > 1:
+            a, b = blocks[-2], blocks[-1]
+            lo_b = np.mean(t[order[b]]) - (len(b) - 1) * gap / 2
+            hi_a = np.mean(t[order[a]]) + (len(a) - 1) * gap / 2
+            if hi_a + gap <= lo_b:
+                break
+            blocks[-2:] = [a + b]
+    placed = np.empty(len(t))
+    for blk in blocks:
+        start = np.mean(t[order[blk]]) - (len(blk) - 1) * gap / 2
+        placed[order[blk]] = start + gap * np.arange(len(blk))
+    if top is not None and len(t):
+        ranked = placed[order]
+        if ranked[-1] > top:
+            ranked[-1] = top
+            for j in range(len(ranked) - 2, -1, -1):
+                ranked[j] = min(ranked[j], ranked[j + 1] - gap)
+        placed[order] = ranked
+    return placed
+
+
+def label_line_ends(ax: Axes, ends: Sequence[tuple[float, float]], texts: Sequence[str], colors: Sequence[Any],
                     fontsize: float = 7.0) -> None:
-    """Label curves at their right end (x_end, y): the x axis is widened by a margin that holds the labels, each
-    label moved up or down as little as keeps a line's height between neighbours, joined to its curve's end by a
-    thin line. Inside the axes, so that the layout (and every spacing computed here) stays as it is."""
+    """Label each curve at its own last point (x, y): the x axis is widened by a margin that holds the labels,
+    which stand in a column right of the last epoch, each as near its curve's end as keeps a line between
+    neighbours (spread_1d), joined to that end by a thin line. Inside the axes, so that the layout (and every
+    spacing computed here) stays as it is."""
+    if not texts:
+        return
     fig = ax.figure
     x0, x1 = ax.get_xlim()
-    width = max(_size_pt(t, fontsize)[0] for t in texts) if texts else 0.0
+    width = max(_size_pt(t, fontsize)[0] for t in texts)
     fig.draw_without_rendering()
     scale = fig.dpi / 72.0
     axes_px = ax.get_window_extent().width
     # the margin: a leader of 8 points, the widest label and 8 points to spare, as a share of the axes' width
     share = min(0.3, (width + 16.0) * scale / max(axes_px, 1.0))
     ax.set_xlim(x0, x1 + (x1 - x0) * share / (1.0 - share))
-    y_px = ax.transData.transform(np.column_stack([np.full(len(ys), x_end), np.asarray(ys, float)]))[:, 1]
+    xy = np.asarray(ends, float)  # (n, 2) data
+    y_px = ax.transData.transform(xy)[:, 1]
     gap = 1.35 * fontsize * scale  # a line of text with its ascent and descent
-    order = np.argsort(y_px, kind="stable")
-    placed = y_px[order].copy()
-    for j in range(1, len(placed)):  # push up from the lowest: at least one line apart
-        placed[j] = max(placed[j], placed[j - 1] + gap)
-    # then centre the stack on the curves' ends, so that no label strays further than it must
-    placed -= (placed.mean() - y_px[order].mean()) if len(placed) else 0.0
-    for j in range(1, len(placed)):
-        placed[j] = max(placed[j], placed[j - 1] + gap)
-    top = ax.get_window_extent().y1 - gap / 2  # and under the top of the axes (the title sits above it)
-    if len(placed) and placed[-1] > top:  # push down from the highest, as little as keeps the spacing
-        placed[-1] = top
-        for j in range(len(placed) - 2, -1, -1):
-            placed[j] = min(placed[j], placed[j + 1] - gap)
+    placed = spread_1d(y_px, gap, top=ax.get_window_extent().y1 - gap / 2)  # under the title
     to_data = ax.transData.inverted()
     label_x = x1 + 8.0 * scale * (x1 - x0) / max(axes_px * (1.0 - share), 1.0)  # 8 points right of the old limit
-    for j, i in enumerate(order):
-        label_y = to_data.transform((0.0, placed[j]))[1]
-        note = ax.annotate(texts[i], xy=(x_end, ys[i]), xytext=(label_x, label_y), textcoords="data",
+    for i, text in enumerate(texts):
+        label_y = to_data.transform((0.0, placed[i]))[1]
+        note = ax.annotate(text, xy=tuple(xy[i]), xytext=(label_x, label_y), textcoords="data",
                            fontsize=fontsize, color=colors[i], va="center", ha="left", annotation_clip=False,
                            arrowprops=dict(arrowstyle="-", color=colors[i], lw=0.5, shrinkA=0, shrinkB=0))
         note.set_in_layout(False)

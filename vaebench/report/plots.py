@@ -119,11 +119,11 @@ def nll_vs_zdim(runs: Sequence[Mapping[str, Any]], thesis: Sequence[tuple[str, i
         if quad:
             handles += ax.plot([r["zdim"] for r in quad], [r["quad_nll"] for r in quad], "x", color=col, ms=10,
                                mew=2, label=f"{name} exact NLL (quadrature)")
-    # a thesis point at a latent size this grid lacks would set the axes (157 at z = 2 beside a grid of z = 50 alone
-    # put every run of it in a corner) without a run to compare with: left out, and said so
-    sizes = {r["zdim"] for r in runs}
-    missing = sorted({t[1] for t in thesis if t[1] not in sizes})
-    thesis = [t for t in thesis if t[1] in sizes]
+    # a thesis point of a model and latent size this grid lacks would set the axes (157 at z = 2 beside a grid of
+    # z = 50 alone put every run of it in a corner) without a run to compare with: left out, and said so
+    sizes, cells = {r["zdim"] for r in runs}, {(r["model"], r["zdim"]) for r in runs}
+    missing = [t for t in thesis if (t[0], t[1]) not in cells]
+    thesis = [t for t in thesis if (t[0], t[1]) in cells]
     if thesis:
         handles += ax.plot([t[1] for t in thesis], [t[2] for t in thesis], "*", color="black", ms=15, zorder=5,
                            label="thesis (VAE: -log p(x) bound; CVAE: -log p(x|y))")
@@ -132,8 +132,9 @@ def nll_vs_zdim(runs: Sequence[Mapping[str, Any]], thesis: Sequence[tuple[str, i
                         textcoords="offset points", fontsize=8)
     ax.set_xticks(sorted(sizes))
     if missing:
-        ax.text(0.01, 0.01, f"the thesis's points at z = {', '.join(map(str, missing))}: not drawn, no run of this "
-                "grid has that latent size", transform=ax.transAxes, fontsize=7, color="gray", va="bottom")
+        ax.text(0.01, 0.01, "not drawn, no run of this grid to compare with: the thesis's "
+                + ", ".join(f"{_label(m)} z = {z} ({v:g})" for m, z, v in missing),
+                transform=ax.transAxes, fontsize=7, color="gray", va="bottom")
     ax.set_xlabel("latent dimension (number of latent units)")
     ax.set_ylabel(f"NLL or -ELBO ({NATS}, lower is better)")
     n = runs[0]["n_images"] if runs else 0
@@ -187,9 +188,8 @@ def training_curves(curves: Mapping[str, Sequence[Curve]], n_seeds: int = 1) -> 
         ax.legend(handles=handles, fontsize=8, ncol=2, loc="lower right")
     for ax, model in zip(axes, models):  # last: the layout of every panel is set
         ends = [c for c in sorted(curves[model], key=lambda c: c.zdim) if len(c.train_epoch)]
-        if ends:
-            label_line_ends(ax, max(float(c.train_epoch[-1]) for c in ends), [float(c.train_elbo[-1]) for c in ends],
-                            [f"z={c.zdim}" for c in ends], [colors[c.zdim] for c in ends])
+        label_line_ends(ax, [(float(c.train_epoch[-1]), float(c.train_elbo[-1])) for c in ends],
+                        [f"z={c.zdim}" for c in ends], [colors[c.zdim] for c in ends])
     return fig
 
 

@@ -121,7 +121,7 @@ def _chi2_sf_own(x: float, df: float) -> float:
 def t_quantile(p: float, df: float) -> float:
     """The Student t quantile t_{p, df} (df may be fractional, as Welch's is, or math.inf: the normal).
 
-    scipy.stats.t.ppf when scipy is importable, else bisection on A&S 26.7.1 with Numerical Recipes'
+    scipy.stats.t.ppf when a test has set the `_scipy_stats` hook, else bisection on A&S 26.7.1 with Numerical Recipes'
     incomplete beta. Known values: t_{0.975, 2} = 4.302653, t_{0.975, 30} = 2.042272, t_{0.975, inf} = 1.959964.
     """
     if not 0.0 < p < 1.0 or not df > 0:
@@ -132,7 +132,8 @@ def t_quantile(p: float, df: float) -> float:
 
 
 def chi2_sf(x: float, df: float) -> float:
-    """The chi-square survival function P(X > x); scipy.stats.chi2.sf when importable, else Q(df/2, x/2)."""
+    """The chi-square survival function P(X > x); scipy.stats.chi2.sf when a test has set the `_scipy_stats` hook,
+    else Q(df/2, x/2)."""
     if _scipy_stats is not None:
         return float(_scipy_stats.chi2.sf(x, df))
     return _chi2_sf_own(x, df)

@@ -75,6 +75,11 @@ def _seeds_words(rows: Sequence[Row]) -> str:
     return f"; each point the mean of {n} training seeds, bars its 95 % interval" if n > 1 else ""
 
 
+def _in(box: tuple[float, float, float, float], p: Sequence[Any]) -> bool:
+    """Whether point p = (x, y, ...) lies in box = (x0, x1, y0, y1)."""
+    return box[0] <= p[0] <= box[1] and box[2] <= p[1] <= box[3]
+
+
 def _crowded(points: Sequence[tuple[float, float]], xlim: tuple[float, float], ylim: tuple[float, float],
              radius: float = 0.06) -> list[int]:
     """Indices of the points that have two or more others within `radius` (in axes fractions), with those
@@ -135,7 +140,7 @@ def rate_distortion(rows: Sequence[Row], reference: Row | None = None, note: str
         box = (min(cx) - px, max(cx) + px, min(cy) - py, max(cy) + py)
         inset = ax.inset_axes((1.04, 0.0, 0.42, 0.5))
         for fam, group in groups.items():
-            inside = [r for r in group if box[0] <= r["rate"] <= box[1] and box[2] <= r["distortion"] <= box[3]]
+            inside = [r for r in group if _in(box, (r["rate"], r["distortion"]))]
             if inside:
                 draw(inset, inside, *styles[fam], ms=6)
         if reference is not None:
@@ -146,11 +151,11 @@ def rate_distortion(rows: Sequence[Row], reference: Row | None = None, note: str
         inset.grid(alpha=0.3)
         inset.set_title("the crowded region, enlarged", fontsize=8)
         ax.indicate_inset_zoom(inset, edgecolor="gray")
-        shown = [p for p in points if box[0] <= p[0] <= box[1] and box[2] <= p[1] <= box[3]]
-        label_points(inset, *zip(*[p[:4] for p in shown]), fontsize=7, marker_pt=4)
-    rest = [p[:4] for i, p in enumerate(points) if i not in crowd]
+        label_points(inset, *zip(*[p[:4] for p in points if _in(box, p)]), fontsize=7, marker_pt=4)
+    # every point is labelled once: in the inset if it lies in its box, else here, clear of the inset's markers
+    rest = [p[:4] for p in points if not (crowd and _in(box, p))]
     if rest:  # last: the limits, the titles and the legend set where the axes sit
-        label_points(ax, *zip(*rest))
+        label_points(ax, *zip(*rest), obstacles=[p[:2] for p in points if crowd and _in(box, p)])
     return fig
 
 
