@@ -364,3 +364,22 @@ def test_relock_refuses_a_stage_whose_parameters_or_outputs_moved(tmp_path: Path
     proc = subprocess.run(grid, cwd=root, capture_output=True, text=True)
     assert proc.returncode == 2 and "evaluate@vae-2-0: an output here differs from the lock's" in proc.stderr
     assert (root / "dvc.lock").read_bytes() == lock
+
+
+@pytest.mark.slow
+def test_stages_done_lists_what_a_machine_hands_on(tmp_path: Path, projects: dict[str, Path]) -> None:
+    """`vaebench-grid stages --done`: every stage of a reproduced project; after an edit of eval.k, nothing until
+    `check` has stamped it, then every stage but the scoring stages that read eval.k (stale) and the report."""
+    root = tmp_path / "done"
+    shutil.copytree(projects["sequential"], root, symlinks=True)
+    every = _grid(root, "stages").stdout.split()
+    assert _grid(root, "stages", "--done").stdout.split() == every
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["eval"]["k"] += 1
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _grid(root, "stages", "--done").stdout.split() == []  # `check` is stale: everything may change
+    run(root, "dvc", "repro", "check")  # the same stamp
+    done = _grid(root, "stages", "--done").stdout.split()
+    # eval.k is read by the evaluate stages alone (exact has its own exact.k); the report reads them
+    assert done == [s for s in every if not s.startswith("evaluate@") and s != "report"], done
+    assert any(s.startswith("train@") for s in done) and any(s.startswith("exact@") for s in done)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from vaebench.grid.stagegraph import machine_share, stage_graph, waves
+from vaebench.grid.stagegraph import machine_share, needing_run, stage_graph, stale_stages, waves
 
 app = typer.Typer(
     help="Run vaebench's DVC pipeline on many cores (DVC's queue), many machines, or a Dask cluster.",
@@ -58,16 +58,25 @@ def _part(value: str | None) -> tuple[int, int] | None:
 @app.command()
 def stages(
     part: Annotated[str | None, typer.Option("--part", help="I/N: only machine I's share of N (whole runs).")] = None,
+    done: Annotated[bool, typer.Option("--done", help="Only the stages that are up to date here (and read only such "
+                                       "stages): what a machine hands the next one of a run longer than a session.")] = False,
     root: RootOpt = Path("."),
 ) -> None:
     """Print the pipeline's stages, one per line, in an order `dvc repro` accepts.
 
     With --part I/N, machine I's share of the grid when N machines split it:
-    `dvc repro $(vaebench-grid stages --part 1/2) && dvc push --run-cache`.
+    `dvc repro $(vaebench-grid stages --part 1/2) && dvc push --run-cache`. With --done, the finished ones:
+    `dvc push -r carry $(vaebench-grid stages --done)`.
     """
     share = _part(part)
     graph = stage_graph(_repo(root))
     names = machine_share(graph, *share) if share else [s for wave in waves(graph) for s in wave]
+    if done:
+        try:
+            todo = needing_run(graph, stale_stages(root))
+        except RuntimeError as e:  # DVC refuses `status` while a running stage writes outputs (a grid under way)
+            _fail(f"{str(e).splitlines()[0]} (stop the run first)")
+        names = [s for s in names if s not in todo]
     typer.echo("\n".join(names))
 
 
