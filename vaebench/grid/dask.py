@@ -4,9 +4,9 @@
     a LocalCluster of N worker processes by default, or any scheduler's address (a real cluster;
     dask-jobqueue starts one on SLURM/PBS, see README "Scaling out")
 
-Each stage becomes one task whose inputs are the tasks of the stages it reads (vaebench/
-stagegraph.py: DVC's own graph), so Dask starts a stage as soon as its upstream stages are done
-and never two stages that depend on each other. A task runs `dvc --wait-for-lock repro -s <stage>`
+Each stage becomes one task, handed to Dask once the stages it reads (vaebench/stagegraph.py: DVC's
+own graph) are done and a worker thread is free, the highest priority first; so no two stages that
+depend on each other run at once. A task runs `dvc --wait-for-lock repro -s <stage>`
 in the workspace: DVC runs different stages of one workspace at once and serialises only its
 lock, writes dvc.lock and the run-cache as a sequential `dvc repro` would, and the bytes are the
 same (README, determinism). This needs the workspace on every worker's disk (one machine, or a
@@ -117,11 +117,16 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
 
     scheduler: a running scheduler's address ("tcp://host:8786"); None starts a LocalCluster of
     `workers` processes. threads: torch threads per stage (workers x threads <= cores is sensible).
+
+    Stages are handed to Dask one per free worker thread, the highest priority (`priorities`) first among
+    those whose inputs are done: tasks submitted to Dask all at once are spread over the workers' own queues
+    at once, and a worker whose share holds no scoring starts a training while another's scoring waits.
     """
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as e:  # an optional extra
         raise RuntimeError("the Dask engine needs dask.distributed: pip install -e '.[dask]'") from e
+    import heapq
 
     root = str(Path(root).resolve())
     graph = stage_graph(root)
@@ -130,42 +135,61 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
     stale = stale_stages(root)
     todo = needing_run(graph, stale)
     priority = priorities(graph)
-    order = submission_order(graph, todo, priority)  # every stage after the stages it reads
+    submission_order(graph, todo, priority)  # refuses a cycle before anything starts
+    waiting = {s: {d for d in graph[s] if d in todo} for s in todo}  # the inputs each stage still waits for
+    readers: dict[str, list[str]] = {s: [] for s in todo}
+    for s, deps in waiting.items():
+        for d in deps:
+            readers[d].append(s)
+    ready = [(-priority[s], s) for s, deps in waiting.items() if not deps]
+    heapq.heapify(ready)
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                   dashboard_address=":0")
     records: list[dict[str, object]] = []
-    futures: dict[str, object] = {}
     try:
         with Client(scheduler or cluster) as client:
-            log(f"Dask: {len(order)} stages to visit ({len(graph) - len(order)} up to date) on "
+            log(f"Dask: {len(todo)} stages to visit ({len(graph) - len(todo)} up to date) on "
                 f"{len(client.scheduler_info()['workers'])} worker(s); "
                 f"dashboard {client.dashboard_link}")
             run_id = uuid.uuid4().hex[:8]  # a shared scheduler must not take another run's tasks for ours
-            for stage in order:
-                futures[stage] = client.submit(run_stage, root, stage, threads,
-                                               *(futures[d] for d in graph[stage] if d in futures),
-                                               recheck=stage not in stale, key=f"dvc-repro-{stage}-{run_id}",
-                                               pure=False,
-                                               priority=priority[stage])
+
+            def slots() -> int:  # workers may join (or leave) a running scheduler
+                return max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+
+            running: dict[object, str] = {}
+            done = as_completed()
             t0 = time.time()
             first_error: BaseException | None = None
-            try:
-                for future in as_completed(list(futures.values())):
-                    try:
-                        rec = future.result()  # re-raises StageFailed from the worker
-                    except Exception as e:
-                        # the stages that read the failed one's outputs never start (Dask passes the error
-                        # on); the others run to the end rather than be killed half-way with a dvc process
-                        # writing outputs and dvc.lock
-                        if first_error is None:
-                            first_error = e
-                            log(f"{e}".splitlines()[0] + "; waiting for the stages already started")
-                        continue
-                    records.append(rec)
-                    log(f"[{len(records)}/{len(order)}] {rec['stage']}: {rec['how']} in {rec['seconds']:.0f} s "
-                        f"on {rec['host']} ({time.time() - t0:.0f} s elapsed)")
-            finally:
-                futures.clear()  # release the results before the workers go, or Dask warns it lost them
+            while ready or running:
+                while ready and len(running) < slots():
+                    _, stage = heapq.heappop(ready)
+                    future = client.submit(run_stage, root, stage, threads, recheck=stage not in stale,
+                                           key=f"dvc-repro-{stage}-{run_id}", pure=False)
+                    running[future] = stage
+                    done.add(future)
+                if not running:
+                    break
+                future = next(done)
+                stage = running.pop(future)
+                try:
+                    rec = future.result()  # re-raises StageFailed from the worker
+                except Exception as e:
+                    # the stages that read the failed one's outputs never start (they wait for it for
+                    # ever); the others run to the end rather than be killed half-way with a dvc process
+                    # writing outputs and dvc.lock
+                    if first_error is None:
+                        first_error = e
+                        log(f"{e}".splitlines()[0] + "; the stages that do not read it go on")
+                    continue
+                finally:
+                    future.release()
+                records.append(rec)
+                log(f"[{len(records)}/{len(todo)}] {rec['stage']}: {rec['how']} in {rec['seconds']:.0f} s "
+                    f"on {rec['host']} ({time.time() - t0:.0f} s elapsed)")
+                for r in readers[stage]:
+                    waiting[r].discard(stage)
+                    if not waiting[r]:
+                        heapq.heappush(ready, (-priority[r], r))
             if first_error is not None:
                 raise first_error
     finally:
