@@ -84,30 +84,44 @@ def priorities(graph: Graph) -> dict[str, int]:
     return {s: depth[s] * 10_000 + ROUGH_SECONDS.get(kind[s], 0) for s in graph}
 
 
-def submission_order(graph: Graph, todo: set[str] | list[str], priority: dict[str, int]) -> list[str]:
-    """The stages of `todo`, each after the stages of `todo` it reads, the highest priority first among those
-    free to go: Dask hands a task to an idle worker as soon as it is submitted, so the order of submission,
-    not only the priorities, decides what the first workers run."""
-    import heapq
+class Frontier:
+    """The stages of `todo` free to go (every stage of `todo` they read is done), highest priority first."""
 
-    todo = set(todo)
-    waiting = {s: {d for d in graph[s] if d in todo} for s in todo}
-    readers: dict[str, list[str]] = {s: [] for s in todo}
-    for s, deps in waiting.items():
-        for d in deps:
-            readers[d].append(s)
-    free = [(-priority[s], s) for s, deps in waiting.items() if not deps]
-    heapq.heapify(free)
-    order = []
-    while free:
-        _, s = heapq.heappop(free)
-        order.append(s)
-        for r in readers[s]:
-            waiting[r].discard(s)
-            if not waiting[r]:
-                heapq.heappush(free, (-priority[r], r))
-    if len(order) != len(todo):  # DVC refuses a cyclic pipeline; a graph built by hand might not be one
-        raise ValueError(f"stages that read each other in a cycle: {sorted(todo - set(order))}")
+    def __init__(self, graph: Graph, todo: set[str] | list[str], priority: dict[str, int]) -> None:
+        import heapq
+
+        self._heapq, self.priority = heapq, priority
+        self.waiting = {s: {d for d in graph[s] if d in set(todo)} for s in todo}  # inputs not done yet
+        self.readers: dict[str, list[str]] = {s: [] for s in self.waiting}
+        for s, deps in self.waiting.items():
+            for d in deps:
+                self.readers[d].append(s)
+        self.free = [(-priority[s], s) for s, deps in self.waiting.items() if not deps]
+        heapq.heapify(self.free)
+
+    def __bool__(self) -> bool:
+        return bool(self.free)
+
+    def pop(self) -> str:
+        return self._heapq.heappop(self.free)[1]
+
+    def done(self, stage: str) -> None:
+        """`stage` finished: the stages that waited for it alone are free."""
+        for r in self.readers[stage]:
+            self.waiting[r].discard(stage)
+            if not self.waiting[r]:
+                self._heapq.heappush(self.free, (-self.priority[r], r))
+
+
+def submission_order(graph: Graph, todo: set[str] | list[str], priority: dict[str, int]) -> list[str]:
+    """The stages of `todo` in the order one worker would run them: each after the stages of `todo` it reads,
+    the highest priority first among those free to go. ValueError on a cycle."""
+    frontier, order = Frontier(graph, todo, priority), []
+    while frontier:
+        order.append(frontier.pop())
+        frontier.done(order[-1])
+    if len(order) != len(set(todo)):  # DVC refuses a cyclic pipeline; a graph built by hand might not be one
+        raise ValueError(f"stages that read each other in a cycle: {sorted(set(todo) - set(order))}")
     return order
 
 
@@ -126,7 +140,6 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as e:  # an optional extra
         raise RuntimeError("the Dask engine needs dask.distributed: pip install -e '.[dask]'") from e
-    import heapq
 
     root = str(Path(root).resolve())
     graph = stage_graph(root)
@@ -136,13 +149,7 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
     todo = needing_run(graph, stale)
     priority = priorities(graph)
     submission_order(graph, todo, priority)  # refuses a cycle before anything starts
-    waiting = {s: {d for d in graph[s] if d in todo} for s in todo}  # the inputs each stage still waits for
-    readers: dict[str, list[str]] = {s: [] for s in todo}
-    for s, deps in waiting.items():
-        for d in deps:
-            readers[d].append(s)
-    ready = [(-priority[s], s) for s, deps in waiting.items() if not deps]
-    heapq.heapify(ready)
+    ready = Frontier(graph, todo, priority)
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                   dashboard_address=":0")
     records: list[dict[str, object]] = []
@@ -162,7 +169,7 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
             first_error: BaseException | None = None
             while ready or running:
                 while ready and len(running) < slots():
-                    _, stage = heapq.heappop(ready)
+                    stage = ready.pop()
                     future = client.submit(run_stage, root, stage, threads, recheck=stage not in stale,
                                            key=f"dvc-repro-{stage}-{run_id}", pure=False)
                     running[future] = stage
@@ -186,10 +193,7 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
                 records.append(rec)
                 log(f"[{len(records)}/{len(todo)}] {rec['stage']}: {rec['how']} in {rec['seconds']:.0f} s "
                     f"on {rec['host']} ({time.time() - t0:.0f} s elapsed)")
-                for r in readers[stage]:
-                    waiting[r].discard(stage)
-                    if not waiting[r]:
-                        heapq.heappush(ready, (-priority[r], r))
+                ready.done(stage)
             if first_error is not None:
                 raise first_error
     finally:
