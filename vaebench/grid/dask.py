@@ -15,6 +15,7 @@ cluster with a shared file system).
 
 from __future__ import annotations
 
+import heapq
 import os
 import socket
 import subprocess
@@ -30,8 +31,8 @@ class StageFailed(RuntimeError):
     """A stage's `dvc repro` failed on a worker; the message names it and ends with its output."""
 
 
-def run_stage(root: str, stage: str, threads: int, *upstream: object, recheck: bool = False) -> dict[str, object]:
-    """Run one stage on this worker (`upstream` only orders the task after its inputs' tasks).
+def run_stage(root: str, stage: str, threads: int, recheck: bool = False) -> dict[str, object]:
+    """Run one stage on this worker (run_on_dask submits it once the stages it reads are done).
 
     recheck: the stage was up to date when the run began and is visited only because a stage it reads
     was not; ask `dvc status` first (read locks only) and leave it alone if it still is, since `dvc repro`
@@ -88,10 +89,8 @@ class Frontier:
     """The stages of `todo` free to go (every stage of `todo` they read is done), highest priority first."""
 
     def __init__(self, graph: Graph, todo: set[str] | list[str], priority: dict[str, int]) -> None:
-        import heapq
-
-        self._heapq, self.priority = heapq, priority
-        self.waiting = {s: {d for d in graph[s] if d in set(todo)} for s in todo}  # inputs not done yet
+        self.priority, todo = priority, set(todo)
+        self.waiting = {s: {d for d in graph[s] if d in todo} for s in todo}  # inputs not done yet
         self.readers: dict[str, list[str]] = {s: [] for s in self.waiting}
         for s, deps in self.waiting.items():
             for d in deps:
@@ -103,14 +102,14 @@ class Frontier:
         return bool(self.free)
 
     def pop(self) -> str:
-        return self._heapq.heappop(self.free)[1]
+        return heapq.heappop(self.free)[1]
 
     def done(self, stage: str) -> None:
         """`stage` finished: the stages that waited for it alone are free."""
         for r in self.readers[stage]:
             self.waiting[r].discard(stage)
             if not self.waiting[r]:
-                self._heapq.heappush(self.free, (-self.priority[r], r))
+                heapq.heappush(self.free, (-self.priority[r], r))
 
 
 def submission_order(graph: Graph, todo: set[str] | list[str], priority: dict[str, int]) -> list[str]:
