@@ -157,7 +157,7 @@ def test_broken_data_file_is_one_line_exit_1(project, tmp_path) -> None:
 def test_help_lists_the_commands() -> None:
     r = invoke("--help")
     assert r.exit_code == 0
-    for cmd in ("check", "download", "train", "eval", "figures", "runs", "report"):
+    for cmd in ("check", "download", "train", "eval", "figures", "runs", "compare", "report"):
         assert f"  {cmd} " in r.output
 
 

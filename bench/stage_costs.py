@@ -1,0 +1,116 @@
+"""The default run's cost per stage kind, in core-minutes, from the logs of `vaebench-grid dask`.
+
+    python bench/stage_costs.py [bench/results/seeds_rerun_*.log ...] [--seeds 0]
+
+Reads the lines `[i/n] <stage>: ran in <s> s on <host>` of each log (a stage restored from the run-cache cost
+nothing and is skipped), sorts the stages into kinds whose cost differs (a z = 2 scoring runs the quadrature, a
+CVAE scoring its label marginal, each variant trains its own objective), and prints per kind: the stages
+measured, min / median / max seconds, and the core-minutes of every stage of that kind in the pipeline of
+params.yaml (the median times the count; each stage runs on one core under `--threads 1`). Then the run's
+total projected from the medians and from the minima (the quietest measured), the share measured so far, and
+the same for the quick setting (only the stages of the `--seeds` listed).
+
+Every time is wall time with two one-thread stages at once, as the grid runs them on 2 cores; a log taken while
+other work shared the machine (e.g. the test suite) has longer times: read the minimum as the quiet figure. It
+reads files only (the logs and dvc.yaml through DVC's own graph).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import re
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+LINE = re.compile(r"^\[\d+/\d+\] (?P<stage>\S+): ran in (?P<s>\d+(?:\.\d+)?) s")
+
+
+def kind(stage: str) -> str:
+    """The stage's cost class: `train vae`, `train-variant iwae5`, `evaluate z=2`, `evaluate cvae`, ..."""
+    name, _, item = stage.partition("@")
+    if not item:
+        return name
+    parts = item.split("-")  # model-zdim-seed, or variant-size-seed
+    model, size = parts[0], int(parts[1])
+    if name in ("train-variant", "evaluate-variant", "figures-variant"):
+        return f"{name} {model}" if name != "figures-variant" else name
+    if name == "evaluate":
+        return f"evaluate {model}" + (" z<=2 (quadrature)" if size <= 2 else "")
+    if name == "train":
+        return f"train {model}"
+    return name  # figures, exact
+
+
+def parse(paths: list[Path]) -> dict[str, list[float]]:
+    """{stage: [seconds of each measured run]} over the logs."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for p in paths:
+        for line in p.read_text().splitlines():
+            m = LINE.match(line)
+            if m:
+                out[m["stage"]].append(float(m["s"]))
+    return out
+
+
+def pipeline_stages(root: Path) -> list[str]:
+    sys.path.insert(0, str(root))
+    from vaebench.grid.stagegraph import stage_graph
+
+    return sorted(stage_graph(root))
+
+
+def seed_of(stage: str) -> int | None:
+    _, _, item = stage.partition("@")
+    return int(item.rsplit("-", 1)[1]) if item.count("-") >= 2 else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("logs", nargs="*", type=Path)
+    ap.add_argument("--root", type=Path, default=Path("."))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="the quick setting's seeds")
+    a = ap.parse_args()
+    logs = a.logs or [Path(p) for p in sorted(glob.glob(str(a.root / "bench/results/seeds_rerun_*.log")))]
+    times = parse(logs)
+    stages = [s for s in pipeline_stages(a.root) if s not in ("check", "download")]
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for s, ts in times.items():
+        by_kind[kind(s)].extend(ts)
+    count: dict[str, int] = defaultdict(int)
+    quick: dict[str, int] = defaultdict(int)
+    for s in stages:
+        count[kind(s)] += 1
+        if seed_of(s) is None or seed_of(s) in a.seeds:
+            quick[kind(s)] += 1
+    print(f"logs: {', '.join(str(p) for p in logs)}")
+    print(f"{'kind':36s} {'stages':>6s} {'measured':>8s} {'min s':>7s} {'median s':>8s} {'max s':>7s}"
+          f" {'core-min (median)':>17s} {'(min)':>7s}")
+    tot_med = tot_min = quick_med = quick_min = 0.0
+    unmeasured = []
+    for k in sorted(count):
+        ts = by_kind.get(k, [])
+        if not ts:
+            unmeasured.append(f"{k} ({count[k]})")
+            print(f"{k:36s} {count[k]:6d} {0:8d} {'':>7s} {'':>8s} {'':>7s} {'not measured':>17s}")
+            continue
+        med, lo = statistics.median(ts), min(ts)
+        tot_med += count[k] * med / 60
+        tot_min += count[k] * lo / 60
+        quick_med += quick[k] * med / 60
+        quick_min += quick[k] * lo / 60
+        print(f"{k:36s} {count[k]:6d} {len(ts):8d} {lo:7.0f} {med:8.0f} {max(ts):7.0f}"
+              f" {count[k] * med / 60:17.0f} {count[k] * lo / 60:7.0f}")
+    done = sum(1 for s in stages if s in times)
+    print(f"\nthe run: {len(stages)} stages (check and download aside), {done} measured in these logs")
+    print(f"projected cost: {tot_med:.0f} core-minutes from the medians, {tot_min:.0f} from the minima"
+          + (f"; not measured, so not counted: {', '.join(unmeasured)}" if unmeasured else ""))
+    print(f"the quick setting (seeds {a.seeds}): {quick_med:.0f} core-minutes from the medians, {quick_min:.0f} from the minima")
+    spent = sum(sum(ts) for ts in times.values()) / 60
+    print(f"spent in these logs: {spent:.0f} core-minutes (every measured run, repeated ones included)")
+
+
+if __name__ == "__main__":
+    main()
