@@ -528,6 +528,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--synthetic", action="store_true", help="synthetic images even if data/mnist.npz exists")
     ap.add_argument("--quad-images", type=int, default=None,
                     help="images scored by the quadrature (default 2000, quick 300; the time for 10,000 is extrapolated)")
+    ap.add_argument("--train-images", type=int, default=None,
+                    help="images per timed epoch at the default batch size (default 60,000, quick 12,000; other batch sizes a third, quick a half)")
+    ap.add_argument("--iwae-samples", type=int, default=None,
+                    help="images x k decoded per timed IWAE run (default 500,000, quick 100,000)")
     args = ap.parse_args(argv)
 
     if args.threads:
@@ -539,11 +543,14 @@ def main(argv: list[str] | None = None) -> None:
         args.repeat = 1 if q else 3
     if args.repeat < 1:
         ap.error("--repeat: must be >= 1")
-    args.train_images = 12_000 if q else 60_000
-    args.train_images_other = 6_000 if q else 20_000
+    for name in ("train_images", "iwae_samples"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')}: must be >= 1")
+    args.train_images = args.train_images or (12_000 if q else 60_000)
+    args.train_images_other = max(1, args.train_images // (2 if q else 3))  # 6,000 quick, 20,000 full
     args.train_batches = [params.train.batch_size] if q else [64, 128, 256, 512, 1024]
     args.iwae_k = [500] if q else [500, 5000]
-    args.iwae_samples = 100_000 if q else 500_000
+    args.iwae_samples = args.iwae_samples or (100_000 if q else 500_000)
     args.mem_images = 20 if q else 40
     args.mem_chunks = [] if q else [10_000]
     args.quad_images = args.quad_images or (300 if q else 2000)
