@@ -277,6 +277,26 @@ def test_machines_sharing_only_remotes_assemble_the_grid_without_rerunning(tmp_p
     assert "changed" not in run(third, "dvc", "status").stdout
 
 
+def test_the_grids_own_cluster_runs_its_workers_without_dasks_housekeeping() -> None:
+    """`vaebench-grid dask` starts its LocalCluster with QUIET_CLUSTER, and the worker processes read it (not only
+    the process that started them): no statistical profiler, GIL monitor or work stealing beside the stages."""
+    import dask
+    from dask.distributed import Client
+
+    from vaebench.grid.dask import QUIET_CLUSTER, local_cluster
+
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # Dask's default, here and in the test
+    cluster = local_cluster(1)
+    try:
+        with Client(cluster) as client:
+            on_worker = {key: client.submit(dask.config.get, key, pure=False).result() for key in QUIET_CLUSTER}
+            stealing = client.run_on_scheduler(lambda dask_scheduler: "stealing" in dask_scheduler.extensions)
+    finally:
+        cluster.close()
+    assert on_worker == QUIET_CLUSTER
+    assert stealing is False
+
+
 def test_the_queue_refuses_stages_the_run_cache_cannot_hand_back(tmp_path: Path) -> None:
     """Outputs declared `cache: false` cannot come back from the queue's copies: refused before anything runs."""
     root = tmp_path / "p"
