@@ -133,3 +133,27 @@ def test_the_report_title_is_the_pipelines_own() -> None:
         assert "--title" in words
         titles.append(words[words.index("--title") + 1])
     assert len(set(titles)) == 2 and TITLE not in titles and all(t.startswith("vaebench, ") for t in titles)
+
+
+def test_families_at_one_size_are_drawn_side_by_side_and_the_others_stay_on_their_size() -> None:
+    """The four Gaussian variants run at z = 20 beside the VAE's z = 20: drawn at z = 20 each, their interval bars
+    hid one another (beta = 0.5's inside the VAE's); now they sit side by side within the gap to z = 15 and 25."""
+    def row(model, size, nll, latent="gaussian"):
+        return {"model": model, "run": f"{model}-{size}", "size": size, "latent": latent, "classes": 10,
+                "setting": model, "iwae_nll": nll, "iwae_nll_se": 0.3, "iwae_nll_lo": nll - 2.0, "iwae_nll_hi": nll + 2.0,
+                "exact_nll": None, "k": 500, "n_seeds": 3}
+
+    zs = [2, 5, 10, 15, 20, 25, 35, 50]
+    rows = [row("vae", z, 95.0 + 40 / z) for z in zs]
+    rows += [row(m, 20, v) for m, v in (("beta0_5", 95.4), ("beta4", 108.0), ("iwae5", 91.5), ("denoise", 116.5))]
+    fig = variant_plots.nll_by_family(rows)
+    ax = fig.axes[0]
+    centres = {c.get_label(): c.lines[0].get_xdata() for c in ax.containers}  # each errorbar's data line
+    vae = next(x for label, x in centres.items() if label.startswith("VAE"))
+    at_20 = sorted([vae[zs.index(20)]] + [x[0] for label, x in centres.items() if not label.startswith("VAE")])
+    assert len(set(at_20)) == 5 and 15 < at_20[0] and at_20[-1] < 25  # five places, between the neighbours
+    assert np.allclose(np.diff(at_20), np.diff(at_20)[0]) and np.mean(at_20) == pytest.approx(20)  # even, centred
+    assert [x for z, x in zip(zs, vae) if z != 20] == [z for z in zs if z != 20]  # the rest of the line unmoved
+    assert "side by side" in ax.get_title()
+    # at 5, two series over 0.6 x its gap to 2 (3): -0.9 and +0.9; a size one series has stays put
+    assert np.allclose(sum(variant_plots.dodge([[2, 5], [5], [9]]), []), [0.0, -0.9, 0.9, 0.0])

@@ -70,6 +70,23 @@ def _interval_bars(group: Sequence[Row], key: str) -> Any:
     return None
 
 
+def dodge(series: Sequence[Sequence[float]], width: float = 0.6) -> list[list[float]]:
+    """x offsets that set side by side the points several series draw at one size, (series, their sizes) -> the
+    same shape: at each size, the series that have it are spread evenly over `width` x the gap to the nearest
+    other size (1 where there is none), centred on the size, in the order given; a size one series has stays put."""
+    sizes = sorted({x for xs in series for x in xs})
+    gap = {x: min((abs(x - o) for o in sizes if o != x), default=1.0) for x in sizes}
+    share = {x: [i for i, xs in enumerate(series) if x in xs] for x in sizes}
+    out = []
+    for i, xs in enumerate(series):
+        row = []
+        for x in xs:
+            m, j = len(share[x]), share[x].index(i)
+            row.append(0.0 if m == 1 else width * gap[x] * (j / (m - 1) - 0.5))
+        out.append(row)
+    return out
+
+
 def _seeds_words(rows: Sequence[Row]) -> str:
     n = max((r.get("n_seeds") or 1 for r in rows), default=1)
     return f"; each point the mean of {n} training seeds, bars its 95 % interval" if n > 1 else ""
@@ -174,18 +191,19 @@ def nll_by_family(rows: Sequence[Row], note: str = "") -> Figure:
     styles = family_styles(list(groups))
     for ax, (latent, xlabel, title) in zip(axes, panels):
         handles = []
-        for fam, group in groups.items():
-            group = [r for r in group if r["latent"] == latent]
-            if not group:
-                continue
+        here = {fam: [r for r in group if r["latent"] == latent] for fam, group in groups.items()}
+        here = {fam: group for fam, group in here.items() if group}
+        # families at one size (the variants at z = 20, beside the VAE) side by side, so that no bar hides another
+        offsets = dict(zip(here, dodge([[r["size"] for r in group] for group in here.values()])))
+        for fam, group in here.items():
             color, marker = styles[fam]
-            sizes = [r["size"] for r in group]
+            xs = [r["size"] + d for r, d in zip(group, offsets[fam])]
             bars = _interval_bars(group, "iwae_nll")  # the seeds' 95 % interval, else the s.e. over images
-            handles.append(ax.errorbar(sizes, [r["iwae_nll"] for r in group],
+            handles.append(ax.errorbar(xs, [r["iwae_nll"] for r in group],
                                        yerr=bars if bars is not None else [r["iwae_nll_se"] for r in group],
                                        fmt="-" + marker, color=color, ms=6, capsize=3, label=_family_label(group[0])))
-            exact = [r for r in group if r["exact_nll"] is not None]
-            ax.plot([r["size"] for r in exact], [r["exact_nll"] for r in exact], "x", color=color, ms=10, mew=2)
+            exact = [(x, r) for x, r in zip(xs, group) if r["exact_nll"] is not None]
+            ax.plot([x for x, _ in exact], [r["exact_nll"] for _, r in exact], "x", color=color, ms=10, mew=2)
         if any(r["exact_nll"] is not None and r["latent"] == latent for r in rows):
             method = "quadrature" if latent == "gaussian" else "enumeration of all K^N states"
             handles.append(Line2D([], [], ls="none", marker="x", color="black", ms=10, mew=2,
@@ -201,7 +219,9 @@ def nll_by_family(rows: Sequence[Row], note: str = "") -> Figure:
         shown = [r for r in rows if r["latent"] == latent]
         bars = ("mean of " f"{max((r.get('n_seeds') or 1) for r in shown)} training seeds ± 95 % interval"
                 if shown and all(r.get("iwae_nll_lo") is not None for r in shown) else "± s.e.")
-        ax.set_title(f"{title}: IWAE NLL (k={', '.join(map(str, ks))}), {bars}" + (f"\n{note}" if note else ""),
+        side = "; families at one size drawn side by side" if any(
+            d for ds in offsets.values() for d in ds) else ""
+        ax.set_title(f"{title}: IWAE NLL (k={', '.join(map(str, ks))}), {bars}{side}" + (f"\n{note}" if note else ""),
                      fontsize=10)
         ax.grid(alpha=0.3)
         if handles:
