@@ -13,6 +13,7 @@ from matplotlib.text import Annotation, Text
 
 from vaebench.report import plots, variant_plots
 from vaebench.report.build import TITLE
+from vaebench.report.labels import dodge
 
 
 def _rendered(fig):
@@ -155,5 +156,34 @@ def test_families_at_one_size_are_drawn_side_by_side_and_the_others_stay_on_thei
     assert np.allclose(np.diff(at_20), np.diff(at_20)[0]) and np.mean(at_20) == pytest.approx(20)  # even, centred
     assert [x for z, x in zip(zs, vae) if z != 20] == [z for z in zs if z != 20]  # the rest of the line unmoved
     assert "side by side" in ax.get_title()
-    # at 5, two series over 0.6 x its gap to 2 (3): -0.9 and +0.9; a size one series has stays put
-    assert np.allclose(sum(variant_plots.dodge([[2, 5], [5], [9]]), []), [0.0, -0.9, 0.9, 0.0])
+    # at 5, two series over 0.6 x its gap to 2 (3): -0.9 and +0.9, or over 0.05 x the range of sizes (7) where that
+    # is less; a size one series has stays put
+    assert np.allclose(sum(dodge([[2, 5], [5], [9]], span=1.0), []), [0.0, -0.9, 0.9, 0.0])
+    assert np.allclose(sum(dodge([[2, 5], [5], [9]]), []), [0.0, -0.175, 0.175, 0.0])
+
+
+def test_the_vae_and_the_cvae_at_one_latent_size_are_drawn_side_by_side_with_the_thesis_on_its_models_column() -> None:
+    """The VAE's -log p(x) and the CVAE's label-marginalised -log p(x) lie within a nat or two at every z: drawn at
+    the same x, their interval bars covered each other. Now the VAE's column sits left of each size, the CVAE's
+    right, a little of the axis apart; each thesis star on its model's column."""
+    runs = []
+    for m in ("vae", "cvae"):
+        for z in (2, 5, 10, 20, 50):
+            b = 95 + 40 / z
+            r = {"model": m, "zdim": z, "k": 500, "n_images": 10000, "neg_elbo": b + 6, "iwae_nll": b,
+                 "iwae_nll_se": 0.3}
+            if m == "cvae":
+                r.update(iwae_nll=b - 2.5, iwae_nll_marginal=b - 0.5, iwae_nll_marginal_se=0.3)
+            runs.append(r)
+    fig = plots.nll_vs_zdim(runs, [("vae", 2, 157.0), ("cvae", 50, 98.5)])
+    ax = fig.axes[0]
+    xs = {c.get_label(): list(c.lines[0].get_xdata()) for c in ax.containers}
+    vae = [x for label, x in xs.items() if label.startswith("VAE")]
+    cvae = [x for label, x in xs.items() if label.startswith("CVAE")]
+    assert len(vae) == 2 and len(cvae) == 3 and all(x == vae[0] for x in vae) and all(x == cvae[0] for x in cvae)
+    span = 50 - 2
+    for z, left, right in zip((2, 5, 10, 20, 50), vae[0], cvae[0]):
+        assert left < z < right and right - left == pytest.approx(min(0.03 * span, 0.6 * 3))  # 3: the gap at z = 2
+        assert z - left == pytest.approx(right - z)
+    star = next(line for line in ax.lines if line.get_marker() == "*")
+    assert list(star.get_xdata()) == [vae[0][0], cvae[0][-1]]

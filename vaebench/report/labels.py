@@ -1,4 +1,5 @@
-"""Labels that do not overlap: points of a scatter labelled beside them, curves labelled at their right end.
+"""Labels that do not overlap: points of a scatter labelled beside them, curves labelled at their right end;
+and points of several series at one x set side by side (`dodge`), so that no error bar hides another.
 
 matplotlib places an annotation where it is told, so the labels of points that lie close together (the grid's
 VAEs at z >= 15 share a corner of the rate-distortion plane) print on top of each other. These helpers place
@@ -8,6 +9,7 @@ no randomness, so a figure's bytes stay a function of its data.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -133,3 +135,22 @@ def label_line_ends(ax: Axes, ends: Sequence[tuple[float, float]], texts: Sequen
                            fontsize=fontsize, color=colors[i], va="center", ha="left", annotation_clip=False,
                            arrowprops=dict(arrowstyle="-", color=colors[i], lw=0.5, shrinkA=0, shrinkB=0))
         note.set_in_layout(False)
+
+
+def dodge(series: Sequence[Sequence[float]], width: float = 0.6, span: float = 0.05) -> list[list[float]]:
+    """x offsets that set side by side the points several series draw at one size, (series, their sizes) -> the
+    same shape: at each size, the series that have it are spread evenly over `width` x the gap to the nearest
+    other size (1 where there is none), at most `span` x the sizes' range, centred on the size, in the order
+    given; a size one series has stays put."""
+    sizes = sorted({x for xs in series for x in xs})
+    cap = span * (sizes[-1] - sizes[0]) if len(sizes) > 1 else math.inf
+    gap = {x: min(min((abs(x - o) for o in sizes if o != x), default=1.0), cap / width) for x in sizes}
+    share = {x: [i for i, xs in enumerate(series) if x in xs] for x in sizes}
+    out = []
+    for i, xs in enumerate(series):
+        row = []
+        for x in xs:
+            m, j = len(share[x]), share[x].index(i)
+            row.append(0.0 if m == 1 else width * gap[x] * (j / (m - 1) - 0.5))
+        out.append(row)
+    return out

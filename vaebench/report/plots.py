@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from vaebench.report.labels import label_line_ends
+from vaebench.report.labels import dodge, label_line_ends
 from vaebench.run.drawing import MODEL_LABELS, figure_of_size
 
 MODEL_COLORS = MappingProxyType({"vae": "tab:blue", "cvae": "tab:orange"})
@@ -98,8 +98,11 @@ def nll_vs_zdim(runs: Sequence[Mapping[str, Any]], thesis: Sequence[tuple[str, i
     fig = figure_of_size(10.0, 5.5)
     ax = fig.add_subplot()
     handles = []  # in drawing order, model by model (errorbar handles would otherwise sort last)
-    for model, group in _by_model(runs).items():
-        z = np.array([r["zdim"] for r in group])
+    models = _by_model(runs)
+    # the VAE's and the CVAE's points at one latent size side by side (a model's own series lie nats apart)
+    offsets = dict(zip(models, dodge([[r["zdim"] for r in g] for g in models.values()], span=0.03)))
+    for model, group in models.items():
+        z = np.array([r["zdim"] for r in group]) + np.array(offsets[model])
         col, name = _color(model), _label(model)
         target = "-log p(x|y)" if model == "cvae" else "-log p(x)"
         elbo_err, elbo_bars = _bars(group, "neg_elbo", None)
@@ -115,9 +118,9 @@ def nll_vs_zdim(runs: Sequence[Mapping[str, Any]], thesis: Sequence[tuple[str, i
                 z, [r["iwae_nll_marginal"] for r in group], yerr=marg_err,
                 fmt=":s", color=col, ms=5, capsize=3, mfc="white",
                 label=f"{name} IWAE NLL -log p(x), label marginalised{marg_bars}"))
-        quad = [r for r in group if "quad_nll" in r]
+        quad = [(x, r) for x, r in zip(z, group) if "quad_nll" in r]
         if quad:
-            handles += ax.plot([r["zdim"] for r in quad], [r["quad_nll"] for r in quad], "x", color=col, ms=10,
+            handles += ax.plot([x for x, _ in quad], [r["quad_nll"] for _, r in quad], "x", color=col, ms=10,
                                mew=2, label=f"{name} exact NLL (quadrature)")
     # a thesis point of a model and latent size this grid lacks would set the axes (157 at z = 2 beside a grid of
     # z = 50 alone put every run of it in a corner) without a run to compare with: left out, and said so
@@ -125,10 +128,12 @@ def nll_vs_zdim(runs: Sequence[Mapping[str, Any]], thesis: Sequence[tuple[str, i
     missing = [t for t in thesis if (t[0], t[1]) not in cells]
     thesis = [t for t in thesis if (t[0], t[1]) in cells]
     if thesis:
-        handles += ax.plot([t[1] for t in thesis], [t[2] for t in thesis], "*", color="black", ms=15, zorder=5,
-                           label="thesis (VAE: -log p(x) bound; CVAE: -log p(x|y))")
+        # on its model's column: beside the run it compares with
+        at = {(m, r["zdim"]): r["zdim"] + d for m, g in models.items() for r, d in zip(g, offsets[m])}
+        handles += ax.plot([at[t[0], t[1]] for t in thesis], [t[2] for t in thesis], "*", color="black", ms=15,
+                           zorder=5, label="thesis (VAE: -log p(x) bound; CVAE: -log p(x|y))")
         for model, zdim, value in thesis:
-            ax.annotate(f"thesis {_label(model)} {value:g}", (zdim, value), xytext=(8, -4),
+            ax.annotate(f"thesis {_label(model)} {value:g}", (at[model, zdim], value), xytext=(8, -4),
                         textcoords="offset points", fontsize=8)
     ax.set_xticks(sorted(sizes))
     if missing:

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from vaebench.report.plots import MODEL_COLORS, NATS
-from vaebench.report.labels import label_points
+from vaebench.report.labels import dodge, label_points
 from vaebench.run.drawing import MODEL_LABELS, figure_of_size
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
@@ -68,23 +68,6 @@ def _interval_bars(group: Sequence[Row], key: str) -> Any:
     if group and all(r.get(f"{key}_lo") is not None and r.get(f"{key}_hi") is not None for r in group):
         return np.array([[r[key] - r[f"{key}_lo"] for r in group], [r[f"{key}_hi"] - r[key] for r in group]])
     return None
-
-
-def dodge(series: Sequence[Sequence[float]], width: float = 0.6) -> list[list[float]]:
-    """x offsets that set side by side the points several series draw at one size, (series, their sizes) -> the
-    same shape: at each size, the series that have it are spread evenly over `width` x the gap to the nearest
-    other size (1 where there is none), centred on the size, in the order given; a size one series has stays put."""
-    sizes = sorted({x for xs in series for x in xs})
-    gap = {x: min((abs(x - o) for o in sizes if o != x), default=1.0) for x in sizes}
-    share = {x: [i for i, xs in enumerate(series) if x in xs] for x in sizes}
-    out = []
-    for i, xs in enumerate(series):
-        row = []
-        for x in xs:
-            m, j = len(share[x]), share[x].index(i)
-            row.append(0.0 if m == 1 else width * gap[x] * (j / (m - 1) - 0.5))
-        out.append(row)
-    return out
 
 
 def _seeds_words(rows: Sequence[Row]) -> str:
