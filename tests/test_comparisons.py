@@ -65,6 +65,29 @@ def test_every_question_the_cells_can_answer_is_asked(params, cells, variants) -
     assert len(asked) == 2 + 6 + 4 + 3
 
 
+def test_a_costlier_objective_is_compared_with_a_vae_trained_as_long(cells) -> None:
+    """The IWAE objective against the VAE given its training time (a variant whose only piece is `epochs`): one
+    row, seed by seed, beside the two `variant vs VAE` rows each; no such row for a variant that changes anything
+    else, nor at another latent size."""
+    p = params_from_dict({"grid": {"models": ["vae", "cvae"], "zdims": [2, 25, 35]},
+                          "data": {"train_subset": 1000, "test_subset": 100}, "train": {"heldout": 100},
+                          "variants": {"defs": {"iwae5": {"objective": "iwae"}, "long": {"epochs": 120},
+                                                "longb": {"epochs": 120, "beta": 2.0}},
+                                       "runs": ["iwae5-25", "long-25", "long-35", "longb-25"]}})
+    variants = [_cell("iwae5", 25, [97.0, 98.1, 98.9]), _cell("long", 25, [98.0, 99.0, 100.0]),
+                _cell("long", 35, [90.0, 90.0, 90.0]), _cell("longb", 25, [90.0, 90.0, 90.0])]
+    rows, _, _ = comparison_rows(p, cells, variants)
+    cost = [r for r in rows if r["kind"] == "objective vs longer VAE"]
+    assert [(r["a"], r["b"], r["metric"]) for r in cost] == [("iwae5 z=25", "long z=25", "iwae_nll")]
+    # d = (-1, -0.9, -1.1): mean -1, sd 0.1, paired t with 2 df
+    half = T2 * 0.1 / math.sqrt(3)
+    assert cost[0]["method"] == "paired by seed" and cost[0]["diff"] == pytest.approx(-1.0)
+    assert (cost[0]["lo"], cost[0]["hi"]) == (pytest.approx(-1.0 - half, abs=1e-4), pytest.approx(-1.0 + half, abs=1e-4))
+    assert cost[0]["verdict"] == "iwae5 z=25 lower by 1.00 (resolved at n = 3)"
+    assert {(r["a"], r["metric"]) for r in rows if r["kind"] == "variant vs VAE" and r["a"] == "long z=25"} == {
+        ("long z=25", "iwae_nll"), ("long z=25", "neg_elbo")}
+
+
 def test_pairing_by_seed_resolves_a_constant_difference_and_its_gain_is_measured(params, cells, variants) -> None:
     rows, checks, methods = comparison_rows(params, cells, variants)
     method, widths = methods["variant vs VAE"]

@@ -20,6 +20,20 @@ def test_an_added_key_at_its_declared_value_is_recorded() -> None:
     _unmoved("train@vae-50", OLD, _new(monitor="test"), {"train.monitor": "test"})
 
 
+def test_a_new_variant_beside_the_defs_a_variant_stage_lists_is_recorded_and_nothing_else() -> None:
+    """A variant added to variants.defs (with its run) leaves the finished variant stages' models what they were:
+    they list the whole `variants.defs`, so the new entry is the only change allowed there."""
+    defs = {"beta4": {"beta": 4.0}, "iwae5": {"objective": "iwae", "k": 5}}
+    old = {**OLD, "params": {"params.yaml": {"variants.defs": defs, "train": {"lr": 0.001}}}}
+    added = {"variants.defs.long": {"epochs": 120}}
+    new = {**old, "params": {"params.yaml": {"variants.defs": {**defs, "long": {"epochs": 120}}, "train": {"lr": 0.001}}}}
+    _unmoved("train-variant@beta4-20-0", old, new, added)
+    for changed in ({**defs, "long": {"epochs": 100}}, {**defs, "beta4": {"beta": 2.0}, "long": {"epochs": 120}}):
+        moved = {**old, "params": {"params.yaml": {"variants.defs": changed, "train": {"lr": 0.001}}}}
+        with pytest.raises(RelockRefused, match="parameters changed"):
+            _unmoved("train-variant@beta4-20-0", old, moved, added)
+
+
 @pytest.mark.parametrize("new, added", [
     (_new(monitor="test"), {}),  # not declared
     (_new(monitor="validation"), {"train.monitor": "test"}),  # another value: another behaviour

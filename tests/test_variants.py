@@ -111,6 +111,24 @@ def test_each_piece_changes_the_training(pieces, mnist_file, tmp_path) -> None:
     assert meta["variant"] == {**EIGHT, **{k: float(v) if k in ("beta", "noise") else v for k, v in pieces.items()}}
 
 
+def test_the_epochs_piece_trains_the_vae_longer_and_its_first_epochs_are_the_vaes(mnist_file, tmp_path) -> None:
+    """`epochs` (a VAE given another objective's training time): every draw of epoch e comes from the streams
+    (seed, e), so the 3-epoch run's first two epochs are the 2-epoch VAE's, curve for curve; and `epochs` equal to
+    train.epochs trains the VAE itself, byte for byte. The piece is recorded in the sidecar when set."""
+    params = _with_variants({"long": {"epochs": 3}, "same": {"epochs": 2}}, train={"epochs": 2})
+    vae = fit("vae", 2, params, mnist_file, tmp_path / "vae", log=_quiet, progress=False)
+    same = fit("same", 2, params, mnist_file, tmp_path / "same", log=_quiet, progress=False)
+    long = fit("long", 2, params, mnist_file, tmp_path / "long", log=_quiet, progress=False)
+    assert (tmp_path / "same" / WEIGHTS).read_bytes() == (tmp_path / "vae" / WEIGHTS).read_bytes()
+    assert [r["epoch"] for r in long.history] == [1, 2, 3] and long.history[:2] == vae.history == same.history
+    assert (tmp_path / "long" / WEIGHTS).read_bytes() != (tmp_path / "vae" / WEIGHTS).read_bytes()
+    _, meta = load_checkpoint(tmp_path / "long")
+    assert meta["epochs_done"] == 3 and meta["variant"] == {**EIGHT, "epochs": 3} and meta["train"]["epochs"] == 2
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ConfigError, match=r"variants\.defs\.bad\.epochs: "):
+            _with_variants({"bad": {"epochs": bad}})
+
+
 def test_naming_the_iwae_objective_without_k_takes_five_samples(tmp_path) -> None:
     """k = 1 would silently train the ELBO with a sampled KL: params.yaml's defs and the CLI both take
     IWAE_K = 5 when the objective is named without k, and k = 1 when switching back to the ELBO."""

@@ -94,6 +94,10 @@ class Variant:
                              "applies to the ELBO objective of a gaussian latent (this variant: {objective}, "
                              "{latent})")
 
+    epochs: int | None = piece(None, "training epochs of this variant (>= 1; unset: train.epochs): e.g. the VAE given "
+                               "the training time of another objective, to compare the two at equal cost",
+                               lambda v, n: v is None or int_range(v, n, 1, None))
+
     def __post_init__(self) -> None:
         if self.k is None:  # not named: the objective's own sample count, so Variant(objective="iwae") has k = 5
             object.__setattr__(self, "k", 1 if self.objective == "elbo" else IWAE_K)

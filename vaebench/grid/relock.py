@@ -28,18 +28,28 @@ def _is_module(path: str) -> bool:
 
 
 def _without(params: dict[str, Any] | None, added: dict[str, Any]) -> dict[str, Any] | None:
-    """A lock entry's params less each key of `added` (`train.monitor`) where it holds exactly that value: a key
-    added to the params with the value that keeps the old behaviour (e.g. `train.monitor: test`)."""
+    """A lock entry's params less each key of `added` where it holds exactly that value: a key added to the params
+    with the value that keeps the old behaviour (`train.monitor: test`), or an entry added to a mapping that no
+    stage of the lock reads (`variants.defs.epochs120`, a new variant's definition, beside the others' in the
+    `variants.defs` a variant stage lists). The lock names a parameter as the stage lists it (`train`,
+    `variants.defs`, `model.hidden`): the key is looked up under the longest listed name it extends."""
     if not params:
         return params
     out = json.loads(json.dumps(params))
     for values in out.values():  # one dict per params file
         for key, value in added.items():
-            section, _, leaf = key.partition(".")
             if values.get(key) == value:
                 del values[key]
-            elif leaf and isinstance(values.get(section), dict) and values[section].get(leaf) == value:
-                del values[section][leaf]
+                continue
+            listed = max((p for p in values if key.startswith(p + ".")), key=len, default=None)
+            if listed is None:
+                continue
+            *path, leaf = key[len(listed) + 1:].split(".")
+            node = values[listed]
+            for part in path:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and node.get(leaf) == value:
+                del node[leaf]
     return out
 
 

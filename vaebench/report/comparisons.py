@@ -2,6 +2,8 @@
 
 The questions (rows of metrics/comparisons.md and .csv):
 - each variant run against the grid's VAE at its latent size (IWAE NLL and test -ELBO);
+- a costlier objective (iwae, dreg) against a VAE trained longer (a variant whose only piece is `epochs`) at its
+  latent size: the two at equal training time, when the epochs are set to the objective's measured cost (IWAE NLL);
 - the CVAE against the VAE at each latent size, on the quantity they share: -log p(x) (the CVAE's with its
   label marginalised) and the test -ELBO (the CVAE's conditional: the thesis's comparison);
 - each latent size against the next smaller one, per family (IWAE NLL);
@@ -83,6 +85,13 @@ def questions(params: Params, cells: Sequence[Mapping[str, Any]], variant_cells:
         if vae is not None and params.variant(v["model"]).latent == "gaussian":
             for metric in ("iwae_nll", "neg_elbo"):
                 ask("variant vs VAE", v, vae, metric, metric, metric, ())
+    # at equal cost: an objective that costs more per epoch (iwae, dreg) against a VAE whose only piece is a longer
+    # training (`epochs`, set to the other's training time), at the same latent size
+    longer = [v for v in variant_cells if set(params.variant(v["model"]).changed()) == {"epochs"}]
+    for v in variant_cells:
+        if params.variant(v["model"]).objective != "elbo":
+            for vae in (w for w in longer if w["zdim"] == v["zdim"]):
+                ask("objective vs longer VAE", v, vae, "iwae_nll", "iwae_nll", "iwae_nll", ())
     for z in params.grid.zdims:
         if ("vae", z) in by and ("cvae", z) in by:
             ask("CVAE vs VAE", by[("cvae", z)], by[("vae", z)], "iwae_nll_marginal", "iwae_nll", "-log p(x) (IWAE)",
