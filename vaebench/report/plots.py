@@ -136,6 +136,8 @@ def nll_vs_zdim(runs: Sequence[Mapping[str, Any]], thesis: Sequence[tuple[str, i
             ax.annotate(f"thesis {_label(model)} {value:g}", (at[model, zdim], value), xytext=(8, -4),
                         textcoords="offset points", fontsize=8)
     ax.set_xticks(sorted(sizes))
+    if len(sizes) == 1:  # one latent size: its two columns, not the edges of an axis as wide as their gap
+        ax.margins(x=0.75)
     if missing:
         ax.text(0.01, 0.01, "not drawn, no run of this grid to compare with: the thesis's "
                 + ", ".join(f"{_label(m)} z = {z} ({v:g})" for m, z, v in missing),
