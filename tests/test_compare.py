@@ -34,7 +34,9 @@ def _write(runs: Path, cell: str, seed: int, iwae: float, neg_elbo: float | None
 
 
 def _cli(*args: str):
-    return runner.invoke(app, ["compare", *args, "--params", str(PARAMS)])
+    # --models: a folder of checkpoints (the real models/ of the working directory holds real runs of these names)
+    where = Path(args[args.index("--runs") + 1]) if "--runs" in args else Path(".")
+    return runner.invoke(app, ["compare", *args, "--params", str(PARAMS), "--models", str(where / "models")])
 
 
 def _json(*args: str) -> dict:
@@ -56,7 +58,7 @@ def test_same_seeds_are_paired_and_the_interval_is_the_t_interval_of_the_seed_di
     assert out["p_improve"] == pytest.approx(2 / 3)  # seeds 0 and 2 favour A, seed 1 B
     assert out["verdict"].startswith("not resolved at n = 3")
     text = _cli("vae-25", "vae-35", "--runs", str(tmp_path)).output
-    assert "add 3 to grid.seeds" in text
+    assert "more seeds: add 3 to grid.seeds" in text  # params.yaml's grid.seeds are 0, 1, 2: all scored here
     assert "`dvc repro train@vae-25-3 evaluate@vae-25-3 train@vae-35-3 evaluate@vae-35-3`" in text
 
 
@@ -99,6 +101,57 @@ def test_against_the_thesis_is_the_one_sample_t_of_our_mean(tmp_path) -> None:
     assert out["lo"] == pytest.approx(out["diff"] - half) and out["hi"] == pytest.approx(out["diff"] + half)
     assert "dvc repro train@cvae-35-3 evaluate@cvae-35-3`" in _cli("cvae-35", "thesis", "--metric", "neg_elbo",
                                                                   "--runs", str(tmp_path)).output
+
+
+def test_an_unresolved_row_asks_first_for_the_seeds_one_side_lacks(tmp_path) -> None:
+    """The next stages to run: the seeds of grid.seeds (0, 1, 2 in params.yaml) or of the other cell that a cell
+    lacks, so that the two share their seeds and the row is paired again; only then one seed more."""
+    for seeds_a, seeds_b, expected in [
+        ([0], [0], "the seeds first (vae-25 lacks seeds 1, 2; vae-35 lacks seeds 1, 2): `dvc repro train@vae-25-1 "
+                   "evaluate@vae-25-1 train@vae-25-2 evaluate@vae-25-2 train@vae-35-1 evaluate@vae-35-1 "
+                   "train@vae-35-2 evaluate@vae-35-2`"),
+        ([0, 1, 2], [0, 1], "the seeds first (vae-35 lacks seed 2): `dvc repro train@vae-35-2 evaluate@vae-35-2`"),
+        ([0, 1, 2, 3], [0, 1, 2], "the seeds first (vae-35 lacks seed 3): add 3 to grid.seeds in params.yaml, then "
+                                  "`dvc repro train@vae-35-3 evaluate@vae-35-3`"),
+    ]:
+        runs = tmp_path / f"{len(seeds_a)}-{len(seeds_b)}"
+        for s in seeds_a:
+            _write(runs, "vae-25", s, 94.0 + (s % 2))
+        for s in seeds_b:
+            _write(runs, "vae-35", s, 94.2 + ((s + 1) % 2))
+        text = _cli("vae-25", "vae-35", "--runs", str(runs)).output
+        assert "not resolved" in text or "no interval" in text, text
+        assert expected in text, text
+        assert ("note: seed 3 not in params.yaml's grid.seeds" in text) == (3 in seeds_a)
+
+
+def test_a_metrics_file_must_have_scored_the_checkpoint_that_is_here(tmp_path) -> None:
+    for s in range(3):
+        _write(tmp_path, "vae-25", s, 94.0 + s, weights_sha256=f"sha{s}")
+        _write(tmp_path, "vae-35", s, 95.0 + s, weights_sha256=f"sha{s}")
+    for s in range(3):  # the checkpoints these files scored ...
+        vio.write_json(tmp_path / "models" / f"vae-25-{s}" / "model.json", {"model": "vae", "zdim": 25, "hidden": 500,
+                                                                            "weights_sha256": f"sha{s}"})
+    assert _cli("vae-25", "vae-35", "--runs", str(tmp_path)).exit_code == 0
+    # ... and seed 1 retrained since: its file no longer scores what models/ holds
+    vio.write_json(tmp_path / "models" / "vae-25-1" / "model.json", {"model": "vae", "zdim": 25, "hidden": 500,
+                                                                     "weights_sha256": "retrained"})
+    r = _cli("vae-25", "vae-35", "--runs", str(tmp_path))
+    assert r.exit_code == 1 and "vae-25-1.json: scored other weights than" in r.output
+    assert "run `dvc repro evaluate@vae-25-1`" in r.output
+
+
+def test_json_holds_no_infinity_when_neither_side_varies(tmp_path) -> None:
+    for s in range(3):
+        _write(tmp_path, "vae-25", s, 94.0)
+        _write(tmp_path, "vae-35", s, 95.0 + s)
+    _write(tmp_path, "vae-35", 3, 96.0)  # seeds differ: Welch, whose df is infinite when ...
+    for s in range(4):
+        _write(tmp_path, "vae-35", s, 95.0)  # ... neither side varies
+    r = _cli("vae-25", "vae-35", "--runs", str(tmp_path), "--json")
+    assert r.exit_code == 0 and "Infinity" not in r.output and "NaN" not in r.output
+    out = json.loads(r.output)
+    assert out["method"] == "Welch" and out["df"] is None and out["lo"] == out["hi"] == pytest.approx(-1.0)
 
 
 def test_stale_missing_or_misnamed_inputs_fail_with_one_line_naming_what(tmp_path) -> None:

@@ -67,15 +67,17 @@ def test_every_question_the_cells_can_answer_is_asked(params, cells, variants) -
 
 def test_a_costlier_objective_is_compared_with_a_vae_trained_as_long(cells) -> None:
     """The IWAE objective against the VAE given its training time (a variant whose only piece is `epochs`): one
-    row, seed by seed, beside the two `variant vs VAE` rows each; no such row for a variant that changes anything
-    else, nor at another latent size."""
+    row, seed by seed, beside the two `variant vs VAE` rows each; no such row for a VAE that changes anything
+    else, an objective variant that changes more than its objective, nor at another latent size."""
     p = params_from_dict({"grid": {"models": ["vae", "cvae"], "zdims": [2, 25, 35]},
                           "data": {"train_subset": 1000, "test_subset": 100}, "train": {"heldout": 100},
                           "variants": {"defs": {"iwae5": {"objective": "iwae"}, "long": {"epochs": 120},
-                                                "longb": {"epochs": 120, "beta": 2.0}},
-                                       "runs": ["iwae5-25", "long-25", "long-35", "longb-25"]}})
+                                                "longb": {"epochs": 120, "beta": 2.0},
+                                                "iwaeb": {"objective": "iwae", "free_bits": 0.0, "noise": 0.1}},
+                                       "runs": ["iwae5-25", "long-25", "long-35", "longb-25", "iwaeb-25"]}})
     variants = [_cell("iwae5", 25, [97.0, 98.1, 98.9]), _cell("long", 25, [98.0, 99.0, 100.0]),
-                _cell("long", 35, [90.0, 90.0, 90.0]), _cell("longb", 25, [90.0, 90.0, 90.0])]
+                _cell("long", 35, [90.0, 90.0, 90.0]), _cell("longb", 25, [90.0, 90.0, 90.0]),
+                _cell("iwaeb", 25, [90.0, 90.0, 90.0])]
     rows, _, _ = comparison_rows(p, cells, variants)
     cost = [r for r in rows if r["kind"] == "objective vs longer VAE"]
     assert [(r["a"], r["b"], r["metric"]) for r in cost] == [("iwae5 z=25", "long z=25", "iwae_nll")]

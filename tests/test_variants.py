@@ -127,6 +127,12 @@ def test_the_epochs_piece_trains_the_vae_longer_and_its_first_epochs_are_the_vae
     for bad in (0, -3, 2.5):
         with pytest.raises(ConfigError, match=r"variants\.defs\.bad\.epochs: "):
             _with_variants({"bad": {"epochs": bad}})
+    # checked with train's other settings when params load, not when a stage trains: the burda schedule stages
+    # 1, 4, 13, 40, 121, ... epochs
+    with pytest.raises(ConfigError, match=r"^variants\.defs\.long\.epochs: 120 epochs do not fit train's settings "
+                                          r"\(train\.epochs: 120 is not a whole number of stages of the burda"):
+        _with_variants({"long": {"epochs": 120}}, train={"schedule": "burda", "epochs": 40})
+    assert _with_variants({"long": {"epochs": 121}}, train={"schedule": "burda", "epochs": 40}).train_for("long").epochs == 121
 
 
 def test_naming_the_iwae_objective_without_k_takes_five_samples(tmp_path) -> None:

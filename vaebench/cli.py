@@ -277,6 +277,8 @@ def compare(
     metric: Annotated[str, typer.Option("--metric", help="iwae_nll (a CVAE beside a VAE: its -log p(x)) or neg_elbo.")] = "iwae_nll",
     params: ParamsOpt = Path("params.yaml"),
     runs: Annotated[Path, typer.Option("--runs", help="Directory of per-run metrics JSON.")] = Path("metrics/runs"),
+    models: Annotated[Path, typer.Option("--models", help="Directory of checkpoints: a metrics file must have scored "
+                                         "the weights there (where there are any).")] = Path("models"),
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of text.")] = False,
 ) -> None:
     """Compare two cells (A - B, 95 % interval over training seeds) from every seed of each scored so far.
@@ -289,7 +291,7 @@ def compare(
     from vaebench.report.compare import compare_cells, compare_json, compare_text
 
     p = load_params(params)
-    sa, sb, c = compare_cells(p, runs, a, b, metric)
+    sa, sb, c = compare_cells(p, runs, a, b, metric, models)
     typer.echo(json.dumps(compare_json(sa, sb, c), indent=2) if as_json else compare_text(p, sa, sb, c))
 
 

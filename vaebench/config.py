@@ -275,6 +275,17 @@ class Params:
             return self.variants.defs[model]
         raise ConfigError(f"model: {model!r} is not one of {', '.join(MODELS + tuple(self.variants.defs))}")
 
+    def train_for(self, model: str, key: str = "model") -> TrainConfig:
+        """The training settings of a model: train's, with a variant's own `epochs` where it sets one (every
+        schedule, warm-up and temperature annealing then runs over those epochs)."""
+        v = self.variant(model)
+        if v.epochs is None:
+            return self.train
+        try:
+            return dataclasses.replace(self.train, epochs=v.epochs)
+        except ConfigError as e:
+            raise ConfigError(f"{key}.epochs: {v.epochs} epochs do not fit train's settings ({e})") from None
+
     def widest(self) -> int:
         """The largest latent width among the grid's and the variants' runs (N * K for a categorical one)."""
         widths = list(self.grid.zdims)
@@ -306,6 +317,8 @@ class Params:
                 if v.objective != "elbo":
                     raise ConfigError(f"train.kl_warmup: variant {name} trains the {v.objective} bound, which has "
                                       "no KL term to warm up; set train.kl_warmup: 0 or drop it from variants")
+        for name in self.variants.defs:
+            self.train_for(name, f"variants.defs.{name}")  # e.g. epochs a burda schedule cannot stage
         n_test, n_train = self.data.test_subset or 10000, self.data.train_subset or 60000
         if self.train.monitor == "test" and self.train.heldout > n_test:
             where = f"data.test_subset = {n_test}" if self.data.test_subset else "MNIST's 10,000"

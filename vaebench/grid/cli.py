@@ -149,8 +149,9 @@ def relock(
     root: RootOpt = Path("."),
     added: Annotated[list[str] | None, typer.Option(
         "--added-param", metavar="KEY=VALUE",
-        help="A params key added with the value that keeps the old behaviour (e.g. train.monitor=test): "
-             "a stage whose params differ from its lock by exactly that is recorded too; repeatable.")] = None,
+        help="A params key added with the value that keeps the old behaviour (e.g. train.monitor=test), or an entry "
+             "added to a mapping a stage lists whole (e.g. 'variants.defs.epochs120={epochs: 120}', a new variant "
+             "beside the others): a stage whose params differ from its lock by exactly that is recorded too; repeatable.")] = None,
     dropped: Annotated[list[str] | None, typer.Option(
         "--dropped-param", metavar="KEY=VALUE",
         help="A params key removed that no stage's command read (e.g. train.seed=0, set by the seed matrix): "

@@ -31,7 +31,8 @@ from vaebench.grid.stagegraph import Graph, needing_run, stale_stages, stage_gra
 # so a statistical profiler sampling every 10 ms, a GIL monitor every 1 ms, a 20 ms event-loop tick and work
 # stealing (tasks are handed out one per free worker thread anyway) only take CPU from the stages. Measured on
 # 2026-12-06 (AMD EPYC, 2 cores, beside the running grid; `python bench/dask_idle.py`): two workers each waiting
-# on a sleeping task cost the cluster 10.9-14.0 % of a core with Dask's defaults, 1.1-1.2 % with these.
+# on a sleeping task cost the cluster 10.9-14.0 % of a core with Dask's defaults, 1.1-1.5 % with these
+# (bench/results/dask_idle_2026-12-06.txt).
 QUIET_CLUSTER = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.system-monitor.gil.enabled": False,

@@ -88,8 +88,8 @@ def questions(params: Params, cells: Sequence[Mapping[str, Any]], variant_cells:
     # at equal cost: an objective that costs more per epoch (iwae, dreg) against a VAE whose only piece is a longer
     # training (`epochs`, set to the other's training time), at the same latent size
     longer = [v for v in variant_cells if set(params.variant(v["model"]).changed()) == {"epochs"}]
-    for v in variant_cells:
-        if params.variant(v["model"]).objective != "elbo":
+    for v in variant_cells:  # an objective that changes nothing else (a beta beside it would be another question)
+        if params.variant(v["model"]).objective != "elbo" and set(params.variant(v["model"]).changed()) <= {"objective", "k"}:
             for vae in (w for w in longer if w["zdim"] == v["zdim"]):
                 ask("objective vs longer VAE", v, vae, "iwae_nll", "iwae_nll", "iwae_nll", ())
     for z in params.grid.zdims:

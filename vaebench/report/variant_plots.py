@@ -194,6 +194,8 @@ def nll_by_family(rows: Sequence[Row], note: str = "") -> Figure:
         sizes = sorted({r["size"] for r in rows if r["latent"] == latent})
         if sizes:
             ax.set_xticks(sizes)
+            if len(sizes) == 1:  # one size: its families side by side, not at the edges of an axis as wide as them
+                ax.margins(x=0.75)
         else:
             _empty(ax, "no runs")
         ks = sorted({r["k"] for r in rows if r["latent"] == latent})

@@ -9,7 +9,6 @@ a run killed and resumed ends with the same bytes as a run that never stopped.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -162,9 +161,7 @@ def prepare(model_name: str, zdim: int, params: Params, data: Mnist, out_dir: Pa
             log: Callable[[str], None]) -> Run:
     """The run's data on its device, its model (seeded initialisation), optimiser and fingerprint."""
     variant = params.variant(model_name)
-    tc, device = params.train, resolve_device(params.train.device)
-    if variant.epochs is not None:  # the variant's own training length (the `epochs` piece); the rest is train's
-        tc = dataclasses.replace(tc, epochs=variant.epochs)
+    tc, device = params.train_for(model_name), resolve_device(params.train.device)  # a variant's own epochs
     conditional = model_name == "cvae"
     train_x, train_y, held_x, held_y = monitoring_split(data, params)
     torch.manual_seed(stream_seed(Stream.INIT, tc.seed))  # Xavier init draws from the global RNG
