@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vaebench.core.models import build_model
-from vaebench.run.optim import FlatAdam, FlatRMSprop
+from vaebench.run.optim import FlatAdam, FlatRMSprop, sqrt_floor
 from vaebench.run.state import load_state, save_state
 
 PAIRS = {
@@ -112,3 +112,60 @@ def test_a_state_written_here_resumes_in_torchs_own_optimiser(name) -> None:
     torch_opt.load_state_dict(opt.state_dict())
     _steps(first, torch_opt, 5, 10)
     assert all(torch.equal(u, v) for u, v in zip(whole.parameters(), first.parameters()))
+
+
+def test_the_root_floor_changes_no_denominator_for_any_fp32_value_below_it() -> None:
+    """Every fp32 value v in [0, floor] (193 million of them at eps = 1e-8, subnormals included): sqrt(v) + eps
+    is eps, as sqrt(floor) + eps is, so FlatRMSprop's root of max(v, floor) gives torch's denominators exactly;
+    above the floor max(v, floor) is v itself."""
+    eps = 1e-8
+    floor = sqrt_floor(eps)
+    assert floor == 2.0 ** -104  # half an ulp of fp32(1e-8) is 2^-51; the floor's root is half of that
+    last = torch.tensor(floor, dtype=torch.float32).view(torch.int32).item()
+    chunk = 1 << 24
+    eps32 = torch.tensor(eps, dtype=torch.float32)
+    for start in range(0, last + 1, chunk):
+        v = torch.arange(start, min(start + chunk, last + 1), dtype=torch.int32).view(torch.float32)
+        d = torch.sqrt(v).add_(eps)
+        assert torch.equal(d, eps32.expand_as(d)), f"sqrt(v) + eps != eps for some v in chunk {start:#x}"
+    # and the floor is not vacuous: the next power of 4 up already moves the sum
+    assert torch.sqrt(torch.tensor(floor * 16, dtype=torch.float32)).add_(eps) != eps32
+
+
+def test_a_state_decayed_into_subnormals_steps_to_torchs_bytes() -> None:
+    """The regime the floor is for: a unit that stopped firing (zero gradients) whose square_avg sits at subnormal
+    and sub-floor values, as after ~9,000 steps of decay by 0.99; 25 steps of FlatRMSprop and torch's RMSprop."""
+    a = _model()
+    b = copy.deepcopy(a)
+    ref, flat = torch.optim.RMSprop(a.parameters(), lr=1e-3, eps=1e-8), FlatRMSprop(b.parameters(), lr=1e-3, eps=1e-8)
+    _steps(a, ref, 0, 1), _steps(b, flat, 0, 1)
+    g = torch.Generator().manual_seed(7)
+    state = ref.state_dict()
+    for st in state["state"].values():
+        sq = st["square_avg"]
+        tiny = torch.exp2(-torch.randint(100, 150, sq.shape, generator=g).float())  # 2^-100 .. 2^-149 and 0
+        sq.copy_(torch.where(torch.rand(sq.shape, generator=g) < 0.5, tiny, sq))
+    ref.load_state_dict(state), flat.load_state_dict(state)
+    assert flat.floor > 0
+    # units that no longer fire (a third of the first layer's rows: no gradient, their state decays) and units
+    # that barely do (a third: gradients ~1e-16 times the rest, whose square_avg stays under the floor, so their
+    # updates lr g / d read d: with a wrong floor they differ)
+    scale = torch.tensor([0.0, 1e-16, 1.0]).repeat(14)[:40, None]  # (40, 1): the first layer's 40 rows
+    for model in (a, b):
+        model.encoder[0].weight.register_hook(lambda grad: grad * scale)
+    for step in range(1, 26):
+        (pa,), (pb,) = _steps(a, ref, step, step + 1), _steps(b, flat, step, step + 1)
+        assert all(torch.equal(u, v) for u, v in zip(pa, pb)), f"weights differ after step {step + 1}"
+        # the denominators themselves (a tiny gradient's update can vanish in the weight's rounding)
+        for i, p in enumerate(a.parameters()):
+            want = ref.state[p]["square_avg"].sqrt().add_(1e-8)
+            assert torch.equal(flat.slots[i]["work"], want), f"denominators differ after step {step + 1}"
+    sq = flat.state_dict()["state"][0]["square_avg"]  # (40, 794)
+    assert ((sq[0::3] > 0) & (sq[0::3] < torch.finfo(torch.float32).tiny)).any()  # subnormals were stepped through
+    assert ((sq[1::3] > 0) & (sq[1::3] < flat.floor)).any()  # and sub-floor entries with a gradient
+
+
+def test_the_floor_is_zero_where_it_cannot_be_proven() -> None:
+    assert sqrt_floor(0.0) == 0.0 and sqrt_floor(float("nan")) == 0.0
+    assert sqrt_floor(1e-12) == 0.0  # its floor would be subnormal
+    assert sqrt_floor(1e-4) == 2.0 ** -78 and sqrt_floor(1e-8, torch.float64) > 0

@@ -76,7 +76,8 @@ def read_cell(params: Params, runs_dir: Path, cell: str, key: str = "A",
     return seeds, combine(runs, seeds)
 
 
-def _label(cell: dict[str, Any]) -> str:
+def cell_label(cell: dict[str, Any]) -> str:
+    # the comparisons table's naming (comparisons.py `_name`, not shared: an edit there re-runs the literature reports)
     return f"{LABELS.get(cell['model'], cell['model'])} z={cell['zdim']}"
 
 
@@ -94,15 +95,15 @@ def sides(params: Params, runs_dir: Path, a: str, b: str, metric: str,
             raise ConfigError("--metric: the thesis reports the test -ELBO only: use --metric neg_elbo")
         value = thesis_value(cell_a["model"], cell_a["zdim"])
         if value is None:
-            raise ConfigError(f"B: the thesis reports no number for {_label(cell_a)} (it has VAE z=2, VAE z=25, CVAE z=35)")
-        return (Side(a, _label(cell_a), metric, seeds_a, tuple(float(r[metric]) for r in cell_a["runs"])),
-                Side(THESIS, f"thesis {_label(cell_a)}", metric, (), float(value)))
+            raise ConfigError(f"B: the thesis reports no number for {cell_label(cell_a)} (it has VAE z=2, VAE z=25, CVAE z=35)")
+        return (Side(a, cell_label(cell_a), metric, seeds_a, tuple(float(r[metric]) for r in cell_a["runs"])),
+                Side(THESIS, f"thesis {cell_label(cell_a)}", metric, (), float(value)))
     seeds_b, cell_b = read_cell(params, runs_dir, b, "B", models_dir)
     mixed = metric == "iwae_nll" and (cell_a["model"] == "cvae") != (cell_b["model"] == "cvae")
     out = []
     for cell, seeds, name in ((cell_a, seeds_a, a), (cell_b, seeds_b, b)):
         key = "iwae_nll_marginal" if mixed and cell["model"] == "cvae" else metric
-        out.append(Side(name, _label(cell), key, seeds, tuple(float(r[key]) for r in cell["runs"])))
+        out.append(Side(name, cell_label(cell), key, seeds, tuple(float(r[key]) for r in cell["runs"])))
     return out[0], out[1]
 
 
@@ -114,7 +115,7 @@ def compare_cells(params: Params, runs_dir: Path, a: str, b: str, metric: str = 
     return sa, sb, estimate(q, primary_method(q), {})
 
 
-def more_seeds_command(params: Params, cells: Sequence[str], seed: int) -> str:
+def more_seeds_command(cells: Sequence[str], seed: int) -> str:
     """The stages that train and score seed `seed` of just these cells (once it is in grid.seeds)."""
     return stages_command({cell: [seed] for cell in cells})
 
@@ -146,7 +147,7 @@ def next_seeds(params: Params, sa: Side, sb: Side) -> str:
         return f"the seeds first ({what}): {add}`{stages_command(missing)}`, then this command again"
     nxt = max(want) + 1
     return (f"more seeds: add {nxt} to grid.seeds in params.yaml, then "
-            f"`{more_seeds_command(params, [s.cell for s in cells], nxt)}`, then this command again")
+            f"`{more_seeds_command([s.cell for s in cells], nxt)}`, then this command again")
 
 
 def _side_text(s: Side) -> str:
