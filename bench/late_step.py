@@ -36,6 +36,16 @@ from vaebench.run.optim import FlatRMSprop, sqrt_floor
 from vaebench.streams import Draws, Stream
 
 
+class NoFloor(FlatRMSprop):
+    """FlatRMSprop as it was before the floor (2026-12-07): the root of v itself."""
+
+    def _update(self, p, g, slot, group) -> None:  # type: ignore[no-untyped-def]
+        v, d = slot["square_avg"], slot["work"]
+        v.mul_(group["alpha"]).addcmul_(g, g, value=1 - group["alpha"])
+        torch.sqrt(v, out=d).add_(group["eps"])
+        p.addcdiv_(g, d, value=-group["lr"])
+
+
 def load() -> str:
     a, b, _ = os.getloadavg()
     return f"[load {a:.2f}/{b:.2f}]"
@@ -95,12 +105,11 @@ def main() -> None:
     weights = [p.detach().clone() for p in ps]
 
     def make(kind_: str) -> torch.optim.Optimizer:
-        opt = torch.optim.RMSprop(ps, lr=1e-3, eps=1e-8) if kind_ == "torch" else FlatRMSprop(ps, lr=1e-3, eps=1e-8)
+        cls = {"torch": torch.optim.RMSprop, "flat, no floor": NoFloor, "flat, floor": FlatRMSprop}[kind_]
+        opt = cls(ps, lr=1e-3, eps=1e-8)
         state = {i: {"step": torch.tensor(9000.0), "square_avg": sq[i].clone()} for i in range(len(ps))}
         group = copy.deepcopy(opt.state_dict()["param_groups"])
         opt.load_state_dict({"state": state, "param_groups": group})
-        if kind_ == "flat, no floor":
-            opt.floor = 0.0
         return opt
 
     variants = ["torch", "flat, no floor", "flat, floor"]

@@ -128,7 +128,7 @@ def test_the_root_floor_changes_no_denominator_for_any_fp32_value_below_it() -> 
         v = torch.arange(start, min(start + chunk, last + 1), dtype=torch.int32).view(torch.float32)
         d = torch.sqrt(v).add_(eps)
         assert torch.equal(d, eps32.expand_as(d)), f"sqrt(v) + eps != eps for some v in chunk {start:#x}"
-    # and the floor is not vacuous: the next power of 4 up already moves the sum
+    # and the floor is not far from the edge: two powers of 4 up, the sum moves
     assert torch.sqrt(torch.tensor(floor * 16, dtype=torch.float32)).add_(eps) != eps32
 
 
@@ -146,7 +146,7 @@ def test_a_state_decayed_into_subnormals_steps_to_torchs_bytes() -> None:
         tiny = torch.exp2(-torch.randint(100, 150, sq.shape, generator=g).float())  # 2^-100 .. 2^-149 and 0
         sq.copy_(torch.where(torch.rand(sq.shape, generator=g) < 0.5, tiny, sq))
     ref.load_state_dict(state), flat.load_state_dict(state)
-    assert flat.floor > 0
+    assert sqrt_floor(1e-8) > 0
     # units that no longer fire (a third of the first layer's rows: no gradient, their state decays) and units
     # that barely do (a third: gradients ~1e-16 times the rest, whose square_avg stays under the floor, so their
     # updates lr g / d read d: with a wrong floor they differ)
@@ -162,10 +162,39 @@ def test_a_state_decayed_into_subnormals_steps_to_torchs_bytes() -> None:
             assert torch.equal(flat.slots[i]["work"], want), f"denominators differ after step {step + 1}"
     sq = flat.state_dict()["state"][0]["square_avg"]  # (40, 794)
     assert ((sq[0::3] > 0) & (sq[0::3] < torch.finfo(torch.float32).tiny)).any()  # subnormals were stepped through
-    assert ((sq[1::3] > 0) & (sq[1::3] < flat.floor)).any()  # and sub-floor entries with a gradient
+    assert ((sq[1::3] > 0) & (sq[1::3] < sqrt_floor(1e-8))).any()  # and sub-floor entries with a gradient
 
 
 def test_the_floor_is_zero_where_it_cannot_be_proven() -> None:
-    assert sqrt_floor(0.0) == 0.0 and sqrt_floor(float("nan")) == 0.0
+    assert sqrt_floor(0.0) == 0.0 and sqrt_floor(float("nan")) == 0.0 and sqrt_floor(-1e-8) == 0.0
     assert sqrt_floor(1e-12) == 0.0  # its floor would be subnormal
+    assert sqrt_floor(5e-324, torch.float64) == 0.0 and sqrt_floor(1e-310, torch.float64) == 0.0
     assert sqrt_floor(1e-4) == 2.0 ** -78 and sqrt_floor(1e-8, torch.float64) > 0
+
+
+def test_the_floor_follows_the_eps_of_a_loaded_state() -> None:
+    """A state saved with eps 1e-8 loaded into an optimiser built with eps 1e-4: the loaded group's eps rules, and
+    with it the floor (1e-4's floor, 2^-78, would turn sqrt(1e-25) + 1e-8 into 1e-8 and move the weights)."""
+    a = _model()
+    ref = torch.optim.RMSprop(a.parameters(), lr=1e-3, eps=1e-8)
+    _steps(a, ref, 0, 1)
+    b = copy.deepcopy(a)
+    flat = FlatRMSprop(b.parameters(), lr=1e-3, eps=1e-4)
+    state = ref.state_dict()
+    for st in state["state"].values():
+        st["square_avg"].fill_(1e-25)
+    ref.load_state_dict(state), flat.load_state_dict(state)
+    (pa,), (pb,) = _steps(a, ref, 1, 2), _steps(b, flat, 1, 2)
+    assert all(torch.equal(u, v) for u, v in zip(pa, pb))
+    for i, p in enumerate(a.parameters()):  # the denominators (the zero-gradient entries' updates are 0 either way)
+        assert torch.equal(flat.slots[i]["work"], ref.state[p]["square_avg"].sqrt().add_(1e-8))
+
+
+def test_a_state_with_a_negative_square_avg_is_refused() -> None:
+    model = _model()
+    ref = torch.optim.RMSprop(model.parameters(), lr=1e-3)
+    _steps(model, ref, 0, 1)
+    state = ref.state_dict()
+    state["state"][0]["square_avg"][0, 0] = -1e-40
+    with pytest.raises(ValueError, match="negative square_avg"):
+        FlatRMSprop(model.parameters(), lr=1e-3).load_state_dict(state)

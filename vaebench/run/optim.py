@@ -28,6 +28,7 @@ states read either way.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -98,22 +99,26 @@ class _Flat(torch.optim.Optimizer):
         self.state.clear()
 
 
+@functools.cache
 def sqrt_floor(eps: float, dtype: torch.dtype = torch.float32) -> float:
-    """The largest power of 4 `f` whose root stays well under half an ulp of eps in `dtype`, so that
-    sqrt(v) + eps == eps for every v in [0, f] (v <= f gives sqrt(v) <= sqrt(f) up to the root's own error):
-    taking the root of max(v, f) instead of v changes no sum sqrt(v) + eps. 0.0 (no floor) where torch's own
-    kernels, on this machine, do not confirm it.
+    """The largest power of 4 `f` whose root is at most half of half an ulp of eps in `dtype`, so that
+    sqrt(v) + eps == eps for every v in [0, f] (v <= f gives sqrt(v) <= sqrt(f), up to the root's own error of
+    about an ulp, which the factor of 2 covers): taking the root of max(v, f) instead of v changes no sum
+    sqrt(v) + eps. 0.0 (no floor) where f would be subnormal or eps is not a positive finite number, or where
+    torch's kernels here do not give eps for the floor and the value below it (a sanity check; the margin is
+    what makes it safe: tests/test_optim.py checks every fp32 value below the floor at eps = 1e-8).
 
     For eps = 1e-8 in fp32: half an ulp of eps is 2^-51, f = 2^-104 (4.9e-32, root 2^-52)."""
     e = torch.tensor(eps, dtype=dtype)
     if not (torch.isfinite(e) and e > 0):
         return 0.0
     half_ulp = (torch.nextafter(e, torch.tensor(float("inf"), dtype=dtype)) - e).item() / 2
+    if half_ulp <= 0:
+        return 0.0  # eps at the bottom of the subnormals
     root = 2.0 ** (math.floor(math.log2(half_ulp)) - 1)  # a power of 2 at most half of half an ulp: margin for rounding
     floor = torch.tensor(root * root, dtype=dtype)
     if floor.item() != root * root or floor.item() == 0 or floor < torch.finfo(dtype).tiny:
         return 0.0  # the floor itself would be subnormal or inexact: nothing to gain, nothing to prove
-    # the check with the kernels a step runs: the floor's root, and the largest value below it, add to eps exactly
     probe = torch.stack([floor, torch.nextafter(floor, torch.zeros((), dtype=dtype)), torch.zeros((), dtype=dtype)])
     ok = torch.equal(torch.sqrt(probe).add_(eps), torch.full_like(probe, eps))
     return floor.item() if ok else 0.0
@@ -130,12 +135,18 @@ class FlatRMSprop(_Flat):
                  eps: float = 1e-8) -> None:
         super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps, **_TORCH_GROUP,
                                   "momentum": 0, "centered": False})
-        self.floor = sqrt_floor(eps, self.param_groups[0]["params"][0].dtype)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        # v >= 0 always (alpha v + (1 - alpha) g^2 from zeros); a negative one would make torch's root NaN and ours not
+        if any((slot["square_avg"] < 0).any() for slot in self.slots):
+            raise ValueError("a negative square_avg: not a state RMSprop writes")
 
     def _update(self, p: torch.Tensor, g: torch.Tensor, slot: dict[str, torch.Tensor], group: dict[str, Any]) -> None:
         v, d = slot["square_avg"], slot["work"]
         v.mul_(group["alpha"]).addcmul_(g, g, value=1 - group["alpha"])
-        torch.clamp_min(v, self.floor, out=d).sqrt_().add_(group["eps"])  # d = sqrt(v) + eps, to the bit
+        floor = sqrt_floor(group["eps"], v.dtype)  # read from the group each step: a loaded state may bring its own eps
+        torch.clamp_min(v, floor, out=d).sqrt_().add_(group["eps"])  # d = sqrt(v) + eps, to the bit
         p.addcdiv_(g, d, value=-group["lr"])
 
 
