@@ -17,24 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import statistics
 import subprocess
 from collections import defaultdict
 from pathlib import Path
 
+from vaebench.report.stats import aggregate
+
 NAME = re.compile(r"^(?P<cell>[a-z0-9_]+-\d+)-(?P<seed>\d+)\.json$")
-# t quantiles, 0.975, by degrees of freedom (scipy.stats.t.ppf(0.975, df)); beyond 30, the normal's
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
-        20: 2.086, 25: 2.060, 30: 2.042}
-
-
-def t975(df: int) -> float:
-    return T975.get(df) or T975[max(d for d in T975 if d <= df)] if df <= 30 else 1.96
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rev", default="0b77237", help="a commit whose metrics/all_runs.json holds the one-seed runs")
@@ -68,10 +59,9 @@ def main() -> None:
             diffs.append(d)
             print(f"  {cell:14s} {old[cell][metric]:8.2f}  {mean:8.2f} ± {sd:4.2f} ({len(vals)})  {d:+6.2f}")
         if len(diffs) >= 2:
-            m, s = statistics.fmean(diffs), statistics.stdev(diffs)
-            h = t975(len(diffs) - 1) * s / math.sqrt(len(diffs))
-            print(f"  mean over {len(diffs)} cells: {m:+.2f} nats, 95 % t-interval [{m - h:+.2f}, {m + h:+.2f}] "
-                  f"(sd of the differences {s:.2f})")
+            agg = aggregate(diffs)  # the report's own t-interval (report/stats.py)
+            print(f"  mean over {agg.n} cells: {agg.mean:+.2f} nats, 95 % t-interval [{agg.lo:+.2f}, {agg.hi:+.2f}] "
+                  f"(sd of the differences {agg.sd:.2f})")
 
 
 if __name__ == "__main__":
