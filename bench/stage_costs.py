@@ -1,6 +1,6 @@
 """The default run's cost per stage kind, in core-minutes, from the logs of `vaebench-grid dask`.
 
-    python bench/stage_costs.py [bench/results/seeds_rerun_*.log ...] [--seeds 0]
+    python bench/stage_costs.py [bench/results/seeds_rerun_*.log ...] [--seeds 0] [--done carry/three_seed_stages.txt]
 
 Reads the lines `[i/n] <stage>: ran in <s> s on <host>` of each log (a stage restored from the run-cache cost
 nothing and is skipped), sorts the stages into kinds whose cost differs (a z = 2 scoring runs the quadrature, a
@@ -8,7 +8,8 @@ CVAE scoring its label marginal, each variant trains its own objective), and pri
 measured, min / median / max seconds, and the core-minutes of every stage of that kind in the pipeline of
 params.yaml (the median times the count; each stage runs on one core under `--threads 1`). Then the run's
 total projected from the medians and from the minima (the quietest measured), the share measured so far, and
-the same for the quick setting (only the stages of the `--seeds` listed).
+the same for the quick setting (only the stages of the `--seeds` listed). With `--done`, what is left of the run
+and its projected cost (to size a session's share of a run longer than a session).
 
 Every time is wall time with two one-thread stages at once, as the grid runs them on 2 cores; a log taken while
 other work shared the machine (e.g. the test suite) has longer times: read the minimum as the quiet figure. It
@@ -72,6 +73,8 @@ def main() -> None:
     ap.add_argument("logs", nargs="*", type=Path)
     ap.add_argument("--root", type=Path, default=Path("."))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="the quick setting's seeds")
+    ap.add_argument("--done", type=Path, help="a file of the stages finished, one per line (carry/three_seed_stages.txt, "
+                    "or `vaebench-grid stages --done`): also print what is left and its projected cost")
     a = ap.parse_args()
     logs = a.logs or [Path(p) for p in sorted(glob.glob(str(a.root / "bench/results/seeds_rerun_*.log")))]
     times = parse(logs)
@@ -110,6 +113,24 @@ def main() -> None:
     print(f"the quick setting (seeds {a.seeds}): {quick_med:.0f} core-minutes from the medians, {quick_min:.0f} from the minima")
     spent = sum(sum(ts) for ts in times.values()) / 60
     print(f"spent in these logs: {spent:.0f} core-minutes (every measured run, repeated ones included)")
+    if a.done:
+        finished = set(a.done.read_text().split())
+        print(left_to_run([s for s in stages if s not in finished], by_kind))
+
+
+def left_to_run(left: list[str], by_kind: dict[str, list[float]], workers: int = 2) -> str:
+    """What is left, by kind, and its projected core-minutes from each kind's median and minimum (a kind never
+    measured is named, not counted); a resumable training's finished epochs are not subtracted."""
+    count: dict[str, int] = defaultdict(int)
+    for s in left:
+        count[kind(s)] += 1
+    med = sum(n * statistics.median(by_kind[k]) for k, n in count.items() if by_kind.get(k)) / 60
+    lo = sum(n * min(by_kind[k]) for k, n in count.items() if by_kind.get(k)) / 60
+    unmeasured = sorted(k for k in count if not by_kind.get(k))
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(count.items()))
+    return (f"left: {len(left)} stages ({kinds}): {med:.0f} core-minutes from the medians, {lo:.0f} from the minima, "
+            f"about {med / 60 / workers:.1f} h on {workers} workers"
+            + (f"; not measured, so not counted: {', '.join(unmeasured)}" if unmeasured else ""))
 
 
 if __name__ == "__main__":
