@@ -297,6 +297,30 @@ def test_the_grids_own_cluster_runs_its_workers_without_dasks_housekeeping() -> 
     assert stealing is False
 
 
+def test_a_stage_on_a_worker_runs_without_the_nannys_malloc_setting() -> None:
+    """Dask's Nanny starts each worker with MALLOC_TRIM_THRESHOLD_ set, which turns off glibc's dynamic mmap
+    threshold: a training step then page-faults every tensor over 128 KiB anew (bench/stage_env.py). The stage's
+    environment (`stage_env`, what run_stage hands `dvc repro`) is the worker's without it, at the stage's threads."""
+    from dask.distributed import Client
+
+    from vaebench.grid.dask import local_cluster, stage_env
+
+    cluster = local_cluster(1)
+    try:
+        with Client(cluster) as client:
+            on_worker = client.submit(os.environ.get, "MALLOC_TRIM_THRESHOLD_", pure=False).result()
+            env = client.submit(stage_env, 1, pure=False).result()
+            child = client.submit(lambda: subprocess.run(
+                [sys.executable, "-c", "import os; print(os.environ.get('MALLOC_TRIM_THRESHOLD_'))"],
+                env=stage_env(1), capture_output=True, text=True).stdout.strip(), pure=False).result()
+    finally:
+        cluster.close()
+    assert on_worker is not None  # the Nanny sets it (if Dask stops, stage_env has nothing left to undo)
+    assert "MALLOC_TRIM_THRESHOLD_" not in env and child == "None"
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1" and env["OPENBLAS_NUM_THREADS"] == "1"
+    assert stage_env(3)["OMP_NUM_THREADS"] == "3"
+
+
 def test_the_queue_refuses_stages_the_run_cache_cannot_hand_back(tmp_path: Path) -> None:
     """Outputs declared `cache: false` cannot come back from the queue's copies: refused before anything runs."""
     root = tmp_path / "p"

@@ -52,6 +52,27 @@ def local_cluster(workers: int):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
 
 
+def stage_env(threads: int) -> dict[str, str]:
+    """The environment of a stage's `dvc repro` on a worker: the worker's own, at `threads` threads, without what
+    Dask's Nanny added for the worker process's memory (`distributed.nanny.pre-spawn-environ`).
+
+    Why: the Nanny starts every worker with MALLOC_TRIM_THRESHOLD_=65536, and a child inherits it. Setting it turns
+    off glibc's dynamic mmap threshold, so every tensor over 128 KiB (a training step's activations, logits and
+    gradients) is a fresh mmap, page-faulted anew and unmapped when freed: about 4,200 page faults a step at
+    batch 256, 30 % of a training stage's CPU time spent in the kernel and a step 1.3-1.6x the CPU time of one
+    run from a shell (measured 2026-12-07 on the grid's own stage processes; `python bench/stage_env.py`).
+    The arithmetic, and so the bytes, do not depend on it; the speed does."""
+    import dask
+    import distributed  # noqa: F401  (its defaults, the Nanny's environ among them, join dask.config on import)
+
+    env = dict(os.environ)
+    for key, value in (dask.config.get("distributed.nanny.pre-spawn-environ", None) or {}).items():
+        # the thread counts stay (a stage's are set below; OpenBLAS's 1 as before), the memory knobs go
+        if not key.endswith("_NUM_THREADS") and env.get(key) == str(value):
+            del env[key]
+    return {**env, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
 class StageFailed(RuntimeError):
     """A stage's `dvc repro` failed on a worker; the message names it and ends with its output."""
 
@@ -62,7 +83,7 @@ def run_stage(root: str, stage: str, threads: int, recheck: bool = False) -> dic
     recheck: the stage was up to date when the run began and is visited only because a stage it reads
     was not; ask `dvc status` first (read locks only) and leave it alone if it still is, since `dvc repro`
     of it would take the write lock on its outputs, refused while another DVC process reads them."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = stage_env(threads)
     t0 = time.time()
     if recheck and not stale_stages(root, stage):
         return {"stage": stage, "seconds": time.time() - t0, "how": "up to date", "host": socket.gethostname()}
