@@ -11,9 +11,13 @@ total projected from the medians and from the minima (the quietest measured), th
 the same for the quick setting (only the stages of the `--seeds` listed). With `--done`, what is left of the run
 and its projected cost (to size a session's share of a run longer than a session).
 
-Every time is wall time with two one-thread stages at once, as the grid runs them on 2 cores; a log taken while
-other work shared the machine (e.g. the test suite) has longer times: read the minimum as the quiet figure. It
-reads files only (the logs and dvc.yaml through DVC's own graph).
+Since 2026-12-07 a grid's line gives each stage's CPU seconds (user + kernel, of `dvc` and the stage's process:
+`vaebench-grid dask` reads them with os.wait4), its cost in core-seconds whatever shared the cores, and that is
+what is counted where present. Older lines give wall time only, with two one-thread stages at once, as the grid
+runs them on 2 cores: work beside the grid in another session (a test run, a helper) took a core from the two
+stages (Linux's autogroups share the CPU per session), and until 2026-12-07 every stage ran under the Dask
+Nanny's MALLOC_TRIM_THRESHOLD_ (about 1.3x the CPU of a training; bench/stage_env.py): read old figures as upper
+bounds. It reads files only (the logs and dvc.yaml through DVC's own graph).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-LINE = re.compile(r"^\[\d+/\d+\] (?P<stage>\S+): ran in (?P<s>\d+(?:\.\d+)?) s")
+LINE = re.compile(r"^\[\d+/\d+\] (?P<stage>\S+): ran in (?P<s>\d+(?:\.\d+)?) s(?: \(CPU (?P<cpu>\d+(?:\.\d+)?) s\))?")
 
 
 def kind(stage: str) -> str:
@@ -46,14 +50,20 @@ def kind(stage: str) -> str:
 
 
 def parse(paths: list[Path]) -> dict[str, list[float]]:
-    """{stage: [seconds of each measured run]} over the logs."""
+    """{stage: [seconds of each measured run]} over the logs: its CPU seconds where the line has them (since
+    2026-12-07: the core-seconds it cost, whatever shared the cores), else its wall time."""
     out: dict[str, list[float]] = defaultdict(list)
     for p in paths:
         for line in p.read_text().splitlines():
             m = LINE.match(line)
             if m:
-                out[m["stage"]].append(float(m["s"]))
+                out[m["stage"]].append(float(m["cpu"] or m["s"]))
     return out
+
+
+def cpu_measured(paths: list[Path]) -> set[str]:
+    """The stages whose line gives CPU seconds."""
+    return {m["stage"] for p in paths for m in map(LINE.match, p.read_text().splitlines()) if m and m["cpu"]}
 
 
 def pipeline_stages(root: Path) -> list[str]:
@@ -78,6 +88,7 @@ def main() -> None:
     a = ap.parse_args()
     logs = a.logs or [Path(p) for p in sorted(glob.glob(str(a.root / "bench/results/seeds_rerun_*.log")))]
     times = parse(logs)
+    with_cpu = cpu_measured(logs)
     stages = [s for s in pipeline_stages(a.root) if s not in ("check", "download")]
     by_kind: dict[str, list[float]] = defaultdict(list)
     for s, ts in times.items():
@@ -107,7 +118,8 @@ def main() -> None:
         print(f"{k:36s} {count[k]:6d} {len(ts):8d} {lo:7.0f} {med:8.0f} {max(ts):7.0f}"
               f" {count[k] * med / 60:17.0f} {count[k] * lo / 60:7.0f}")
     done = sum(1 for s in stages if s in times)
-    print(f"\nthe run: {len(stages)} stages (check and download aside), {done} measured in these logs")
+    print(f"\nthe run: {len(stages)} stages (check and download aside), {done} measured in these logs "
+          f"({len(with_cpu & set(stages))} of them with CPU seconds, counted; the others' wall times)")
     print(f"projected cost: {tot_med:.0f} core-minutes from the medians, {tot_min:.0f} from the minima"
           + (f"; not measured, so not counted: {', '.join(unmeasured)}" if unmeasured else ""))
     print(f"the quick setting (seeds {a.seeds}): {quick_med:.0f} core-minutes from the medians, {quick_min:.0f} from the minima")

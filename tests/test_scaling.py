@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -186,6 +187,7 @@ def test_dask_runs_each_stage_once_and_gives_the_same_bytes(projects: dict[str, 
     assert lines[0].startswith("Dask: 11 stages to visit (0 up to date) on 2 worker(s); dashboard http")
     finished = [ln for ln in lines if ln.startswith("[")]
     assert len(finished) == 11 and all(": ran in " in ln for ln in finished)  # nothing twice, nothing skipped
+    assert all(re.search(r": ran in \d+ s \(CPU \d+ s\) on ", ln) for ln in finished), finished  # each its core-seconds
     order = [ln.split("] ", 1)[1].split(":", 1)[0] for ln in finished]
     graph = stage_graph(root)
     for i, stage in enumerate(order):  # each stage finished after every stage it reads
@@ -295,6 +297,23 @@ def test_the_grids_own_cluster_runs_its_workers_without_dasks_housekeeping() -> 
         cluster.close()
     assert on_worker == QUIET_CLUSTER
     assert stealing is False
+
+
+def test_a_stages_cpu_seconds_are_its_own_and_its_childrens(tmp_path: Path) -> None:
+    """run_counting_cpu: the exit code, the output, and the CPU seconds of the child and of what it waited for
+    (dvc's own child, the stage), not of processes beside it."""
+    from vaebench.grid.dask import run_counting_cpu
+
+    burn = "import time; t = time.process_time()\nwhile time.process_time() - t < 1.0: pass"
+    beside = subprocess.Popen([sys.executable, "-c", burn.replace("1.0", "3.0")])  # another process, burning too
+    try:
+        code, out, err, cpu = run_counting_cpu(
+            ["bash", "-c", f"{sys.executable} -c '{burn}' && echo done && echo warn >&2 && exit 3"], str(tmp_path),
+            dict(os.environ))
+    finally:
+        beside.wait()
+    assert (code, out, err) == (3, "done\n", "warn\n")
+    assert 0.95 <= cpu < 2.0  # the grandchild's second (and bash's and python's start-up), not the 3 s beside it
 
 
 def test_a_stage_on_a_worker_runs_without_the_nannys_malloc_setting() -> None:

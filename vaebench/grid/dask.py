@@ -19,6 +19,7 @@ import heapq
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -87,18 +88,38 @@ def run_stage(root: str, stage: str, threads: int, recheck: bool = False) -> dic
     t0 = time.time()
     if recheck and not stale_stages(root, stage):
         return {"stage": stage, "seconds": time.time() - t0, "how": "up to date", "host": socket.gethostname()}
-    proc = subprocess.run(["dvc", "--wait-for-lock", "repro", "--single-item", stage], cwd=root, env=env,
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise StageFailed(f"{stage} failed on {socket.gethostname()} (exit {proc.returncode}):\n"
-                          f"{(proc.stdout + proc.stderr)[-3000:]}")
-    if f"Running stage '{stage}'" in proc.stdout:
+    returncode, stdout, stderr, cpu = run_counting_cpu(["dvc", "--wait-for-lock", "repro", "--single-item", stage],
+                                                       cwd=root, env=env)
+    if returncode != 0:
+        raise StageFailed(f"{stage} failed on {socket.gethostname()} (exit {returncode}):\n"
+                          f"{(stdout + stderr)[-3000:]}")
+    if f"Running stage '{stage}'" in stdout:
         how = "ran"
-    elif "is cached - skipping run" in proc.stdout:
+    elif "is cached - skipping run" in stdout:
         how = "restored from the run-cache"
     else:
         how = "up to date"
-    return {"stage": stage, "seconds": time.time() - t0, "how": how, "host": socket.gethostname()}
+    return {"stage": stage, "seconds": time.time() - t0, "cpu_seconds": cpu, "how": how, "host": socket.gethostname()}
+
+
+def run_counting_cpu(cmd: list[str], cwd: str, env: dict[str, str]) -> tuple[int, str, str, float]:
+    """Run `cmd` to its end: (exit code, stdout, stderr, CPU seconds in user and kernel mode of it and every
+    process it waited for: `dvc` and the stage's own python). The CPU time is the stage's cost in core-seconds
+    whatever else shares the cores (its wall time is not: another process's turns count in it); os.wait4 reads
+    it for this child alone, so concurrent tasks of one worker do not mix."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err)
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+        out.seek(0)
+        err.seek(0)
+        return (proc.returncode, out.read().decode(errors="replace"), err.read().decode(errors="replace"),
+                usage.ru_utime + usage.ru_stime)
 
 
 def upstream_counts(graph: Graph) -> dict[str, int]:
@@ -235,7 +256,8 @@ def run_on_dask(root: Path | str, scheduler: str | None = None, workers: int = 2
                 finally:
                     future.release()
                 records.append(rec)
-                log(f"[{len(records)}/{len(todo)}] {rec['stage']}: {rec['how']} in {rec['seconds']:.0f} s "
+                cpu = f" (CPU {rec['cpu_seconds']:.0f} s)" if "cpu_seconds" in rec else ""
+                log(f"[{len(records)}/{len(todo)}] {rec['stage']}: {rec['how']} in {rec['seconds']:.0f} s{cpu} "
                     f"on {rec['host']} ({time.time() - t0:.0f} s elapsed)")
                 ready.done(stage)
             if first_error is not None:
