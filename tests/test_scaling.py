@@ -317,9 +317,10 @@ def test_a_stages_cpu_seconds_are_its_own_and_its_childrens(tmp_path: Path) -> N
 
 
 def test_a_stage_on_a_worker_runs_without_the_nannys_malloc_setting() -> None:
-    """Dask's Nanny starts each worker with MALLOC_TRIM_THRESHOLD_ set, which turns off glibc's dynamic mmap
+    """Dask's Nanny starts each worker with MALLOC_TRIM_THRESHOLD_=65536, which turns off glibc's dynamic mmap
     threshold: a training step then page-faults every tensor over 128 KiB anew (bench/stage_env.py). The stage's
-    environment (`stage_env`, what run_stage hands `dvc repro`) is the worker's without it, at the stage's threads."""
+    environment (`stage_env`, what run_stage hands `dvc repro`) is the worker's without it, with MALLOC_KEEP, at
+    the stage's threads."""
     from dask.distributed import Client
 
     from vaebench.grid.dask import local_cluster, stage_env
@@ -335,7 +336,8 @@ def test_a_stage_on_a_worker_runs_without_the_nannys_malloc_setting() -> None:
     finally:
         cluster.close()
     assert on_worker is not None  # the Nanny sets it (if Dask stops, stage_env has nothing left to undo)
-    assert "MALLOC_TRIM_THRESHOLD_" not in env and child == "None"
+    assert env["MALLOC_TRIM_THRESHOLD_"] == str(1 << 40) and child == str(1 << 40)  # ours, not the Nanny's 65536
+    assert env["MALLOC_MMAP_THRESHOLD_"] == str(32 << 20)
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1" and env["OPENBLAS_NUM_THREADS"] == "1"
     assert stage_env(3)["OMP_NUM_THREADS"] == "3"
 
