@@ -49,21 +49,27 @@ def kind(stage: str) -> str:
     return name  # figures, exact
 
 
-def parse(paths: list[Path]) -> dict[str, list[float]]:
-    """{stage: [seconds of each measured run]} over the logs: its CPU seconds where the line has them (since
-    2026-12-07: the core-seconds it cost, whatever shared the cores), else its wall time."""
-    out: dict[str, list[float]] = defaultdict(list)
+def parse(paths: list[Path]) -> dict[str, list[tuple[float, bool]]]:
+    """{stage: [(seconds, whether they are CPU seconds) of each measured run]} over the logs: a line's CPU seconds
+    where it has them (since 2026-12-07: the core-seconds it cost, whatever shared the cores), else its wall time.
+    A training resumed from its partial state logs `ran (resumed)` and is not a measured run."""
+    out: dict[str, list[tuple[float, bool]]] = defaultdict(list)
     for p in paths:
         for line in p.read_text().splitlines():
             m = LINE.match(line)
             if m:
-                out[m["stage"]].append(float(m["cpu"] or m["s"]))
+                out[m["stage"]].append((float(m["cpu"] or m["s"]), m["cpu"] is not None))
     return out
 
 
-def cpu_measured(paths: list[Path]) -> set[str]:
-    """The stages whose line gives CPU seconds."""
-    return {m["stage"] for p in paths for m in map(LINE.match, p.read_text().splitlines()) if m and m["cpu"]}
+def by_kind(times: dict[str, list[tuple[float, bool]]]) -> tuple[dict[str, list[float]], set[str]]:
+    """Each kind's seconds: its CPU-second measurements where it has any (wall times of other runs would mix
+    another unit in), else its wall times; and the kinds measured in CPU seconds."""
+    runs: dict[str, list[tuple[float, bool]]] = defaultdict(list)
+    for stage, ts in times.items():
+        runs[kind(stage)].extend(ts)
+    cpu_kinds = {k for k, ts in runs.items() if any(is_cpu for _, is_cpu in ts)}
+    return {k: [t for t, is_cpu in ts if is_cpu or k not in cpu_kinds] for k, ts in runs.items()}, cpu_kinds
 
 
 def pipeline_stages(root: Path) -> list[str]:
@@ -88,11 +94,8 @@ def main() -> None:
     a = ap.parse_args()
     logs = a.logs or [Path(p) for p in sorted(glob.glob(str(a.root / "bench/results/seeds_rerun_*.log")))]
     times = parse(logs)
-    with_cpu = cpu_measured(logs)
+    seconds, cpu_kinds = by_kind(times)
     stages = [s for s in pipeline_stages(a.root) if s not in ("check", "download")]
-    by_kind: dict[str, list[float]] = defaultdict(list)
-    for s, ts in times.items():
-        by_kind[kind(s)].extend(ts)
     count: dict[str, int] = defaultdict(int)
     quick: dict[str, int] = defaultdict(int)
     for s in stages:
@@ -105,7 +108,7 @@ def main() -> None:
     tot_med = tot_min = quick_med = quick_min = 0.0
     unmeasured = []
     for k in sorted(count):
-        ts = by_kind.get(k, [])
+        ts = seconds.get(k, [])
         if not ts:
             unmeasured.append(f"{k} ({count[k]})")
             print(f"{k:36s} {count[k]:6d} {0:8d} {'':>7s} {'':>8s} {'':>7s} {'not measured':>17s}")
@@ -119,15 +122,15 @@ def main() -> None:
               f" {count[k] * med / 60:17.0f} {count[k] * lo / 60:7.0f}")
     done = sum(1 for s in stages if s in times)
     print(f"\nthe run: {len(stages)} stages (check and download aside), {done} measured in these logs "
-          f"({len(with_cpu & set(stages))} of them with CPU seconds, counted; the others' wall times)")
+          f"(kinds counted in CPU seconds: {', '.join(sorted(cpu_kinds)) or 'none'}; the others in wall time)")
     print(f"projected cost: {tot_med:.0f} core-minutes from the medians, {tot_min:.0f} from the minima"
           + (f"; not measured, so not counted: {', '.join(unmeasured)}" if unmeasured else ""))
     print(f"the quick setting (seeds {a.seeds}): {quick_med:.0f} core-minutes from the medians, {quick_min:.0f} from the minima")
-    spent = sum(sum(ts) for ts in times.values()) / 60
-    print(f"spent in these logs: {spent:.0f} core-minutes (every measured run, repeated ones included)")
+    spent = sum(t for ts in times.values() for t, _ in ts) / 60
+    print(f"spent in these logs: {spent:.0f} core-minutes (every measured run, repeated ones included; CPU or wall seconds as logged)")
     if a.done:
         finished = set(a.done.read_text().split())
-        print(left_to_run([s for s in stages if s not in finished], by_kind))
+        print(left_to_run([s for s in stages if s not in finished], seconds))
 
 
 def left_to_run(left: list[str], by_kind: dict[str, list[float]], workers: int = 2) -> str:

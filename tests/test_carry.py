@@ -9,7 +9,11 @@ from pathlib import Path
 
 import yaml
 
+import pytest
+
 from dvcproject import REPO, run
+
+pytestmark = pytest.mark.slow  # real DVC and git in a temporary repository
 
 
 def _check_module():
@@ -31,11 +35,16 @@ def test_it_finds_what_a_real_push_wrote_and_names_each_missing_file(tmp_path: P
                  "cmd": f"{py} -c \"import os; os.makedirs('d${{item.n}}', exist_ok=True); "
                         f"open('d${{item.n}}/a', 'w').write('a${{item.n}}'); open('d${{item.n}}/b', 'w').write('b${{item.n}}'); "
                         f"open('f${{item.n}}', 'w').write('f${{item.n}}')\"",
-                 "outs": ["d${item.n}", "f${item.n}"]}}}))
+                 "outs": ["d${item.n}", "f${item.n}"]},
+        # like the report's tables: kept in git (cache: false), never pushed, so never asked of the remote
+        "note": {"cmd": f"{py} -c \"open('n.txt', 'w').write('n')\"", "outs": [{"n.txt": {"cache": False}}]}}}))
     run(root, "dvc", "repro")
+    run(root, "git", "add", "n.txt", "dvc.yaml", "dvc.lock")
+    run(root, "git", "commit", "-qm", "the note in git")
     run(root, "dvc", "remote", "add", "--local", "carry", str(remote))
     stages = ["make@1", "make@2"]
     assert check.missing_outputs(stages, root, remote) == [f"{s}: {p}" for s in stages for p in (f"d{s[-1]}", f"f{s[-1]}")]
+    assert check.missing_outputs(["note"], root, remote) == []
     run(root, "dvc", "push", "-r", "carry", "make@1")
     assert check.missing_outputs(stages, root, remote) == ["make@2: d2", "make@2: f2"]  # only what was pushed
     run(root, "dvc", "push", "-r", "carry", "make@2")

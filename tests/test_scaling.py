@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,16 @@ from vaebench.grid.stagegraph import machine_share, needing_run, run_of_stage, s
 # one latent size: 2 trainings, then 6 independent stages (evaluate, figures, exact for each model)
 # eps 1e-8: dvc.lock writes it `1e-08`, which YAML 1.1 (PyYAML) reads as a string and DVC as a number (relock)
 GRID = {**TINY, "grid": {"models": ["vae", "cvae"], "zdims": [2], "seeds": [0]}, "train": {**TINY["train"], "eps": 1e-8}}
+
+
+@pytest.fixture(autouse=True)
+def _environ_kept():
+    """A LocalCluster's Nanny writes its pre-spawn environment (MALLOC_TRIM_THRESHOLD_=65536) into this process's
+    os.environ: put it back, so that later tests' subprocesses do not inherit it."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
 
 
 # ---- the stage graph, from DVC's own view of dvc.yaml -------------------------------------------
@@ -305,13 +316,15 @@ def test_a_stages_cpu_seconds_are_its_own_and_its_childrens(tmp_path: Path) -> N
     from vaebench.grid.dask import run_counting_cpu
 
     burn = "import time; t = time.process_time()\nwhile time.process_time() - t < 1.0: pass"
-    beside = subprocess.Popen([sys.executable, "-c", burn.replace("1.0", "3.0")])  # another process, burning too
+    # another child of this process, burning 3 s and reaped while ours runs (as another task of one worker would)
+    beside = threading.Thread(target=subprocess.run, args=([sys.executable, "-c", burn.replace("1.0", "3.0")],))
+    beside.start()
     try:
         code, out, err, cpu = run_counting_cpu(
-            ["bash", "-c", f"{sys.executable} -c '{burn}' && echo done && echo warn >&2 && exit 3"], str(tmp_path),
-            dict(os.environ))
+            ["bash", "-c", f"sleep 0.5 && {sys.executable} -c '{burn}' && echo done && echo warn >&2 && exit 3"],
+            str(tmp_path), dict(os.environ))
     finally:
-        beside.wait()
+        beside.join()
     assert (code, out, err) == (3, "done\n", "warn\n")
     assert 0.95 <= cpu < 2.0  # the grandchild's second (and bash's and python's start-up), not the 3 s beside it
 

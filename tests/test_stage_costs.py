@@ -21,6 +21,7 @@ def test_what_is_left_is_priced_by_each_kinds_median_and_minimum(tmp_path: Path)
         "[5/9] evaluate@vae-2-0: ran in 1200 s on vm (3600 s elapsed)",  # the quadrature kind: 1200
         "[6/9] train@cvae-5-0: up to date",  # not a measured run
         "[7/9] train@vae-3-0: ran in 2000 s (CPU 600 s) on vm (5600 s elapsed)",  # its CPU seconds count, not 2000
+        "[8/9] train@vae-2-0: ran (resumed) in 90 s (CPU 40 s) on vm (5690 s elapsed)",  # its last epochs only
     ]))
     root = make_project(tmp_path / "project", {**TINY, "grid": {**TINY["grid"], "seeds": [0, 1]}})
     # every stage but these five is done: two VAE trainings, a VAE scoring, a quadrature scoring, a CVAE training
@@ -36,13 +37,15 @@ def test_what_is_left_is_priced_by_each_kinds_median_and_minimum(tmp_path: Path)
                            "--done", str(done)], capture_output=True, text=True, cwd=root)
     assert proc.returncode == 0, proc.stderr
     line = proc.stdout.strip().splitlines()[-1]
-    # train vae: 500, 700, 900 and the CPU 600: median 650. Medians: 650 x 2 + evaluate vae 300 + quadrature 1200
-    # = 2,800 s = 47 min; minima 500 x 2 + 300 + 1200 = 2,500 s = 42 min; the CVAE training's kind was never
-    # measured: named, not counted
+    # train vae: wall times 500, 700, 900 and one CPU measurement, 600: a kind with CPU seconds counts only those
+    # (and never a resumed run). Medians: 600 x 2 + evaluate vae 300 + quadrature 1200 = 2,700 s = 45 min, minima
+    # the same; the CVAE training's kind was never measured: named, not counted
     assert line == ("left: 5 stages (evaluate vae 1, evaluate vae z<=2 (quadrature) 1, train cvae 1, train vae 2): "
-                    "47 core-minutes from the medians, 42 from the minima, about 0.4 h on 2 workers; "
+                    "45 core-minutes from the medians, 45 from the minima, about 0.4 h on 2 workers; "
                     "not measured, so not counted: train cvae")
     row = proc.stdout.split("\ntrain vae", 1)[1].splitlines()[0].split()
-    assert row[:5] == ["4", "4", "500", "650", "900"]  # stages in the tiny pipeline, measured, min, median, max
-    # of the tiny pipeline's stages the log measured evaluate@vae-2-0 and train@vae-3-0, the latter in CPU seconds
-    assert "2 measured in these logs (1 of them with CPU seconds" in proc.stdout
+    assert row[:5] == ["4", "1", "600", "600", "600"]  # stages in the tiny pipeline, measured, min, median, max
+    evaluate = proc.stdout.split("\nevaluate vae ", 1)[1].splitlines()[0].split()
+    assert evaluate[:4] == ["2", "1", "300", "300"]  # a kind with wall times only keeps them
+    assert "kinds counted in CPU seconds: train vae;" in proc.stdout
+    assert "2 measured in these logs" in proc.stdout  # of the tiny pipeline: evaluate@vae-2-0, train@vae-3-0

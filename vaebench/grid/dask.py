@@ -53,39 +53,28 @@ def local_cluster(workers: int):
         return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
 
 
-# glibc's tunables as environment variables (mallopt(3)): blocks up to 32 MiB (the largest threshold glibc takes on
-# 64-bit) come from the heap, and freed heap memory stays with the process for the next block (the trim
-# threshold, 1 TiB, is never reached), so a scoring's decoder blocks are page-faulted once, not once a block
+# glibc's tunables as environment variables (mallopt(3)), always set together (the trim threshold alone freezes the
+# mmap threshold at 128 KiB): blocks up to 32 MiB (the ceiling of glibc's own dynamic threshold) come from the
+# heap, and freed heap memory stays with the process for the next block (the trim threshold, 1 TiB, is never
+# reached), so a scoring's decoder blocks are page-faulted once, not once a block. Decimal byte counts: glibc
+# reads "32M" as 32 bytes.
 MALLOC_KEEP = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 
 def stage_env(threads: int) -> dict[str, str]:
-    """The environment of a stage's `dvc repro` on a worker: the worker's own, at `threads` threads, without what
-    Dask's Nanny added for the worker process's memory (`distributed.nanny.pre-spawn-environ`).
+    """The environment of a stage's `dvc repro` on a worker: the worker's own at `threads` threads, with
+    MALLOC_KEEP in place of the MALLOC_TRIM_THRESHOLD_=65536 Dask's Nanny gives every worker
+    (`distributed.nanny.pre-spawn-environ`, for the worker's own memory).
 
-    Why: the Nanny starts every worker with MALLOC_TRIM_THRESHOLD_=65536, and a child inherits it. Setting it turns
-    off glibc's dynamic mmap threshold, so every tensor over 128 KiB (a training step's activations, logits and
-    gradients) is a fresh mmap, page-faulted anew and unmapped when freed: about 4,200 page faults a step at
-    batch 256, 30 % of a training stage's CPU time spent in the kernel and a step 1.3-1.6x the CPU time of one
-    run from a shell (measured 2026-12-07 on the grid's own stage processes; `python bench/stage_env.py`).
-    The arithmetic, and so the bytes, do not depend on it; the speed does.
-
-    In its place, glibc's largest mmap threshold and no trimming (MALLOC_KEEP): with the dynamic threshold a
-    scoring's decoder blocks (1,024 rows x 500 and x 784 floats, MiBs each) can be returned to the kernel at the
-    heap's top after one block and page-faulted again for the next. Measured (AMD EPYC, load ~5): the IWAE of 60
-    images alone 0.78-0.80 -> 0.61-0.65 CPU s (50-67 k page faults -> 1.2 k); the real evaluate stage on 1,000
-    test images 38.5 -> 35.3 CPU s (the Nanny's setting: 56.6; `python bench/stage_env.py --stage evaluate`);
-    a training step unchanged. Arrays over 32 MiB (an epoch's binarised images) are mapped and unmapped as
-    before."""
-    import dask
-    import distributed  # noqa: F401  (its defaults, the Nanny's environ among them, join dask.config on import)
-
-    env = dict(os.environ)
-    for key, value in (dask.config.get("distributed.nanny.pre-spawn-environ", None) or {}).items():
-        # the thread counts stay (a stage's are set below; OpenBLAS's 1 as before), the memory knobs go
-        if not key.endswith("_NUM_THREADS") and env.get(key) == str(value):
-            del env[key]
-    return {**env, **MALLOC_KEEP, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    Why: a child inherits the Nanny's setting, and setting it turns off glibc's dynamic mmap threshold, so every
+    tensor over 128 KiB (a training step's activations, logits and gradients) is a fresh mmap, page-faulted anew
+    and unmapped when freed: about 4,200 page faults a step at batch 256, 30 % of a training stage's CPU time in
+    the kernel (measured 2026-12-07 on the grid's own stage processes). With MALLOC_KEEP instead (AMD EPYC, load
+    ~5; `python bench/stage_env.py`): the real evaluate stage on 1,000 test images 35.3 CPU s, a shell's
+    environment 38.5, the Nanny's 56.6; the IWAE of 60 images alone 0.61-0.65 against a shell's 0.78-0.80
+    (50-67 k page faults -> 1.2 k); a training step as in a shell. Arrays over 32 MiB (an epoch's binarised
+    images) are mapped and unmapped as before. The arithmetic, and so the bytes, do not depend on any of it."""
+    return {**os.environ, **MALLOC_KEEP, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
 class StageFailed(RuntimeError):
@@ -108,7 +97,8 @@ def run_stage(root: str, stage: str, threads: int, recheck: bool = False) -> dic
         raise StageFailed(f"{stage} failed on {socket.gethostname()} (exit {returncode}):\n"
                           f"{(stdout + stderr)[-3000:]}")
     if f"Running stage '{stage}'" in stdout:
-        how = "ran"
+        # a training resumed from models/<run>.partial ran only its last epochs: not the stage's cost
+        how = "ran (resumed)" if "resuming " in stderr else "ran"
     elif "is cached - skipping run" in stdout:
         how = "restored from the run-cache"
     else:
