@@ -133,15 +133,15 @@ def main() -> None:
         print(left_to_run([s for s in stages if s not in finished], seconds))
 
 
-def left_to_run(left: list[str], by_kind: dict[str, list[float]], workers: int = 2) -> str:
+def left_to_run(left: list[str], seconds: dict[str, list[float]], workers: int = 2) -> str:
     """What is left, by kind, and its projected core-minutes from each kind's median and minimum (a kind never
     measured is named, not counted); a resumable training's finished epochs are not subtracted."""
     count: dict[str, int] = defaultdict(int)
     for s in left:
         count[kind(s)] += 1
-    med = sum(n * statistics.median(by_kind[k]) for k, n in count.items() if by_kind.get(k)) / 60
-    lo = sum(n * min(by_kind[k]) for k, n in count.items() if by_kind.get(k)) / 60
-    unmeasured = sorted(k for k in count if not by_kind.get(k))
+    med = sum(n * statistics.median(seconds[k]) for k, n in count.items() if seconds.get(k)) / 60
+    lo = sum(n * min(seconds[k]) for k, n in count.items() if seconds.get(k)) / 60
+    unmeasured = sorted(k for k in count if not seconds.get(k))
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(count.items()))
     return (f"left: {len(left)} stages ({kinds}): {med:.0f} core-minutes from the medians, {lo:.0f} from the minima, "
             f"about {med / 60 / workers:.1f} h on {workers} workers"
