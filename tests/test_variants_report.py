@@ -543,3 +543,28 @@ def test_a_difference_within_the_seeds_noise_is_not_resolved(inputs, tmp_path) -
     assert float(row["p_improve"]) == pytest.approx(2 / 3, abs=1e-4)  # better than the VAE in seeds 1 and 2
     # the other rows of its kind are as before
     assert rows["beta4 z=20", "iwae_nll"]["verdict"] == "VAE z=20 lower by 4.00 (resolved at n = 3)"
+
+
+# ---------------------------------------------------------------- active units, seed-combined
+
+
+def test_active_units_print_as_mean_and_training_sd_in_both_tables() -> None:
+    """Three seeds with 15, 16 and 16 active units: by hand, mean 47/3 = 15.67 and sd sqrt(1/3) = 0.577, which the
+    tables print to 3 and 2 significant digits (not 15.6667); one run prints its count; equal seeds print no sd."""
+    from vaebench.report import variants as rv
+    from vaebench.report.seeds import combine
+    from vaebench.report.tables import units_cell
+
+    def run(units: int, seed: int) -> dict:
+        return {"model": "vae", "zdim": 20, "n_images": 100, "neg_elbo": 100.0 + seed, "test_elbo": -100.0 - seed,
+                "test_elbo_se": 0.3, "iwae_nll": 95.0 + seed, "iwae_nll_se": 0.3, "k": 5, "kl": 20.0,
+                "active_units": units, "train_seed": seed}
+
+    cell = combine([run(15, 0), run(16, 1), run(16, 2)], [0, 1, 2])
+    assert math.isclose(cell["active_units"], 47 / 3) and math.isclose(cell["active_units_train_sd"], math.sqrt(1 / 3))
+    assert units_cell(cell) == "15.7 ± 0.58"
+    r = rv.row(cell, PLAIN)  # the variants table's row: its csv carries the sd, its Markdown cell the rounding
+    assert math.isclose(r["active_units_train_sd"], math.sqrt(1 / 3), rel_tol=1e-4) and r["active_units_n"] == 3
+    assert rv._cells(r)[9] == "15.7 ± 0.58 / 20"
+    assert units_cell(combine([run(12, 0), run(12, 1), run(12, 2)], [0, 1, 2])) == "12"
+    assert units_cell(combine([run(12, 0)], [0])) == "12"

@@ -40,7 +40,7 @@ from vaebench.report.html import loaded_sources, machine, sources_sha256, write_
 from vaebench.report.references import COMPARISON_NOTE, REFERENCES, THESIS_POINTS, compares_to, thesis_value
 from vaebench.report.inputs import load_run, n_test_images, read_metrics, require_figures
 from vaebench.report.seeds import combine, spread_columns, spread_keys
-from vaebench.report.tables import SUMMARY_KEYS, md_row, num, spread, summary, to_csv
+from vaebench.report.tables import SUMMARY_KEYS, md_row, num, spread, summary, to_csv, units_cell
 from vaebench.report.comparisons import write_comparisons
 from vaebench.report.variants import load_variants, variant_summary, write_variants
 
@@ -263,8 +263,6 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
     for r in rows:
         marginal = (f"{spread(r, 'iwae_nll_marginal', 'iwae_nll_marginal_se')} ({r['k_marginal']})"
                     if r["iwae_nll_marginal"] is not None else "")
-        units = (f"{r['active_units']:.3g} ± {r['active_units_train_sd']:.2g}"
-                 if (r.get("active_units_n") or 0) > 1 and r["active_units_train_sd"] else f"{r['active_units']:g}")
         cells = [
             plots.MODEL_LABELS.get(r["model"], r["model"]),
             str(r["zdim"]),
@@ -273,7 +271,7 @@ def table_markdown(rows: Sequence[Mapping[str, Any]], params: Params, figures: S
             + (f"; eval. sd {r['iwae_nll_eval_sd']:.3f}" if r["iwae_nll_eval_sd"] is not None else "") + ")",
             marginal,
             _exact_cell(r),
-            f"{units} / {r['zdim']}",
+            f"{units_cell(r)} / {r['zdim']}",
             "" if r["thesis"] is None else f"{r['thesis']:g}",
         ]
         lines.append(md_row(cells))

@@ -76,6 +76,13 @@ def spread(row: Mapping[str, Any], key: str, se: str | None = None) -> str:
     return text if se_value is None else f"{text}; s.e. {se_value:.2f}"
 
 
+def units_cell(row: Mapping[str, Any]) -> str:
+    """Active units as a Markdown cell: a seed mean ± its training-seed sd (3 and 2 significant digits: a count
+    averaged over 3 seeds has no more), or one run's count as it is."""
+    n, sd = row.get("active_units_n") or 0, row.get("active_units_train_sd")
+    return f"{row['active_units']:.3g} ± {sd:.2g}" if n > 1 and sd else f"{row['active_units']:g}"
+
+
 def md_row(cells: Sequence[str]) -> str:
     # a bare "|" (as in p(x|y)) would end the cell: escape it
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"

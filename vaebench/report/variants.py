@@ -33,12 +33,12 @@ from vaebench.report.references import VARIANT_COMPARISON_NOTE, VARIANT_REFERENC
 from vaebench.report.inputs import RESTORE_KEYS, load_run, n_test_images, require_figures
 from vaebench.report.seeds import SPREAD_FIELDS, combine, spread_columns, spread_keys, spread_of
 from vaebench.report.stats import aggregate
-from vaebench.report.tables import SUMMARY_KEYS, md_row, num, pm, spread, summary, to_csv
+from vaebench.report.tables import SUMMARY_KEYS, md_row, num, pm, spread, summary, to_csv, units_cell
 
 VARIANT_SUMMARY_KEYS = SUMMARY_KEYS + ("rate", "distortion", "exact_nll", "exact_nll_se", "iwae_gap_to_exact",
                                        "restore_nll", "restore_nll_se", "restore_nll_clean")
 # the numbers whose training-seed sd, n and 95 % interval variants.csv carries beside the mean
-VARIANT_SPREAD = ("neg_elbo", "iwae_nll", "exact_nll", "rate", "distortion", "restore_nll")
+VARIANT_SPREAD = ("neg_elbo", "iwae_nll", "exact_nll", "rate", "distortion", "restore_nll", "active_units")
 VARIANT_COLUMNS = ("run", "model", "setting", "latent", "size", "classes", "n_seeds", "n_images", "neg_elbo", "neg_elbo_se",
                    "iwae_nll", "iwae_nll_se", "k", "exact_method", "exact_nll", "exact_nll_se", "exact_states",
                    "iwae_gap_to_exact", "rate", "distortion", "active_units", *RESTORE_KEYS,
@@ -239,7 +239,7 @@ def _cells(r: Mapping[str, Any]) -> list[str]:
         "" if r["iwae_gap_to_exact"] is None else f"{r['iwae_gap_to_exact']:.2f}",
         spread(r, "rate"),
         spread(r, "distortion"),
-        f"{r['active_units']:g} / {r['size']}",
+        f"{units_cell(r)} / {r['size']}",
         restore,
     ]
 
