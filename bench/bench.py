@@ -56,6 +56,7 @@ import torch
 import vaebench
 from vaebench.run.callbacks import Callback
 from vaebench.run.fit import fit
+from vaebench.run.optim import FlatRMSprop
 from vaebench.config import Params, load_params
 from vaebench.run.data import Mnist, binarize_test, load_mnist
 from vaebench.core.estimators import iwae_log_px
@@ -234,7 +235,8 @@ def train(args: argparse.Namespace, params: Params, peak_gflops: float) -> None:
     data, what = training_data(args, n_default)
     model_name, zdim, h = args.model, args.zdim, args.hidden
     fpi = train_flops_per_image(zdim, h, model_name == "cvae")
-    print(f"model {model_name} z={zdim} hidden={h}, optimizer {params.train.optimizer}, data: {what}; "
+    update = f" (update: {FlatRMSprop.update_path()})" if params.train.optimizer == "rmsprop" else ""
+    print(f"model {model_name} z={zdim} hidden={h}, optimizer {params.train.optimizer}{update}, data: {what}; "
           f"{fpi / 1e6:.2f} MFLOP per training image (6*MACs - 2*784*H)")
     print(f"best of {args.repeat} epochs per batch size (the peak is a best too); 'median' is the median run's share")
     print(f"{'batch':>6} {'images':>7} {'epoch s':>8} {'steps s':>8} {'other s':>8} {'img/s':>8} "

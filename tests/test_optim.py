@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import pytest
 import torch
 
 from vaebench.core.models import build_model
+from vaebench.run import fused
 from vaebench.run.optim import FlatAdam, FlatRMSprop, sqrt_floor
 from vaebench.run.state import load_state, save_state
 
@@ -16,6 +18,46 @@ PAIRS = {
     "rmsprop": (torch.optim.RMSprop, FlatRMSprop, {"lr": 1e-3, "eps": 1e-8}),
     "adam": (torch.optim.Adam, FlatAdam, {"lr": 1e-3, "eps": 1e-4}),
 }
+
+
+@pytest.fixture
+def use_path(monkeypatch, request):
+    """use_path(p): RMSprop from here on through the fused kernel (p = "fused": one torch thread, as the kernel
+    needs; skipped where this machine builds no kernel) or torch's ops; with the fused path the test checks at
+    its end that the kernel did run."""
+    threads, calls = torch.get_num_threads(), []
+
+    def use(path: str) -> None:
+        monkeypatch.setenv("VAEBENCH_FUSED", "1" if path == "fused" else "0")
+        monkeypatch.setattr(fused, "kernel", functools.cache(fused.kernel.__wrapped__))
+        if path != "fused":
+            return
+        if fused.kernel()[0] is None:
+            pytest.skip(fused.kernel()[1])
+        torch.set_num_threads(1)
+        step = fused.Kernel.step
+        monkeypatch.setattr(fused.Kernel, "step", lambda self, *a, **kw: calls.append(1) or step(self, *a, **kw))
+        request.addfinalizer(lambda: torch.set_num_threads(threads))
+        request.addfinalizer(lambda: calls or pytest.fail("the fused kernel never ran"))
+
+    return use
+
+
+def _denominators(flat: FlatRMSprop, before: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+    """sqrt(v) + eps of the step just taken, per parameter: torch's ops leave them in the work buffer; the fused
+    kernel keeps them in L1, so its step is repeated on copies of the state before it (`before`: weights and
+    square_avg), asking for them."""
+    group = flat.param_groups[0]
+    k = fused.kernel()[0]
+    if k is None:
+        return [slot["work"] for slot in flat.slots]
+    out = []
+    for (w, v), p in zip(before, group["params"]):
+        d = torch.empty_like(w)
+        k.step(w.clone(), v.clone(), p.grad, group["alpha"], group["eps"], group["lr"], sqrt_floor(group["eps"]),
+               denominators=d)
+        out.append(d)
+    return out
 
 
 def _model() -> torch.nn.Module:
@@ -43,8 +85,9 @@ def _steps(model: torch.nn.Module, opt: torch.optim.Optimizer, start: int, stop:
     return snapshots
 
 
-@pytest.mark.parametrize("name", sorted(PAIRS))
-def test_each_step_gives_the_bytes_of_torchs_optimiser(name) -> None:
+@pytest.mark.parametrize(("name", "path"), [("rmsprop", "fused"), ("rmsprop", "torch ops"), ("adam", "torch ops")])
+def test_each_step_gives_the_bytes_of_torchs_optimiser(name, path, use_path) -> None:
+    use_path(path)
     ref_cls, flat_cls, kw = PAIRS[name]
     a = _model()
     b = copy.deepcopy(a)
@@ -132,9 +175,12 @@ def test_the_root_floor_changes_no_denominator_for_any_fp32_value_below_it() -> 
     assert torch.sqrt(torch.tensor(floor * 16, dtype=torch.float32)).add_(eps) != eps32
 
 
-def test_a_state_decayed_into_subnormals_steps_to_torchs_bytes() -> None:
+@pytest.mark.parametrize("path", ["fused", "torch ops"])
+def test_a_state_decayed_into_subnormals_steps_to_torchs_bytes(path, use_path) -> None:
     """The regime the floor is for: a unit that stopped firing (zero gradients) whose square_avg sits at subnormal
-    and sub-floor values, as after ~9,000 steps of decay by 0.99; 25 steps of FlatRMSprop and torch's RMSprop."""
+    and sub-floor values, as after ~9,000 steps of decay by 0.99; 25 steps of FlatRMSprop and torch's RMSprop,
+    through the fused kernel and through torch's ops."""
+    use_path(path)
     a = _model()
     b = copy.deepcopy(a)
     ref, flat = torch.optim.RMSprop(a.parameters(), lr=1e-3, eps=1e-8), FlatRMSprop(b.parameters(), lr=1e-3, eps=1e-8)
@@ -154,12 +200,14 @@ def test_a_state_decayed_into_subnormals_steps_to_torchs_bytes() -> None:
     for model in (a, b):
         model.encoder[0].weight.register_hook(lambda grad: grad * scale)
     for step in range(1, 26):
+        before = [(p.detach().clone(), slot["square_avg"].clone()) for p, slot in zip(b.parameters(), flat.slots)]
         (pa,), (pb,) = _steps(a, ref, step, step + 1), _steps(b, flat, step, step + 1)
         assert all(torch.equal(u, v) for u, v in zip(pa, pb)), f"weights differ after step {step + 1}"
-        # the denominators themselves (a tiny gradient's update can vanish in the weight's rounding)
-        for i, p in enumerate(a.parameters()):
+        # the denominators themselves (a tiny gradient's update can vanish in the weight's rounding): the fused
+        # kernel keeps them in L1, so its step is repeated on the state before it, asking for them
+        for p, got in zip(a.parameters(), _denominators(flat, before)):
             want = ref.state[p]["square_avg"].sqrt().add_(1e-8)
-            assert torch.equal(flat.slots[i]["work"], want), f"denominators differ after step {step + 1}"
+            assert torch.equal(got, want), f"denominators differ after step {step + 1}"
     sq = flat.state_dict()["state"][0]["square_avg"]  # (40, 794)
     assert ((sq[0::3] > 0) & (sq[0::3] < torch.finfo(torch.float32).tiny)).any()  # subnormals were stepped through
     assert ((sq[1::3] > 0) & (sq[1::3] < sqrt_floor(1e-8))).any()  # and sub-floor entries with a gradient
@@ -172,7 +220,8 @@ def test_the_floor_is_zero_where_it_cannot_be_proven() -> None:
     assert sqrt_floor(1e-4) == 2.0 ** -78 and sqrt_floor(1e-8, torch.float64) > 0
 
 
-def test_the_floor_follows_the_eps_of_a_loaded_state() -> None:
+@pytest.mark.parametrize("path", ["fused", "torch ops"])
+def test_the_floor_follows_the_eps_of_a_loaded_state(path, use_path) -> None:
     """A state saved with eps 1e-8 loaded into an optimiser built with eps 1e-4: the loaded group's eps rules, and
     with it the floor (1e-4's floor, 2^-78, would turn sqrt(1e-25) + 1e-8 into 1e-8 and move the weights)."""
     a = _model()
@@ -184,10 +233,12 @@ def test_the_floor_follows_the_eps_of_a_loaded_state() -> None:
     for st in state["state"].values():
         st["square_avg"].fill_(1e-25)
     ref.load_state_dict(state), flat.load_state_dict(state)
+    use_path(path)
+    before = [(p.detach().clone(), slot["square_avg"].clone()) for p, slot in zip(b.parameters(), flat.slots)]
     (pa,), (pb,) = _steps(a, ref, 1, 2), _steps(b, flat, 1, 2)
     assert all(torch.equal(u, v) for u, v in zip(pa, pb))
-    for i, p in enumerate(a.parameters()):  # the denominators (the zero-gradient entries' updates are 0 either way)
-        assert torch.equal(flat.slots[i]["work"], ref.state[p]["square_avg"].sqrt().add_(1e-8))
+    for p, got in zip(a.parameters(), _denominators(flat, before)):  # (zero-gradient entries' updates are 0 either way)
+        assert torch.equal(got, ref.state[p]["square_avg"].sqrt().add_(1e-8))
 
 
 def test_a_state_with_a_negative_square_avg_is_refused() -> None:
@@ -198,3 +249,18 @@ def test_a_state_with_a_negative_square_avg_is_refused() -> None:
     state["state"][0]["square_avg"][0, 0] = -1e-40
     with pytest.raises(ValueError, match="negative square_avg"):
         FlatRMSprop(model.parameters(), lr=1e-3).load_state_dict(state)
+
+
+def test_the_fused_kernel_builds_and_gives_torchs_bytes_on_this_machine() -> None:
+    """Where a C compiler, AVX2 with FMA and torch's MKL are present (CI's machines, this project's), the fused
+    RMSprop kernel must be in use: its fallback keeps the bytes, so only this test notices a kernel that stopped
+    building or stopped agreeing with torch's ops (its probe compares every bit)."""
+    import shutil
+
+    cpu = open("/proc/cpuinfo").read() if Path("/proc/cpuinfo").exists() else ""
+    if not (shutil.which("cc") or shutil.which("gcc")) or not torch.backends.mkl.is_available() \
+            or " avx2" not in cpu or " fma" not in cpu:
+        pytest.skip("no C compiler, MKL or AVX2 with FMA here: torch's ops are the path")
+    k, why = fused.kernel.__wrapped__()
+    assert k is not None, why
+    assert why == "fused kernel"

@@ -73,8 +73,12 @@ class Draws:
 
     def bernoulli(self, p: torch.Tensor) -> torch.Tensor:
         """0/1 float32 of p's shape, 1 with probability p (a uniform draw below p)."""
+        return self.bits(p).float()
+
+    def bits(self, p: torch.Tensor) -> torch.Tensor:
+        """`bernoulli`'s draw as uint8 0/1 (a quarter of the memory; torch converts uint8 to float faster than bool)."""
         u = self.rng.random(tuple(p.shape), dtype=np.float32)
-        return torch.from_numpy(u < p.cpu().numpy()).float()
+        return torch.from_numpy((u < p.cpu().numpy()).view(np.uint8))
 
     def gumbel(self, shape: tuple[int, ...]) -> torch.Tensor:
         """Standard Gumbel draws -log(-log U), float32 (computed in float64: never infinite)."""

@@ -24,7 +24,8 @@ class RelockRefused(RuntimeError):
 
 
 def _is_module(path: str) -> bool:
-    return path.endswith(".py") and "vaebench/" in path
+    """vaebench's code: its modules and the C source one of them compiles (run/rmsprop_kernel.c)."""
+    return path.endswith((".py", ".c")) and "vaebench/" in path
 
 
 def _without(params: dict[str, Any] | None, added: dict[str, Any]) -> dict[str, Any] | None:

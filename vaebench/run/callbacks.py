@@ -61,6 +61,12 @@ class Resumable(Callback):
         shutil.rmtree(run.partial, ignore_errors=True)
 
 
+def _update_path(opt: object) -> str:
+    """'; RMSprop: fused kernel' (or torch ops, and why), for an optimiser that has two paths; else ''."""
+    path = getattr(opt, "update_path", None)
+    return f"; {type(opt).__name__.removeprefix('Flat')}: {path()}" if path is not None else ""
+
+
 class TimeEstimate(Callback):
     """Say before the first epoch which epochs will run and roughly how long (one step timed on a copy)."""
 
@@ -73,7 +79,7 @@ class TimeEstimate(Callback):
         t_step = self.seconds_per_step(run)
         run.log(f"training {run.label}: epochs {run.start + 1}-{run.epochs} of {run.epochs}, {run.steps} steps of "
                 f"{run.batch_size} images each; about {duration(t_step * run.steps * (run.epochs - run.start))} "
-                f"(a step timed at {t_step * 1000:.0f} ms)")
+                f"(a step timed at {t_step * 1000:.0f} ms{_update_path(run.opt)})")
 
 
 class LiveCurves(Callback):

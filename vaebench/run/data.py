@@ -274,12 +274,18 @@ def binarize_train(x: torch.Tensor, mode: str, seed: int, epoch: int) -> torch.T
     dynamic: a fresh Bernoulli draw every epoch (Burda et al. 2016, the standard for likelihoods);
     static: one draw, the same every epoch; threshold: pixel > 0.5.
     """
+    return training_bits(x, mode, seed, epoch).float()
+
+
+def training_bits(x: torch.Tensor, mode: str, seed: int, epoch: int) -> torch.Tensor:
+    """`binarize_train`'s bits as uint8 (N, 784): what fit() holds for an epoch, turning only each minibatch to
+    float (a float copy of 58,000 images is 182 MB, written and page-faulted anew every epoch)."""
     if mode == "threshold":
-        return (x > 0.5).float()
+        return (x > 0.5).to(torch.uint8)
     if mode == "static":
-        return Draws(Stream.STATIC_BITS, seed).bernoulli(x)
+        return Draws(Stream.STATIC_BITS, seed).bits(x)
     if mode == "dynamic":
-        return Draws(Stream.DYNAMIC_BITS, seed, epoch).bernoulli(x)
+        return Draws(Stream.DYNAMIC_BITS, seed, epoch).bits(x)
     raise ValueError(f"unknown binarisation {mode!r}")
 
 

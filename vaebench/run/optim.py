@@ -19,6 +19,10 @@ sqrt(v) + eps does for every v below it: the denominators, and so the weights, a
 (`sqrt_floor` checks it with torch's own kernels; tests/test_optim.py checks every fp32 value below the
 floor).
 
+On one thread (the grid's setting) FlatRMSprop hands each parameter's update to a fused kernel (run/fused.py):
+the same operations in one pass over memory instead of six, checked against torch's ops on this machine
+before it is used, so the bytes are the same with or without it.
+
 The arithmetic is torch's own, operation for operation (torch/optim/rmsprop.py and adam.py,
 `_single_tensor_*` with the defaults vaebench uses: no weight decay, momentum, centring or amsgrad): the
 weights are the bytes torch's optimisers give (tests/test_optim.py checks it step by step). The state_dict
@@ -34,6 +38,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+
+from vaebench.run import fused
 
 
 # the rest of torch's param group, at the values these implement: a state_dict written here loads into torch's
@@ -136,6 +142,14 @@ class FlatRMSprop(_Flat):
         super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps, **_TORCH_GROUP,
                                   "momentum": 0, "centered": False})
 
+    @staticmethod
+    def update_path() -> str:
+        """How a step updates the weights in this process, for the console: the fused kernel or torch's ops."""
+        k, why = fused.kernel()
+        if k is not None and torch.get_num_threads() > 1:
+            return f"torch ops ({torch.get_num_threads()} threads; the fused kernel runs on one)"
+        return why
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         # v >= 0 always (alpha v + (1 - alpha) g^2 from zeros); a negative one would make torch's root NaN and ours not
@@ -144,10 +158,13 @@ class FlatRMSprop(_Flat):
 
     def _update(self, p: torch.Tensor, g: torch.Tensor, slot: dict[str, torch.Tensor], group: dict[str, Any]) -> None:
         v, d = slot["square_avg"], slot["work"]
-        v.mul_(group["alpha"]).addcmul_(g, g, value=1 - group["alpha"])
         floor = sqrt_floor(group["eps"], v.dtype)  # read from the group each step: a loaded state may bring its own eps
-        torch.clamp_min(v, floor, out=d).sqrt_().add_(group["eps"])  # d = sqrt(v) + eps, to the bit
-        p.addcdiv_(g, d, value=-group["lr"])
+        # the fused kernel runs on one thread: with more, torch's parallel passes are faster (measured at 2)
+        k = fused.kernel()[0] if p.device.type == "cpu" and torch.get_num_threads() == 1 else None
+        if k is not None and p.dtype == g.dtype == torch.float32 and p.is_contiguous() and g.is_contiguous():
+            k.step(p.data, v, g, group["alpha"], group["eps"], group["lr"], floor)  # one pass, the same bytes
+        else:
+            fused.torch_step(p, v, g, d, group["alpha"], group["eps"], group["lr"], floor)
 
 
 class FlatAdam(_Flat):
