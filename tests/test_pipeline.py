@@ -244,6 +244,17 @@ def _source(root: Path, module: str) -> str:
     return f"{path}.py" if (root / f"{path}.py").exists() else f"{path}/__init__.py"
 
 
+def check_declared_code(root: Path, name: str, stage: dict) -> None:
+    """A lock entry lists exactly the vaebench modules its command imports, and the C source run/fused.py
+    compiles (code the stage runs too) exactly where fused.py is among them."""
+    declared = {d["path"] for d in stage["deps"] if d["path"].startswith("vaebench/") and d["path"].endswith(".py")}
+    imported = _imported_modules(root, stage["cmd"])
+    kernel = any(d["path"] == "vaebench/run/rmsprop_kernel.c" for d in stage["deps"])
+    assert kernel == ("vaebench/run/fused.py" in imported), f"{name}: run/rmsprop_kernel.c listed: {kernel}"
+    assert imported <= declared, f"{name} imports {sorted(imported - declared)} but dvc.yaml does not list them"
+    assert declared <= imported, f"{name} lists {sorted(declared - imported)}, which its command never imports"
+
+
 def test_every_stage_declares_every_module_its_command_imports(project: Path) -> None:
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     kinds = {}  # one stage of each kind (matrix items share their command's imports)
@@ -251,13 +262,7 @@ def test_every_stage_declares_every_module_its_command_imports(project: Path) ->
         kinds.setdefault(name.split("@")[0], (name, stage))
     assert set(kinds) == {"check", "download", "train", "evaluate", "exact", "figures", "report"}
     for kind, (name, stage) in kinds.items():
-        declared = {d["path"] for d in stage["deps"] if d["path"].startswith("vaebench/") and d["path"].endswith(".py")}
-        imported = _imported_modules(project, stage["cmd"])
-        # the C source run/fused.py compiles is code the stage runs too: listed wherever fused.py is
-        kernel = any(d["path"] == "vaebench/run/rmsprop_kernel.c" for d in stage["deps"])
-        assert kernel == ("vaebench/run/fused.py" in imported), f"{name}: run/rmsprop_kernel.c listed: {kernel}"
-        assert imported <= declared, f"{name} imports {sorted(imported - declared)} but dvc.yaml does not list them"
-        assert declared <= imported, f"{name} lists {sorted(declared - imported)}, which its command never imports"
+        check_declared_code(project, name, stage)
     # the commands rewrote their outputs with the same bytes: nothing is stale
     assert "changed" not in run(project, "dvc", "status").stdout
 

@@ -581,7 +581,7 @@ def test_variant_runs_are_dvc_matrix_items_scored_like_the_grid(tmp_path: Path) 
     """A tiny pipeline with two variants: readable stage names, each stage declaring exactly the modules its
     command imports, the variant metrics, and nothing stale after a second `dvc repro`."""
     from tests.dvcproject import TINY, make_project, run
-    from tests.test_pipeline import _imported_modules
+    from tests.test_pipeline import check_declared_code
 
     params = {**TINY, "grid": {"models": ["vae"], "zdims": [2], "seeds": [0]},
               "variants": {"defs": {"cat3": {"latent": "categorical", "classes": 3}, "dn": {"noise": 0.2}},
@@ -601,8 +601,7 @@ def test_variant_runs_are_dvc_matrix_items_scored_like_the_grid(tmp_path: Path) 
     assert (project / "plots/runs/cat3-2-0/samples_cat3-2.png").exists()
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     for name in ("train-variant@cat3-2-0", "evaluate-variant@cat3-2-0", "figures-variant@dn-2-0"):
-        declared = {d["path"] for d in lock[name]["deps"] if d["path"].startswith("vaebench/")}
-        assert _imported_modules(project, lock[name]["cmd"]) == declared, name
+        check_declared_code(project, name, lock[name])
     assert "Running stage" not in run(project, "dvc", "repro").stdout
 
 
