@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,12 @@ from vaebench.run.data import download
 # The tests' models are tiny: one thread avoids OpenMP spin-waiting, which on a loaded 2-core
 # machine made each step 100x slower. Results do not depend on it (see README, determinism).
 torch.set_num_threads(1)
+
+# The fused optimiser kernel (vaebench/run/fused.py) is compiled into a folder of this test process's own, not the
+# user's ~/.cache (the stages the tests start inherit it): the tests write nothing outside their temporary folders.
+if "VAEBENCH_KERNEL_CACHE" not in os.environ:
+    _kernels = tempfile.TemporaryDirectory(prefix="vaebench-kernels-")
+    os.environ["VAEBENCH_KERNEL_CACHE"] = _kernels.name
 
 
 @pytest.fixture(scope="session")

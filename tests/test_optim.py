@@ -264,3 +264,17 @@ def test_the_fused_kernel_builds_and_gives_torchs_bytes_on_this_machine() -> Non
     k, why = fused.kernel.__wrapped__()
     assert k is not None, why
     assert why == "fused kernel"
+
+
+@pytest.mark.parametrize("path", ["fused", "torch ops"])
+def test_a_step_counts_as_an_in_place_change_of_the_weights(path, use_path) -> None:
+    """The kernel writes through pointers; it still bumps the weights' version as torch's in-place ops do, so autograd
+    refuses a graph that saved the weights before the step instead of differentiating it with the new ones."""
+    use_path(path)
+    p = torch.nn.Parameter(torch.randn(64))
+    opt = FlatRMSprop([p], lr=1e-3)
+    stale = (p * p).sum()  # saves p
+    (p * 2.0).sum().backward()
+    opt.step()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        stale.backward()

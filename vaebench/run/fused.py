@@ -49,7 +49,7 @@ def _compiler() -> str | None:
 
 def _build(cc: str) -> Path:
     """The shared library for this source and compiler, compiled once (atomically: a rename) and cached."""
-    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+    version = subprocess.run([cc, "--version"], capture_output=True, timeout=60).stdout.decode(errors="replace")
     key = hashlib.sha256(SOURCE.read_bytes() + repr((cc, version, FLAGS)).encode()).hexdigest()[:16]
     out = cache_dir() / f"rmsprop-{key}.so"
     if out.exists():
@@ -58,9 +58,10 @@ def _build(cc: str) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
     try:
-        proc = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True)
+        proc = subprocess.run([cc, *FLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, timeout=300)
         if proc.returncode != 0:
-            raise OSError(f"{cc} failed: {proc.stderr.strip()[-500:]}")
+            raise OSError(f"{cc} failed: {proc.stderr.decode(errors='replace').strip()[-500:]}")
+        os.chmod(tmp, 0o755)  # mkstemp made it 0600: others sharing the cache folder must be able to load it
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -86,10 +87,19 @@ class Kernel:
         """p, v, g: contiguous float32 CPU tensors of one shape (`denominators` too, if given: it receives
         sqrt(v) + eps). The scalars are rounded to float as torch rounds its Python scalars (ctypes.c_float
         rounds to nearest, as torch's cast does)."""
+        for t in (v, g, *([] if denominators is None else [denominators])):  # raw pointers: refuse what would overrun
+            if t.shape != p.shape or t.dtype != torch.float32 or not t.is_contiguous() or t.device.type != "cpu":
+                raise ValueError("the fused kernel takes contiguous float32 CPU tensors of one shape")
+        if p.dtype != torch.float32 or not p.is_contiguous() or p.device.type != "cpu":
+            raise ValueError("the fused kernel takes contiguous float32 CPU tensors of one shape")
         rc = self.fn(p.data_ptr(), v.data_ptr(), g.data_ptr(), p.numel(), alpha, 1 - alpha, floor, eps, -lr,
                      self.vsqrt, None if denominators is None else denominators.data_ptr())
         if rc != 0:
             raise RuntimeError("this CPU lacks AVX2 or FMA")
+        # written through a pointer: bump the versions as torch's in-place ops do, so that autograd still refuses a
+        # graph that saved the old weights or state
+        torch.autograd.graph.increment_version(p)
+        torch.autograd.graph.increment_version(v)
 
 
 def torch_step(p: torch.Tensor, v: torch.Tensor, g: torch.Tensor, d: torch.Tensor, alpha: float, eps: float,
@@ -137,7 +147,7 @@ def kernel() -> tuple[Kernel | None, str]:
     try:
         k = Kernel(_build(cc))
         why = _probe_agrees(k)
-    except (OSError, AttributeError, RuntimeError) as e:
+    except (OSError, AttributeError, RuntimeError, subprocess.SubprocessError) as e:
         return None, f"torch ops (the fused kernel is unavailable: {e})"
     if why is not None:
         return None, f"torch ops (the fused kernel's bytes are not torch's here: {why})"
