@@ -15,7 +15,6 @@ The weights are the same bytes either way (tests/test_optim.py), so the two path
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from pathlib import Path
@@ -32,12 +31,9 @@ from vaebench.run.data import load_mnist, training_bits
 from vaebench.run.fit import make_optimizer
 from vaebench.streams import Draws, Stream
 
+from bench import load  # bench/bench.py's (bench/ is first on sys.path when this runs as a script)
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load {one:.2f}/{five:.2f}"
 
 
 def main() -> None:

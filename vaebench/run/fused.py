@@ -69,6 +69,13 @@ def _build(cc: str) -> Path:
     return out
 
 
+def fits(*tensors: torch.Tensor) -> bool:
+    """Whether the kernel can take these: contiguous float32 CPU tensors of one shape (it reads raw pointers)."""
+    shape = tensors[0].shape
+    return all(t.shape == shape and t.dtype == torch.float32 and t.is_contiguous() and t.device.type == "cpu"
+               for t in tensors)
+
+
 class Kernel:
     """The compiled step, bound to torch's vmsSqrt."""
 
@@ -87,10 +94,7 @@ class Kernel:
         """p, v, g: contiguous float32 CPU tensors of one shape (`denominators` too, if given: it receives
         sqrt(v) + eps). The scalars are rounded to float as torch rounds its Python scalars (ctypes.c_float
         rounds to nearest, as torch's cast does)."""
-        for t in (v, g, *([] if denominators is None else [denominators])):  # raw pointers: refuse what would overrun
-            if t.shape != p.shape or t.dtype != torch.float32 or not t.is_contiguous() or t.device.type != "cpu":
-                raise ValueError("the fused kernel takes contiguous float32 CPU tensors of one shape")
-        if p.dtype != torch.float32 or not p.is_contiguous() or p.device.type != "cpu":
+        if not fits(p, v, g, *([] if denominators is None else [denominators])):  # refuse what would overrun
             raise ValueError("the fused kernel takes contiguous float32 CPU tensors of one shape")
         rc = self.fn(p.data_ptr(), v.data_ptr(), g.data_ptr(), p.numel(), alpha, 1 - alpha, floor, eps, -lr,
                      self.vsqrt, None if denominators is None else denominators.data_ptr())

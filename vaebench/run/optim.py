@@ -160,8 +160,8 @@ class FlatRMSprop(_Flat):
         v, d = slot["square_avg"], slot["work"]
         floor = sqrt_floor(group["eps"], v.dtype)  # read from the group each step: a loaded state may bring its own eps
         # the fused kernel runs on one thread: with more, torch's parallel passes are faster (measured at 2)
-        k = fused.kernel()[0] if p.device.type == "cpu" and torch.get_num_threads() == 1 else None
-        if k is not None and p.dtype == g.dtype == torch.float32 and p.is_contiguous() and g.is_contiguous():
+        k = fused.kernel()[0] if torch.get_num_threads() == 1 and fused.fits(p, v, g) else None
+        if k is not None:
             k.step(p, v, g, group["alpha"], group["eps"], group["lr"], floor)  # one pass, the same bytes
         else:
             fused.torch_step(p, v, g, d, group["alpha"], group["eps"], group["lr"], floor)
