@@ -278,3 +278,70 @@ def test_a_step_counts_as_an_in_place_change_of_the_weights(path, use_path) -> N
     opt.step()
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         stale.backward()
+
+
+def _training_steps(model_name: str, variant, optimizer: str, in_backward: bool, steps: int = 4) -> list[torch.Tensor]:
+    """The weights after `steps` steps of fit's objective for `variant`, stepped either way."""
+    from vaebench.core.objectives import training_bound
+    from vaebench.run.fit import make_optimizer
+    from vaebench.streams import Draws, Stream
+
+    gen = torch.Generator().manual_seed(1)
+    x, y = (torch.rand(48, 784, generator=gen) < 0.3).float(), torch.randint(0, 10, (48,), generator=gen)
+    torch.manual_seed(0)
+    model = build_model(model_name, 3, 40, variant=variant)
+    opt, g = make_optimizer(optimizer, model.parameters(), 1e-3), Draws(Stream.EPOCH, 0, 0)
+    for _ in range(steps):
+        loss = -training_bound(model, variant, x, x, y if model_name == "cvae" else None, g, torch.device("cpu"),
+                               0.5).mean()
+        if in_backward:
+            opt.backward_step(loss)
+            assert all(p.grad is None for p in model.parameters())  # each gradient freed where it was used
+        else:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
+@pytest.mark.parametrize("case", ["vae", "cvae", "beta", "iwae", "dreg", "categorical", "free bits"])
+def test_updating_inside_the_backward_pass_gives_steps_bytes_for_every_objective(case, optimizer, use_path) -> None:
+    """backward_step updates each weight as soon as its gradient is complete, during the backward pass: the same
+    bytes as backward() then step(), for each objective fit trains (DReG's second decoder pass reads detached
+    decoder weights: had it run after their update, autograd would have raised)."""
+    import dataclasses
+
+    from vaebench.core.variants import PLAIN
+
+    use_path("fused" if optimizer == "rmsprop" else "torch ops")
+    variant = {"beta": dataclasses.replace(PLAIN, beta=4.0), "iwae": dataclasses.replace(PLAIN, objective="iwae", k=5),
+               "dreg": dataclasses.replace(PLAIN, objective="dreg", k=5),
+               "categorical": dataclasses.replace(PLAIN, latent="categorical", classes=4),
+               "free bits": dataclasses.replace(PLAIN, free_bits=0.5)}.get(case, PLAIN)
+    name = "cvae" if case == "cvae" else "vae"
+    before = _training_steps(name, variant, optimizer, in_backward=False, steps=0)
+    stepped, in_backward = (_training_steps(name, variant, optimizer, flag) for flag in (False, True))
+    assert all(torch.equal(a, b) for a, b in zip(stepped, in_backward))
+    assert not all(torch.equal(a, b) for a, b in zip(before, in_backward))  # the weights did move
+
+
+@pytest.mark.parametrize("path", ["fused", "torch ops"])
+def test_an_update_inside_the_backward_pass_is_refused_where_the_graph_still_needs_the_weight(path, use_path) -> None:
+    """A node that saved a detached view of a weight and runs after the weight's gradient is complete: the update's
+    version bump makes autograd raise instead of differentiating with the updated weight."""
+    use_path(path)
+    w = torch.nn.Parameter(torch.randn(8, 8))
+    opt = FlatRMSprop([w], lr=1e-3)
+    u = torch.randn(4, 8, requires_grad=True)
+    late = (u @ w.detach()).sum()  # built first, so autograd runs its backward (which reads w) after w's gradient
+    early = (torch.randn(4, 8) @ w).sum()  # w's whole gradient
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        opt.backward_step(early + late)
+
+
+def test_a_parameter_without_a_gradient_is_refused_inside_the_backward_pass_too() -> None:
+    model = _model()
+    opt = FlatRMSprop(model.parameters(), lr=1e-3)
+    with pytest.raises(RuntimeError, match="no gradient"):
+        opt.backward_step(model.decoder[-1].bias.sum())

@@ -29,7 +29,7 @@ from vaebench.run.callbacks import Callback, Console, LiveCurves, Resumable, Tim
 from vaebench.run.checkpoint import save_checkpoint
 from vaebench.run.data import Mnist, binarize_test, binarize_validation, flip_bits, load_mnist, training_bits
 from vaebench.run.fingerprint import run_fingerprint
-from vaebench.run.optim import FlatAdam, FlatRMSprop
+from vaebench.run.optim import FlatAdam, FlatOptimizer, FlatRMSprop
 from vaebench.streams import Draws, Stream, stream_seed
 
 
@@ -50,7 +50,7 @@ class Run:
     tc: TrainConfig
     variant: Variant
     model: VAE
-    opt: torch.optim.Optimizer
+    opt: FlatOptimizer
     fingerprint: dict[str, Any]
     out_dir: Path
     device: torch.device
@@ -100,7 +100,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_optimizer(name: str, params: Any, lr: float, eps: float = 1e-8) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params: Any, lr: float, eps: float = 1e-8) -> FlatOptimizer:
     """RMSprop (alpha 0.99) or Adam (betas 0.9, 0.999, as Burda et al. 2016 state), with `eps`: torch's
     arithmetic over one flat buffer (run/optim.py; the same bytes as torch.optim's, in a tenth of the calls)."""
     if name == "rmsprop":
@@ -134,10 +134,7 @@ def seconds_per_step(model: VAE, tc: TrainConfig, x: torch.Tensor, y: torch.Tens
     for i in range(steps + 1):
         if i == 1:
             t0 = time.perf_counter()
-        loss = -training_bound(net, variant, xb, xb, yb, g, xb.device, variant.tau_start).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        opt.backward_step(-training_bound(net, variant, xb, xb, yb, g, xb.device, variant.tau_start).mean())
     return (time.perf_counter() - t0) / steps
 
 
@@ -204,9 +201,7 @@ def train_epoch(run: Run, epoch: int, hooks: Sequence[Callback]) -> dict[str, fl
             raise TrainingDiverged(
                 f"{run.label}: loss is {value} at epoch {epoch + 1}, step {step + 1}; the learning "
                 f"rate ({tc.lr_at(epoch)}) is the likely cause. The last good checkpoint is untouched.")
-        run.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        run.opt.step()
+        run.opt.backward_step(loss)  # backward, each weight updated as its gradient completes: .grad None after
         total -= value * len(idx)
     for h in hooks:
         h.steps_end(run, epoch)

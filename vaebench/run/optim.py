@@ -47,7 +47,7 @@ from vaebench.run import fused
 _TORCH_GROUP = {"weight_decay": 0, "maximize": False, "foreach": None, "capturable": False, "differentiable": False}
 
 
-class _Flat(torch.optim.Optimizer):
+class FlatOptimizer(torch.optim.Optimizer):
     """One param group; per parameter, views into flat state buffers of all the parameters' length (n,),
     allocated once. Subclasses name their state buffers in STATE and update one parameter in `_update`."""
 
@@ -68,6 +68,8 @@ class _Flat(torch.optim.Optimizer):
             self.slots.append({name: buf[offset:offset + p.numel()].view_as(p) for name, buf in flat.items()})
             offset += p.numel()
         self.steps = 0
+        self._pending: set[int] | None = None  # during backward_step: the parameters not yet updated
+        self._hooks: list[Any] = []
 
     @torch.no_grad()
     def step(self, closure: None = None) -> None:  # type: ignore[override]
@@ -77,6 +79,42 @@ class _Flat(torch.optim.Optimizer):
             if p.grad is None:
                 raise RuntimeError("this optimiser steps on every parameter: one has no gradient")
             self._update(p, p.grad, slot, group)
+
+    def backward_step(self, loss: torch.Tensor) -> None:
+        """`loss.backward()` then `step()`, with each parameter updated as soon as autograd has its whole
+        gradient (a post-accumulate-grad hook), and its gradient freed there: `.grad` is None afterwards.
+
+        Why: the update then reads a gradient that the backward pass has just written, while it is still in
+        the cache, and the freed gradient's memory is the next layer's; measured at one thread side by side
+        (bench/update_in_backward.py): 6-8 % of a batch-64 step, nothing measurable at 256 (0.99-1.03).
+        The arithmetic is step()'s, parameter by parameter, so the weights are the same bytes
+        (tests/test_optim.py). It needs that nothing in the graph reads a parameter after its gradient is
+        complete. Where something would (a detached view of a
+        weight saved by a node that runs later), the update's version bump makes autograd refuse the graph:
+        an error, never a gradient taken at the new weights. Every objective here runs this way, DReG's frozen
+        decoder included, to step()'s bytes (tests/test_optim.py checks each).
+        """
+        ps = self.param_groups[0]["params"]
+        if not self._hooks:
+            self._hooks = [p.register_post_accumulate_grad_hook(self._update_hook(i)) for i, p in enumerate(ps)]
+        self.steps += 1  # before any update: Adam's bias corrections read it
+        self._pending = set(range(len(ps)))
+        try:
+            loss.backward()
+        finally:
+            left, self._pending = self._pending, None
+        if left:
+            raise RuntimeError("this optimiser steps on every parameter: one has no gradient")
+
+    def _update_hook(self, i: int) -> Any:
+        def update(p: torch.Tensor) -> None:
+            if self._pending is None or i not in self._pending or p is not self.param_groups[0]["params"][i]:
+                return  # a backward not started by backward_step: .grad stays, as torch leaves it
+            with torch.no_grad():
+                self._update(p, p.grad, self.slots[i], self.param_groups[0])
+            p.grad = None
+            self._pending.discard(i)
+        return update
 
     def _update(self, p: torch.Tensor, g: torch.Tensor, slot: dict[str, torch.Tensor], group: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -130,7 +168,7 @@ def sqrt_floor(eps: float, dtype: torch.dtype = torch.float32) -> float:
     return floor.item() if ok else 0.0
 
 
-class FlatRMSprop(_Flat):
+class FlatRMSprop(FlatOptimizer):
     """torch.optim.RMSprop(lr, alpha, eps), no momentum: v <- alpha v + (1 - alpha) g^2; w <- w - lr g / (sqrt(v) + eps)
     (Tieleman & Hinton 2012, lecture 6.5). The root is of max(v, floor) (`sqrt_floor`; the module's docstring
     says why): the same bytes, without the subnormal roots."""
@@ -167,7 +205,7 @@ class FlatRMSprop(_Flat):
             fused.torch_step(p, v, g, d, group["alpha"], group["eps"], group["lr"], floor)
 
 
-class FlatAdam(_Flat):
+class FlatAdam(FlatOptimizer):
     """torch.optim.Adam(lr, betas, eps) (Kingma & Ba 2015, Algorithm 1, with torch's placement of eps):
     m <- lerp(m, g, 1 - b1); v <- b2 v + (1 - b2) g^2; w <- w - lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
 
