@@ -35,6 +35,8 @@ from vaebench.run.checkpoint import read_tensors
 from vaebench.run.optim import FlatRMSprop, sqrt_floor
 from vaebench.streams import Draws, Stream
 
+from bench import load  # bench/bench.py's (bench/ is first on sys.path when this runs as a script)
+
 
 class NoFloor(FlatRMSprop):
     """FlatRMSprop as it was before the floor (2026-12-07): the root of v itself."""
@@ -44,11 +46,6 @@ class NoFloor(FlatRMSprop):
         v.mul_(group["alpha"]).addcmul_(g, g, value=1 - group["alpha"])
         torch.sqrt(v, out=d).add_(group["eps"])
         p.addcdiv_(g, d, value=-group["lr"])
-
-
-def load() -> str:
-    a, b, _ = os.getloadavg()
-    return f"[load {a:.2f}/{b:.2f}]"
 
 
 def model_and_state(args: argparse.Namespace) -> tuple[torch.nn.Module, str, dict[int, torch.Tensor], str]:
@@ -87,7 +84,7 @@ def main() -> None:
     n_sub = sum(((v > 0) & (v < torch.finfo(torch.float32).tiny)).sum().item() for v in sq.values())
     n = sum(v.numel() for v in sq.values())
     print(f"late_step: {what}; {n:,} parameters, {n_sub / n:.1%} of square_avg subnormal; "
-          f"{os.uname().machine}, 1 thread {load()}")
+          f"{os.uname().machine}, 1 thread [{load()}]")
     # one real minibatch's gradients (a batch of 256 random binary images; a CVAE gets labels)
     g = torch.Generator().manual_seed(2)
     x = (torch.rand(256, 784, generator=g) < 0.13).float()
@@ -132,7 +129,7 @@ def main() -> None:
     for v in variants:
         same = all(torch.equal(a, b) for a, b in zip(after[v], after["torch"]))
         print(f"  {v:16s} {min(times[v]) * 1e3:6.2f} ms / {statistics.median(times[v]) * 1e3:6.2f} ms"
-              f"   weights after one step {'= torch' if same else 'DIFFER from torch'}  {load()}")
+              f"   weights after one step {'= torch' if same else 'DIFFER from torch'}  [{load()}]")
     print(f"  floor {sqrt_floor(1e-8):.3g} (eps 1e-8): speed-up "
           f"{statistics.median(times['flat, no floor']) / statistics.median(times['flat, floor']):.2f}x median")
     opt = make("flat, floor")
@@ -143,7 +140,7 @@ def main() -> None:
         opt.step()
         steps.append(time.perf_counter() - t0)
     print(f"whole training step (forward, backward, FlatRMSprop with the floor), batch 256: "
-          f"{min(steps) * 1e3:.1f} ms best, {statistics.median(steps) * 1e3:.1f} ms median  {load()}")
+          f"{min(steps) * 1e3:.1f} ms best, {statistics.median(steps) * 1e3:.1f} ms median  [{load()}]")
 
 
 if __name__ == "__main__":
