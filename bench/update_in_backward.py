@@ -10,7 +10,7 @@ synthetic bits without it), one thread (the grid's setting): one with `zero_grad
 other with `backward_step(loss)`, alternating every `--steps` steps so that both see the same machine (a shared
 VM drifts within minutes). The first 3 steps of each block are not counted. Printed: each path's median and
 10th-percentile step, their ratio, the load beside them, and whether the two copies' weights are the same bytes
-after every step they took.
+after the last step (both took every step).
 """
 
 from __future__ import annotations

@@ -283,6 +283,7 @@ def test_a_step_counts_as_an_in_place_change_of_the_weights(path, use_path) -> N
 def _training_steps(model_name: str, variant, optimizer: str, in_backward: bool, steps: int = 4) -> list[torch.Tensor]:
     """The weights after `steps` steps of fit's objective for `variant`, stepped either way."""
     from vaebench.core.objectives import training_bound
+    from vaebench.run.data import flip_bits
     from vaebench.run.fit import make_optimizer
     from vaebench.streams import Draws, Stream
 
@@ -291,8 +292,10 @@ def _training_steps(model_name: str, variant, optimizer: str, in_backward: bool,
     torch.manual_seed(0)
     model = build_model(model_name, 3, 40, variant=variant)
     opt, g = make_optimizer(optimizer, model.parameters(), 1e-3), Draws(Stream.EPOCH, 0, 0)
+    flips = Draws(Stream.CORRUPT, 0, 0)
     for _ in range(steps):
-        loss = -training_bound(model, variant, x, x, y if model_name == "cvae" else None, g, torch.device("cpu"),
+        x_in = flip_bits(x, variant.noise, flips) if variant.noise else x  # the denoising VAE's encoder input
+        loss = -training_bound(model, variant, x_in, x, y if model_name == "cvae" else None, g, torch.device("cpu"),
                                0.5).mean()
         if in_backward:
             opt.backward_step(loss)
@@ -305,7 +308,7 @@ def _training_steps(model_name: str, variant, optimizer: str, in_backward: bool,
 
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
-@pytest.mark.parametrize("case", ["vae", "cvae", "beta", "iwae", "dreg", "categorical", "free bits"])
+@pytest.mark.parametrize("case", ["vae", "cvae", "beta", "iwae", "dreg", "categorical", "free bits", "denoising"])
 def test_updating_inside_the_backward_pass_gives_steps_bytes_for_every_objective(case, optimizer, use_path) -> None:
     """backward_step updates each weight as soon as its gradient is complete, during the backward pass: the same
     bytes as backward() then step(), for each objective fit trains (DReG's second decoder pass reads detached
@@ -318,7 +321,8 @@ def test_updating_inside_the_backward_pass_gives_steps_bytes_for_every_objective
     variant = {"beta": dataclasses.replace(PLAIN, beta=4.0), "iwae": dataclasses.replace(PLAIN, objective="iwae", k=5),
                "dreg": dataclasses.replace(PLAIN, objective="dreg", k=5),
                "categorical": dataclasses.replace(PLAIN, latent="categorical", classes=4),
-               "free bits": dataclasses.replace(PLAIN, free_bits=0.5)}.get(case, PLAIN)
+               "free bits": dataclasses.replace(PLAIN, free_bits=0.5),
+               "denoising": dataclasses.replace(PLAIN, noise=0.2)}.get(case, PLAIN)
     name = "cvae" if case == "cvae" else "vae"
     before = _training_steps(name, variant, optimizer, in_backward=False, steps=0)
     stepped, in_backward = (_training_steps(name, variant, optimizer, flag) for flag in (False, True))
@@ -345,3 +349,60 @@ def test_a_parameter_without_a_gradient_is_refused_inside_the_backward_pass_too(
     opt = FlatRMSprop(model.parameters(), lr=1e-3)
     with pytest.raises(RuntimeError, match="no gradient"):
         opt.backward_step(model.decoder[-1].bias.sum())
+
+
+def test_a_gradient_left_from_an_earlier_backward_is_refused_not_summed() -> None:
+    model = _model()
+    opt = FlatRMSprop(model.parameters(), lr=1e-3)
+    _loss(model, 0).backward()  # a stray backward: every parameter holds a gradient
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(RuntimeError, match="already holds one"):
+        opt.backward_step(_loss(model, 1))
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters())) and opt.steps == 0
+
+
+def test_an_error_inside_the_backward_pass_leaves_the_optimiser_ready_for_the_next_step() -> None:
+    class Fails(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return t.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            raise ValueError("a node that fails")
+
+    model = _model()
+    opt = FlatRMSprop(model.parameters(), lr=1e-3)
+    mu, _ = model.encode(torch.rand(8, 784), torch.arange(8))
+    with pytest.raises(ValueError, match="a node that fails"):
+        opt.backward_step(Fails.apply(mu).sum())  # fails before any parameter's gradient is complete
+    assert opt._pending is None and all(p.grad is None for p in model.parameters())
+    opt.backward_step(_loss(model, 0))  # the next step runs, and updates every parameter
+    assert opt.steps == 2 and all(p.grad is None for p in model.parameters())
+
+
+def test_an_optimiser_stepped_inside_the_backward_pass_is_freed_with_its_model() -> None:
+    """The hooks stay on the parameters; they must not keep the optimiser (and its state buffers) alive, nor
+    act for an optimiser that is gone."""
+    import gc
+    import weakref
+
+    model = _model()
+    opt = FlatRMSprop(model.parameters(), lr=1e-3)
+    opt.backward_step(_loss(model, 0))
+    gone = weakref.ref(opt)
+    del opt
+    gc.collect()
+    assert gone() is None
+    assert all(not p._post_accumulate_grad_hooks for p in model.parameters())  # removed with it
+    other = FlatRMSprop(model.parameters(), lr=1e-3)  # a second optimiser on the same weights steps alone
+    weights = [p.detach().clone() for p in model.parameters()]
+    _loss(model, 1).backward()
+    other.step()
+    reference = _model()
+    for r, w in zip(reference.parameters(), weights):
+        r.data.copy_(w)
+    ref_opt = FlatRMSprop(reference.parameters(), lr=1e-3)
+    _loss(reference, 1).backward()
+    ref_opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), reference.parameters()))

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -81,22 +82,33 @@ class FlatOptimizer(torch.optim.Optimizer):
             self._update(p, p.grad, slot, group)
 
     def backward_step(self, loss: torch.Tensor) -> None:
-        """`loss.backward()` then `step()`, with each parameter updated as soon as autograd has its whole
-        gradient (a post-accumulate-grad hook), and its gradient freed there: `.grad` is None afterwards.
+        """`zero_grad(set_to_none=True); loss.backward(); step()`, with each parameter updated as soon as autograd
+        has its whole gradient (a post-accumulate-grad hook) and its gradient freed there: `.grad` is None after.
 
         Why: the update then reads a gradient that the backward pass has just written, while it is still in
         the cache, and the freed gradient's memory is the next layer's; measured at one thread side by side
-        (bench/update_in_backward.py): 6-8 % of a batch-64 step, nothing measurable at 256 (0.99-1.03).
+        (bench/update_in_backward.py): 6-8 % of a batch-64 step, nothing measurable at 256 (0.990-1.032).
         The arithmetic is step()'s, parameter by parameter, so the weights are the same bytes
-        (tests/test_optim.py). It needs that nothing in the graph reads a parameter after its gradient is
-        complete. Where something would (a detached view of a
-        weight saved by a node that runs later), the update's version bump makes autograd refuse the graph:
-        an error, never a gradient taken at the new weights. Every objective here runs this way, DReG's frozen
-        decoder included, to step()'s bytes (tests/test_optim.py checks each).
+        (tests/test_optim.py checks every objective fit trains). A parameter that already holds a gradient is
+        refused rather than summed into this one or dropped (a stray backward() between steps).
+        It needs that nothing in the graph reads a parameter after its gradient is complete. Where something
+        would (a detached view of a weight, saved by a node that runs later), the update's version bump makes
+        autograd raise instead of differentiating with the new weights; like any error inside the backward
+        pass, that leaves the parameters updated so far updated (fit then stops, and a rerun resumes from the
+        last epoch's saved state). DReG's frozen decoder is built after the decoder's own pass, so autograd
+        runs its backward first: it trains this way to step()'s bytes.
         """
         ps = self.param_groups[0]["params"]
+        if any(p.grad is not None for p in ps):
+            raise RuntimeError("backward_step takes one loss's gradient: a parameter already holds one "
+                               "(call zero_grad(set_to_none=True) first)")
         if not self._hooks:
-            self._hooks = [p.register_post_accumulate_grad_hook(self._update_hook(i)) for i, p in enumerate(ps)]
+            # the hooks hold the optimiser weakly: a parameter keeps its hooks for life, and a strong reference
+            # from them would keep every optimiser ever stepped this way (and its state buffers) alive
+            me = weakref.ref(self)
+            self._hooks = [p.register_post_accumulate_grad_hook(functools.partial(_update_in_backward, me, i))
+                           for i, p in enumerate(ps)]
+            weakref.finalize(self, _remove, self._hooks)
         self.steps += 1  # before any update: Adam's bias corrections read it
         self._pending = set(range(len(ps)))
         try:
@@ -105,16 +117,6 @@ class FlatOptimizer(torch.optim.Optimizer):
             left, self._pending = self._pending, None
         if left:
             raise RuntimeError("this optimiser steps on every parameter: one has no gradient")
-
-    def _update_hook(self, i: int) -> Any:
-        def update(p: torch.Tensor) -> None:
-            if self._pending is None or i not in self._pending or p is not self.param_groups[0]["params"][i]:
-                return  # a backward not started by backward_step: .grad stays, as torch leaves it
-            with torch.no_grad():
-                self._update(p, p.grad, self.slots[i], self.param_groups[0])
-            p.grad = None
-            self._pending.discard(i)
-        return update
 
     def _update(self, p: torch.Tensor, g: torch.Tensor, slot: dict[str, torch.Tensor], group: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -141,6 +143,22 @@ class FlatOptimizer(torch.optim.Optimizer):
                 else:
                     slot[name].zero_()
         self.state.clear()
+
+
+def _update_in_backward(ref: weakref.ref, i: int, p: torch.Tensor) -> None:
+    """Parameter i's post-accumulate-grad hook: its update, while a backward_step of the optimiser `ref` runs."""
+    opt = ref()
+    if opt is None or opt._pending is None:
+        return  # a backward() not started by backward_step: .grad stays, as torch leaves it
+    with torch.no_grad():
+        opt._update(p, p.grad, opt.slots[i], opt.param_groups[0])
+    p.grad = None
+    opt._pending.discard(i)
+
+
+def _remove(hooks: list[Any]) -> None:
+    for h in hooks:
+        h.remove()
 
 
 @functools.cache
