@@ -6,11 +6,11 @@ side by side in one process, with the bytes compared at the end.
     python bench/update_in_backward.py --rounds 16 --nets thesis
 
 Two copies of one model train on the same minibatches and noise (MNIST's training bits from data/mnist.npz;
-synthetic bits without it), one thread (the grid's setting): one with `zero_grad(); backward(); step()`, the
-other with `backward_step(loss)`, alternating every `--steps` steps so that both see the same machine (a shared
-VM drifts within minutes). The first 3 steps of each block are not counted. Printed: each path's median and
-10th-percentile step, their ratio, the load beside them, and whether the two copies' weights are the same bytes
-after the last step (both took every step).
+synthetic bits without it), one thread unless `--threads` says otherwise: one with `zero_grad(); backward();
+step()`, the other with `backward_step(loss)`, alternating every `--steps` steps so that both see the same machine
+(a shared VM drifts within minutes). The first 3 steps of each block are not counted. Printed: each path's median
+and 10th-percentile step, their ratio, the load beside them, and whether the two copies' weights are the same
+bytes after the last step (both took every step).
 """
 
 from __future__ import annotations
@@ -46,14 +46,16 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8, help="blocks per path, alternating")
     ap.add_argument("--steps", type=int, default=25, help="steps per block")
     ap.add_argument("--zdim", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the grid's setting and the fused "
+                    "update's; 2: a plain `dvc repro` here, RMSprop through torch's ops)")
     a = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(a.threads)
     require_strict_mkl()
     path = REPO / "data" / "mnist.npz"
     grey, what = (load_mnist(path, None, None).train_x, "MNIST") if path.exists() else (torch.rand(60_000, 784),
                                                                                         "synthetic grey levels")
     bits = training_bits(grey, "dynamic", 0, 0)  # (N, 784) uint8
-    print(f"update in backward vs backward() + step(); z={a.zdim}, {what}, one thread; {load()}")
+    print(f"update in backward vs backward() + step(); z={a.zdim}, {what}, {a.threads} thread(s); {load()}")
     for net in a.nets:
         hidden, activation, optimizer, lr, batches = NETS[net]
         for bs in batches:
