@@ -58,7 +58,7 @@ from vaebench.run.callbacks import Callback
 from vaebench.run.fit import fit
 from vaebench.run.optim import FlatRMSprop
 from vaebench.config import Params, load_params
-from vaebench.run.data import Mnist, binarize_test, load_mnist
+from vaebench.run.data import Mnist, binarize_test, load_mnist, training_bits
 from vaebench.core.estimators import iwae_log_px
 from vaebench.core.models import N_LABELS, PIXELS, VAE, build_model
 from vaebench.core.quadrature import quad_log_px
@@ -116,22 +116,25 @@ def peak(args: argparse.Namespace, batch_sizes: list[int], chunk: int) -> float:
           f"os.cpu_count {os.cpu_count()}, MKL {torch.backends.mkl.is_available()}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     t = 0.25 if args.quick else 0.8
-    shapes = [("square", s, s, s) for s in ((512, 1024, 2048) if args.quick else (512, 1024, 1536, 2048))]
-    h = args.hidden
-    for bs in sorted(set(batch_sizes)):
-        shapes += [(f"train b={bs}: b x 784 @ 784 x {h}", bs, PIXELS, h),
-                   (f"train b={bs}: b x {h} @ {h} x 784", bs, h, PIXELS)]
-    rows = chunk  # the IWAE decoder's batch: chunk samples at once
-    shapes += [(f"iwae: {rows} x {h} @ {h} x {h}", rows, h, h),
-               (f"iwae: {rows} x {h} @ {h} x 784", rows, h, PIXELS)]
     best = 0.0
-    for name, m, k, n in shapes:
+    for name, m, k, n in peak_shapes(batch_sizes, args.hidden, chunk, args.quick):
         g = matmul_gflops(m, k, n, t)
         best = max(best, g)
         print(f"  {name:<40} {m:>6} x {k:>4} x {n:>4}  {g:7.1f} GFLOP/s  [{load()}]", flush=True)
     print(f"peak: {best:.1f} GFLOP/s (the best of the above)")
-    onednn_peak(h, t, best)
+    onednn_peak(args.hidden, t, best)
     return best
+
+
+def peak_shapes(batch_sizes: list[int], h: int, chunk: int, quick: bool = False) -> list[tuple[str, int, int, int]]:
+    """The products the peak is the best of: square ones, the training step's own shapes at each batch size, and
+    the IWAE decoder's at `chunk` rows: (name, m, k, n)."""
+    shapes = [("square", s, s, s) for s in ((512, 1024, 2048) if quick else (512, 1024, 1536, 2048))]
+    for bs in sorted(set(batch_sizes)):
+        shapes += [(f"train b={bs}: b x 784 @ 784 x {h}", bs, PIXELS, h),
+                   (f"train b={bs}: b x {h} @ {h} x 784", bs, h, PIXELS)]
+    rows = chunk  # the IWAE decoder's batch: chunk samples at once
+    return shapes + [(f"iwae: {rows} x {h} @ {h} x {h}", rows, h, h), (f"iwae: {rows} x {h} @ {h} x 784", rows, h, PIXELS)]
 
 
 def onednn_peak(h: int, seconds: float, mm_peak: float) -> float | None:
@@ -192,6 +195,25 @@ def training_data(args: argparse.Namespace, n: int) -> tuple[Mnist, str]:
     tx = (torch.rand(10000, PIXELS, generator=g) - 0.81).clamp(min=0) / 0.19
     ty = torch.randint(0, N_LABELS, (10000,), generator=g)
     return Mnist(x, y, tx, ty, "synthetic"), "synthetic grey levels"
+
+
+def step_bits() -> tuple[torch.Tensor, str]:
+    """Epoch 0's training bits (N, 784) uint8, as fit gathers them, and what they are: MNIST's from data/mnist.npz,
+    else a binarisation of uniform grey levels (the side-by-side step benches: the speed does not depend on the values)."""
+    path = REPO / "data" / "mnist.npz"
+    grey, what = (_mnist(path).train_x, "MNIST") if path.exists() else (torch.rand(60_000, PIXELS), "synthetic grey levels")
+    return training_bits(grey, "dynamic", 0, 0), what
+
+
+def print_paths(prefix: str, times: dict[str, list[float]]) -> dict[str, float]:
+    """One line per path of a side-by-side step bench (median and 10th-percentile step, the load); the medians."""
+    width = max(map(len, times))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    for name, t in times.items():
+        t = sorted(t)
+        print(f"{prefix}  {name:{width}s}  median {med[name] * 1e3:6.2f} ms  p10 {t[len(t) // 10] * 1e3:6.2f} ms"
+              f"  ({len(t)} steps)  [{load()}]")
+    return med
 
 
 def trained_exactly(data: Mnist, params: Params) -> Mnist:
@@ -282,6 +304,12 @@ def train_gemm_gflops(bs: int, zdim: int, hidden: int, conditional: bool, second
     addmm(bias, X, W^T); backward G @ W (the input gradient; not for the encoder's first layer)
     and G^T @ X (the weight gradient). The FLOPs are exactly train_flops_per_image * bs.
     """
+    return _best_gflops(gemm_step(bs, zdim, hidden, conditional), train_flops_per_image(zdim, hidden, conditional) * bs,
+                        seconds)
+
+
+def gemm_step(bs: int, zdim: int, hidden: int, conditional: bool = False) -> Callable[[], None]:
+    """A training step's 17 matrix products on fixed random operands, nothing else (train_gemm_gflops says which)."""
     extra = N_LABELS if conditional else 0
     layers = [(PIXELS + extra, hidden), (hidden, hidden), (hidden, 2 * zdim),
               (zdim + extra, hidden), (hidden, hidden), (hidden, PIXELS)]
@@ -294,7 +322,7 @@ def train_gemm_gflops(bs: int, zdim: int, hidden: int, conditional: bool, second
                 torch.mm(g, w)
             torch.mm(g.t(), x)
 
-    return _best_gflops(step, train_flops_per_image(zdim, hidden, conditional) * bs, seconds)
+    return step
 
 
 # ---------------------------------------------------------------- 3. IWAE

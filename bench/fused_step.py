@@ -15,9 +15,7 @@ The weights are the same bytes either way (tests/test_optim.py), so the two path
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-from pathlib import Path
 
 import vaebench  # noqa: F401  (first: MKL's strict mode before any matrix product)
 import torch
@@ -27,14 +25,10 @@ from vaebench.core.objectives import training_bound
 from vaebench.core.variants import PLAIN
 from vaebench.numerics import require_strict_mkl
 from vaebench.run import fused
-from vaebench.run.data import load_mnist, training_bits
 from vaebench.run.fit import make_optimizer
 from vaebench.streams import Draws, Stream
 
-from bench import load  # bench/bench.py's (bench/ is first on sys.path when this runs as a script)
-
-REPO = Path(__file__).resolve().parents[1]
-
+from bench import load, print_paths, step_bits  # bench/bench.py's (bench/ is first on sys.path when this runs as a script)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -48,12 +42,7 @@ def main() -> None:
     k, why = fused.kernel()
     if k is None:
         raise SystemExit(f"no fused kernel here: {why}")
-    path = REPO / "data" / "mnist.npz"
-    if path.exists():
-        grey, what = load_mnist(path, None, None).train_x, "MNIST"
-    else:
-        grey, what = torch.rand(60_000, 784), "synthetic grey levels"
-    bits = training_bits(grey, "dynamic", 0, 0)  # (N, 784) uint8
+    bits, what = step_bits()  # (N, 784) uint8
     print(f"RMSprop update: fused kernel vs torch ops; vae z={a.zdim} hidden 500, {what}, one thread; {load()}")
     paths = {"fused": (k, why), "torch ops": (None, "torch ops")}
     real = fused.kernel
@@ -80,11 +69,7 @@ def main() -> None:
                         step += 1
                         if i >= 3:
                             times[name].append(time.perf_counter() - t0)
-            med = {p: statistics.median(t) for p, t in times.items()}
-            for name, t in times.items():
-                t = sorted(t)
-                print(f"batch {bs:4d}  {name:9s}  median {med[name] * 1e3:6.2f} ms  p10 {t[len(t) // 10] * 1e3:6.2f} ms"
-                      f"  ({len(t)} steps)  [{load()}]")
+            med = print_paths(f"batch {bs:4d}", times)
             print(f"batch {bs:4d}  fused / torch ops: {med['fused'] / med['torch ops']:.3f} of the step "
                   f"({(med['torch ops'] - med['fused']) * 1e3:.2f} ms saved)", flush=True)
     finally:

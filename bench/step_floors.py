@@ -14,8 +14,8 @@ data/mnist.npz):
 - `GEMMs + update`: the step's 17 matrix products on fixed operands and the fused RMSprop update on fixed
   gradients, nothing else: no Python around the model, no autograd, no elementwise pass. The floor of this
   step with these GEMMs and this update.
-Printed: each path's median step, its share of this machine's fp32 peak (measured first as bench.py measures it: the
-best of square `torch.mm`s and of the step's own shapes), the load beside them. Times only: the `free loss` and `GEMMs + update` paths train nothing meaningful.
+Printed: each path's median step, its share of this machine's fp32 peak (measured first as bench.py measures it, on its
+shapes: square `torch.mm`s, the step's own, the IWAE decoder's), the load beside them. Times only: the `free loss` and `GEMMs + update` paths train nothing meaningful.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from vaebench.core.models import build_model
 from vaebench.core.objectives import training_bound
 from vaebench.core.variants import PLAIN
 from vaebench.numerics import require_strict_mkl
-from vaebench.run.data import load_mnist, training_bits
+from vaebench.config import load_params
 from vaebench.run.fit import make_optimizer
 from vaebench.streams import Draws, Stream
 
-from bench import PIXELS, load, matmul_gflops, train_flops_per_image  # bench/bench.py's
+from bench import gemm_step, load, matmul_gflops, peak_shapes, step_bits, train_flops_per_image  # bench/bench.py's
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,18 +63,13 @@ def _free_loss(model, x: torch.Tensor, g: Draws) -> torch.Tensor:
 
 def _gemms_and_update(bs: int, zdim: int, hidden: int):
     """A step of the 17 products (6 forward addmm, 5 input-gradient mm, 6 weight-gradient mm) and the update."""
-    layers = [(PIXELS, hidden), (hidden, hidden), (hidden, 2 * zdim), (zdim, hidden), (hidden, hidden), (hidden, PIXELS)]
-    mats = [(torch.randn(bs, i), torch.randn(o, i), torch.randn(o), torch.randn(bs, o)) for i, o in layers]
+    products = gemm_step(bs, zdim, hidden)
     model = build_model("vae", zdim, hidden)
     opt = make_optimizer("rmsprop", model.parameters(), 1e-3)
     grads = [torch.full_like(p, 1e-6) for p in model.parameters()]
 
     def step() -> None:
-        for j, (x, w, b, g) in enumerate(mats):
-            torch.addmm(b, x, w.t())
-            if j != 0:
-                torch.mm(g, w)
-            torch.mm(g.t(), x)
+        products()
         for p, gp in zip(model.parameters(), grads):
             p.grad = gp
         opt.step()
@@ -92,16 +87,12 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)  # the grid's setting (and the fused update's)
     require_strict_mkl()
-    path = REPO / "data" / "mnist.npz"
-    grey, what = (load_mnist(path, None, None).train_x, "MNIST") if path.exists() else (torch.rand(60_000, 784),
-                                                                                        "synthetic grey levels")
-    bits = training_bits(grey, "dynamic", 0, 0)  # (N, 784) uint8
-    # the peak as bench.py measures it: the best of square products and of the training step's own shapes
-    shapes = [(n, n, n) for n in (512, 1024, 1536, 2048)]
-    shapes += [s for bs in a.batch for s in ((bs, PIXELS, a.hidden), (bs, a.hidden, PIXELS))]
-    peak = max(matmul_gflops(m, k, n, 0.8) for m, k, n in shapes)
+    bits, what = step_bits()  # (N, 784) uint8
+    # the peak as bench.py measures it (its shapes at these batch sizes and params.yaml's eval.chunk)
+    peak = max(matmul_gflops(m, k, n, 0.8)
+               for _, m, k, n in peak_shapes(a.batch, a.hidden, load_params(REPO / "params.yaml").eval.chunk))
     print(f"training step floors; vae z={a.zdim} hidden {a.hidden}, {what}, one thread; fp32 peak {peak:.1f} GFLOP/s "
-          f"(bench.py's: the best of square and step-shaped torch.mm); {load()}")
+          f"(bench.py's: the best of square, step- and IWAE-shaped torch.mm); {load()}")
     for bs in a.batch:
         flop = train_flops_per_image(a.zdim, a.hidden) * bs
         perm = Draws(Stream.EPOCH, 1, 0).permutation(len(bits))

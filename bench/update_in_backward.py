@@ -16,9 +16,7 @@ bytes after the last step (both took every step).
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-from pathlib import Path
 
 import vaebench  # noqa: F401  (first: MKL's strict mode before any matrix product)
 import torch
@@ -27,13 +25,12 @@ from vaebench.core.models import build_model
 from vaebench.core.objectives import training_bound
 from vaebench.core.variants import PLAIN
 from vaebench.numerics import require_strict_mkl
-from vaebench.run.data import load_mnist, training_bits
 from vaebench.run.fit import make_optimizer
 from vaebench.streams import Draws, Stream
 
-from bench import load  # bench/bench.py's (bench/ is first on sys.path when this runs as a script)
+from bench import load, print_paths, step_bits  # bench/bench.py's (bench/ is first on sys.path when this runs as a script)
 
-REPO = Path(__file__).resolve().parents[1]
+
 NETS = {  # name: (hidden units, activation, optimiser, learning rate, batch sizes)
     "thesis": (500, "relu", "rmsprop", 1e-3, (256, 64)),
     "literature": (200, "tanh", "adam", 1e-3, (100, 20)),
@@ -51,10 +48,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     require_strict_mkl()
-    path = REPO / "data" / "mnist.npz"
-    grey, what = (load_mnist(path, None, None).train_x, "MNIST") if path.exists() else (torch.rand(60_000, 784),
-                                                                                        "synthetic grey levels")
-    bits = training_bits(grey, "dynamic", 0, 0)  # (N, 784) uint8
+    bits, what = step_bits()  # (N, 784) uint8
     print(f"update in backward vs backward() + step(); z={a.zdim}, {what}, {a.threads} thread(s); {load()}")
     for net in a.nets:
         hidden, activation, optimizer, lr, batches = NETS[net]
@@ -85,11 +79,7 @@ def main() -> None:
                             times[name].append(time.perf_counter() - t0)
             same = all(torch.equal(p, q) for p, q in zip(copies["step"][0].parameters(),
                                                         copies["in backward"][0].parameters()))
-            med = {name: statistics.median(t) for name, t in times.items()}
-            for name, t in times.items():
-                t = sorted(t)
-                print(f"{net:10s} {optimizer:7s} batch {bs:4d}  {name:11s}  median {med[name] * 1e3:6.2f} ms  "
-                      f"p10 {t[len(t) // 10] * 1e3:6.2f} ms  ({len(t)} steps)  [{load()}]")
+            med = print_paths(f"{net:10s} {optimizer:7s} batch {bs:4d}", times)
             print(f"{net:10s} {optimizer:7s} batch {bs:4d}  in backward / step: {med['in backward'] / med['step']:.3f} "
                   f"({(med['step'] - med['in backward']) * 1e3:.2f} ms saved); weights after "
                   f"{a.rounds * a.steps} steps the same bytes: {same}", flush=True)
